@@ -1,0 +1,570 @@
+"""memcached's text protocol, sans-I/O: a Session per connection turns the bytes
+a client sent into the bytes it must get back. It never touches a socket.
+
+The session is a two-state machine, as memcached's own connection is:
+
+    LINE    waiting for a command line ending in "\\n" (a "\\r" before it is
+            dropped). Each complete line is handled at once; pipelined
+            clients may send many in one read.
+    DATA    a storage command's line was accepted and exactly <bytes>+2 more
+            bytes (the value and its "\\r\\n") are awaited.
+
+A storage command whose item is too large is answered at once and its data
+block is then counted off and dropped as it arrives (DATA with nowhere to
+keep it), so even a declared size of 2 GB costs no memory and the stream
+stays in step. A line that reaches 2048 bytes without an end closes the
+connection, as in memcached, except for get/gets whose key lists may be long.
+
+What each command does to the items is the store's business; this module
+parses, validates, counts, and formats replies exactly as memcached 1.6 does.
+"""
+
+import logging
+import os
+import resource
+import time
+
+from store import Mode, NonNumeric, Result, StoreError, parse_c_integer, parse_u64
+
+log = logging.getLogger("memcached-lite.protocol")
+
+VERSION = "1.6.18-lite"
+KEY_MAX_LENGTH = 250
+# memcached closes a connection whose line has no end within this many bytes...
+MAX_LINE = 2048
+# ...unless it is a get, whose key list may be long; this bounds its memory.
+MAX_GET_LINE = 8 << 20
+# memcached stores an item in a chunk of key + value + 59 bytes of header
+# (+4 when flags are non-zero); an item larger than -I is refused.
+ITEM_OVERHEAD = 59
+INT32_MAX = (1 << 31) - 1
+MEMLIMIT_MIN_MB = 8
+
+LINE, DATA = "LINE", "DATA"
+FAILED = object()  # a store change that could not be persisted
+
+ERROR = b"ERROR\r\n"
+BAD_FORMAT = b"CLIENT_ERROR bad command line format\r\n"
+BAD_CHUNK = b"CLIENT_ERROR bad data chunk\r\n"
+BAD_EXPTIME = b"CLIENT_ERROR invalid exptime argument\r\n"
+BAD_DELTA = b"CLIENT_ERROR invalid numeric delta argument\r\n"
+NON_NUMERIC = b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
+TOO_LARGE = b"SERVER_ERROR object too large for cache\r\n"
+DELETE_USAGE = b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"
+END = b"END\r\n"
+
+_STORAGE_MODES = {
+    b"set": Mode.SET,
+    b"add": Mode.ADD,
+    b"replace": Mode.REPLACE,
+    b"append": Mode.APPEND,
+    b"prepend": Mode.PREPEND,
+    b"cas": Mode.CAS,
+}
+_CAS_COUNTERS = {Result.STORED: "cas_hits", Result.EXISTS: "cas_badval", Result.NOT_FOUND: "cas_misses"}
+
+
+# -- numbers as memcached's safe_strto* functions read them ----------------
+
+
+def strtoull(token):
+    return parse_u64(token)
+
+
+def strtoul32(token):
+    """safe_strtoul: an unsigned long (64 bits here) stored into 32 bits."""
+    n = parse_u64(token)
+    return None if n is None else n & 0xFFFFFFFF
+
+
+def strtol32(token):
+    """safe_strtol: a long (64 bits here) stored into a signed 32-bit int."""
+    n = parse_c_integer(token)
+    if n is None or not -(1 << 63) <= n < (1 << 63):
+        return None
+    n &= 0xFFFFFFFF
+    return n - (1 << 32) if n > INT32_MAX else n
+
+
+# -- what all sessions of one server share ---------------------------------
+
+
+class Settings:
+    """The server's knobs that the protocol needs to know."""
+
+    def __init__(self, item_size_max=1 << 20, max_connections=1024, port=11211, listen="127.0.0.1"):
+        self.item_size_max = item_size_max
+        self.max_connections = max_connections
+        self.port = port
+        self.listen = listen
+        self.verbosity = 0
+
+
+class Counters:
+    """memcached's general counters that the protocol keeps."""
+
+    NAMES = (
+        "curr_connections total_connections cmd_get cmd_set cmd_flush cmd_touch "
+        "get_hits get_misses delete_misses delete_hits incr_misses incr_hits "
+        "decr_misses decr_hits cas_misses cas_hits cas_badval touch_hits touch_misses "
+        "store_too_large persist_errors bytes_read bytes_written"
+    ).split()
+
+    def __init__(self):
+        for name in self.NAMES:
+            setattr(self, name, 0)
+
+    def reset(self):
+        # memcached's "stats reset" leaves the connection gauges alone
+        for name in self.NAMES:
+            if name != "curr_connections":
+                setattr(self, name, 0)
+
+
+class Server:
+    """The state shared by every session: store, settings, counters, clock."""
+
+    def __init__(self, store, settings=None, clock=time.time):
+        self.store = store
+        self.settings = settings or Settings()
+        self.counters = Counters()
+        self.clock = clock
+        self.started = clock()
+
+    def general_stats(self):
+        c, s, st = self.counters, self.store, self.settings
+        now = self.clock()
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return [
+            ("pid", os.getpid()),
+            ("uptime", int(now - self.started)),
+            ("time", int(now)),
+            ("version", VERSION),
+            ("pointer_size", 64),
+            ("rusage_user", "%.6f" % usage.ru_utime),
+            ("rusage_system", "%.6f" % usage.ru_stime),
+            ("max_connections", st.max_connections),
+            ("curr_connections", c.curr_connections),
+            ("total_connections", c.total_connections),
+            ("cmd_get", c.cmd_get),
+            ("cmd_set", c.cmd_set),
+            ("cmd_flush", c.cmd_flush),
+            ("cmd_touch", c.cmd_touch),
+            ("get_hits", c.get_hits),
+            ("get_misses", c.get_misses),
+            ("get_expired", s.get_expired),
+            ("get_flushed", s.get_flushed),
+            ("delete_misses", c.delete_misses),
+            ("delete_hits", c.delete_hits),
+            ("incr_misses", c.incr_misses),
+            ("incr_hits", c.incr_hits),
+            ("decr_misses", c.decr_misses),
+            ("decr_hits", c.decr_hits),
+            ("cas_misses", c.cas_misses),
+            ("cas_hits", c.cas_hits),
+            ("cas_badval", c.cas_badval),
+            ("touch_hits", c.touch_hits),
+            ("touch_misses", c.touch_misses),
+            ("store_too_large", c.store_too_large),
+            ("bytes_read", c.bytes_read),
+            ("bytes_written", c.bytes_written),
+            ("limit_maxbytes", s.cache.limit),
+            ("threads", 1),
+            ("bytes", s.bytes),
+            ("curr_items", s.curr_items),
+            ("total_items", s.total_items),
+            ("evictions", 0),  # leaving memory loses nothing: the item stays on disk
+            ("reclaimed", s.reclaimed),
+            ("cache_items", len(s.cache)),
+            ("cache_bytes", s.cache.used),
+            ("cache_evictions", s.cache.evictions),
+            ("persist_errors", c.persist_errors),
+            ("items_loaded", s.loaded),
+            ("files_quarantined", s.quarantined),
+            ("startup_scan_done", int(s.scan_done)),
+        ]
+
+    def settings_stats(self):
+        st, s = self.settings, self.store
+        return [
+            ("maxbytes", s.cache.limit),
+            ("maxconns", st.max_connections),
+            ("tcpport", st.port),
+            ("udpport", 0),
+            ("inter", st.listen),
+            ("verbosity", st.verbosity),
+            ("evictions", "on"),
+            ("cas_enabled", "yes"),
+            ("item_size_max", st.item_size_max),
+            ("flush_enabled", "yes"),
+            ("data_dir", s.dir.path),
+        ]
+
+
+# -- one connection's protocol ----------------------------------------------
+
+
+class Session:
+    """One client connection's protocol state: feed it bytes, get reply bytes.
+
+    After `closing` turns true (quit, or a line too long) the reactor sends
+    what was returned and closes the connection; later input is ignored.
+    """
+
+    def __init__(self, server):
+        self.server = server
+        self.store = server.store
+        self.counters = server.counters
+        self.closing = False
+        self._buf = bytearray()
+        self._state = LINE
+        self._need = 0  # DATA: bytes still to come, value plus "\r\n"
+        self._pending = None  # DATA: the storage command, or None to drop the data
+        self._out = []
+        # feed() stopped at its output limit with commands left to parse
+        self.stopped_early = False
+        self.counters.curr_connections += 1
+        self.counters.total_connections += 1
+
+    def close(self):
+        """The connection is gone."""
+        self.counters.curr_connections -= 1
+
+    def feed(self, data=b"", limit=None):
+        """Take bytes from the client, return the replies they complete.
+
+        Stops early once the replies reach `limit` bytes; the rest stays
+        buffered for the next call (the reactor's backpressure).
+        """
+        self.counters.bytes_read += len(data)
+        if self.closing:
+            return b""
+        buf = self._buf
+        if self._state is DATA and self._pending is None and not buf:
+            # dropping an oversized value: never buffer what is thrown away
+            take = min(len(data), self._need)
+            self._need -= take
+            data = data[take:]
+            if self._need == 0:
+                self._state = LINE
+        buf += data
+        out = self._out
+        size = 0
+        pos = 0
+        self.stopped_early = False
+        while not self.closing:
+            if limit is not None and size >= limit:
+                self.stopped_early = True
+                break
+            before = len(out)
+            if self._state is LINE:
+                nl = buf.find(b"\n", pos)
+                if nl < 0:
+                    self._check_unended_line(buf, pos)
+                    break
+                end = nl - 1 if nl > pos and buf[nl - 1] == 13 else nl
+                line = bytes(buf[pos:end])
+                pos = nl + 1
+                self._command(line)
+            else:
+                if self._pending is None:
+                    take = min(len(buf) - pos, self._need)
+                    pos += take
+                    self._need -= take
+                    if self._need:
+                        break
+                    self._state = LINE
+                    continue
+                if len(buf) - pos < self._need:
+                    break
+                block = bytes(buf[pos : pos + self._need])
+                pos += self._need
+                self._state = LINE
+                self._complete_storage(block)
+            if limit is not None:
+                size += sum(len(p) for p in out[before:])
+        del buf[:pos]
+        reply = b"".join(out)
+        out.clear()
+        self.counters.bytes_written += len(reply)
+        return reply
+
+    def _check_unended_line(self, buf, pos):
+        pending = len(buf) - pos
+        if pending <= MAX_LINE:
+            return
+        head = bytes(buf[pos : pos + 100]).lstrip(b" ")
+        if pending > MAX_GET_LINE or not (head.startswith(b"get ") or head.startswith(b"gets ")):
+            log.info("closing a connection: command line longer than %d bytes", MAX_LINE)
+            self.closing = True
+
+    # -- dispatch ---------------------------------------------------------
+
+    def _command(self, line):
+        words = [w for w in line.split(b" ") if w]
+        if self.server.settings.verbosity > 1:
+            log.debug("<%s", line[:200])
+        if not words or len(words[0]) < 2:
+            self._out.append(ERROR)
+            return
+        entry = _COMMANDS.get(words[0])
+        if entry is None:
+            if words[-1].startswith(b"HTTP/"):
+                self.closing = True  # memcached's defence against cross-protocol requests
+            else:
+                self._out.append(ERROR)
+            return
+        handler, least, most = entry
+        if len(words) < least or (most is not None and len(words) > most):
+            self._out.append(ERROR)
+            return
+        handler(self, words)
+
+    def _reply(self, noreply, reply):
+        if not noreply:
+            self._out.append(reply)
+
+    # -- storage commands: one path for all six ---------------------------
+
+    def _storage(self, words):
+        mode = _STORAGE_MODES[words[0]]
+        noreply = words[-1] == b"noreply"
+        key = words[1]
+        if len(key) > KEY_MAX_LENGTH:
+            return self._reply(noreply, BAD_FORMAT)
+        flags = strtoul32(words[2])
+        exptime = strtol32(words[3])
+        length = strtol32(words[4])
+        cas_unique = 0
+        if mode is Mode.CAS:
+            cas_unique = strtoull(words[5])
+        if None in (flags, exptime, length, cas_unique) or not 0 <= length <= INT32_MAX - 2:
+            return self._reply(noreply, BAD_FORMAT)
+        self._state = DATA
+        self._need = length + 2
+        overhead = ITEM_OVERHEAD + (4 if flags else 0)
+        if len(key) + length + overhead > self.server.settings.item_size_max:
+            self.counters.store_too_large += 1
+            self._pending = None  # the data will be read and dropped
+            if mode is Mode.SET:
+                self._persist(self.store.discard, key)  # memcached drops the old value
+            return self._reply(noreply, TOO_LARGE)
+        self._pending = (mode, key, flags, exptime, cas_unique, noreply)
+
+    def _complete_storage(self, block):
+        mode, key, flags, exptime, cas_unique, noreply = self._pending
+        self._pending = None
+        self.counters.cmd_set += 1
+        if block[-2:] != b"\r\n":
+            return self._reply(noreply, BAD_CHUNK)
+        result = self._persist(self.store.store, mode, key, flags, exptime, block[:-2], cas_unique)
+        if result is FAILED:
+            return
+        if mode is Mode.CAS:
+            counter = _CAS_COUNTERS[result]
+            setattr(self.counters, counter, getattr(self.counters, counter) + 1)
+        self._reply(noreply, result.value.encode() + b"\r\n")
+
+    def _persist(self, change, *args):
+        """Run a store change; FAILED if it could not be made durable, and the
+        client told so (never STORED)."""
+        try:
+            return change(*args)
+        except StoreError as e:
+            self.counters.persist_errors += 1
+            # like memcached's out_errstring, shown even under noreply
+            self._out.append(b"SERVER_ERROR " + str(e).encode("utf-8", "replace") + b"\r\n")
+            return FAILED
+
+    # -- retrieval ----------------------------------------------------------
+
+    def _get(self, words):
+        self._retrieve(words[1:], with_cas=words[0] == b"gets", exptime=None)
+
+    def _gat(self, words):
+        exptime = strtol32(words[1])
+        if exptime is None:
+            self._out.append(BAD_EXPTIME)
+            return
+        self._retrieve(words[2:], with_cas=words[0] == b"gats", exptime=exptime)
+
+    def _retrieve(self, keys, with_cas, exptime):
+        if any(len(key) > KEY_MAX_LENGTH for key in keys):
+            self._out.append(BAD_FORMAT)
+            return
+        c = self.counters
+        parts = []
+        for key in keys:
+            c.cmd_get += 1
+            if exptime is None:
+                item = self.store.get(key)
+                if item is None:
+                    c.get_misses += 1
+                else:
+                    c.get_hits += 1
+            else:
+                c.cmd_touch += 1
+                item = self._persist(self.store.touch, key, exptime)
+                if item is FAILED:
+                    return  # the SERVER_ERROR replaces the whole reply
+                if item is None:
+                    c.touch_misses += 1
+                else:
+                    c.touch_hits += 1
+            if item is None:
+                continue
+            if with_cas:
+                parts.append(b"VALUE %s %d %d %d\r\n" % (key, item.flags, len(item.value), item.cas))
+            else:
+                parts.append(b"VALUE %s %d %d\r\n" % (key, item.flags, len(item.value)))
+            parts.append(item.value)
+            parts.append(b"\r\n")
+        parts.append(END)
+        self._out.extend(parts)
+
+    # -- other item commands ---------------------------------------------
+
+    def _delete(self, words):
+        noreply = words[-1] == b"noreply"
+        if len(words) > 2:
+            hold_is_zero = words[2] == b"0"
+            valid = (len(words) == 3 and (hold_is_zero or noreply)) or (
+                len(words) == 4 and hold_is_zero and noreply
+            )
+            if not valid:
+                return self._reply(noreply, DELETE_USAGE)
+        key = words[1]
+        if len(key) > KEY_MAX_LENGTH:
+            return self._reply(noreply, BAD_FORMAT)
+        deleted = self._persist(self.store.delete, key)
+        if deleted is FAILED:
+            return
+        if deleted:
+            self.counters.delete_hits += 1
+            self._reply(noreply, b"DELETED\r\n")
+        else:
+            self.counters.delete_misses += 1
+            self._reply(noreply, b"NOT_FOUND\r\n")
+
+    def _arithmetic(self, words):
+        incr = words[0] == b"incr"
+        noreply = words[-1] == b"noreply"
+        key = words[1]
+        if len(key) > KEY_MAX_LENGTH:
+            return self._reply(noreply, BAD_FORMAT)
+        delta = strtoull(words[2])
+        if delta is None:
+            return self._reply(noreply, BAD_DELTA)
+        try:
+            value = self._persist(self.store.incr_decr, key, delta, incr)
+        except NonNumeric:
+            return self._reply(noreply, NON_NUMERIC)
+        if value is FAILED:
+            return
+        name = "incr" if incr else "decr"
+        if value is None:
+            setattr(self.counters, name + "_misses", getattr(self.counters, name + "_misses") + 1)
+            return self._reply(noreply, b"NOT_FOUND\r\n")
+        setattr(self.counters, name + "_hits", getattr(self.counters, name + "_hits") + 1)
+        self._reply(noreply, b"%d\r\n" % value)
+
+    def _touch(self, words):
+        noreply = words[-1] == b"noreply"
+        key = words[1]
+        if len(key) > KEY_MAX_LENGTH:
+            return self._reply(noreply, BAD_FORMAT)
+        exptime = strtol32(words[2])
+        if exptime is None:
+            return self._reply(noreply, BAD_EXPTIME)
+        self.counters.cmd_touch += 1
+        item = self._persist(self.store.touch, key, exptime)
+        if item is FAILED:
+            return
+        if item is None:
+            self.counters.touch_misses += 1
+            return self._reply(noreply, b"NOT_FOUND\r\n")
+        self.counters.touch_hits += 1
+        self._reply(noreply, b"TOUCHED\r\n")
+
+    def _flush_all(self, words):
+        noreply = words[-1] == b"noreply"
+        delay = 0
+        if len(words) != (2 if noreply else 1):
+            delay = strtol32(words[1])
+            if delay is None:
+                return self._reply(noreply, BAD_EXPTIME)
+        self.counters.cmd_flush += 1
+        if self._persist(self.store.flush_all, delay) is FAILED:
+            return
+        self._reply(noreply, b"OK\r\n")
+
+    # -- server commands --------------------------------------------------
+
+    def _version(self, words):
+        self._out.append(b"VERSION " + VERSION.encode() + b"\r\n")
+
+    def _quit(self, words):
+        self.closing = True
+
+    def _verbosity(self, words):
+        noreply = words[-1] == b"noreply"
+        level = strtoul32(words[1])
+        if level is None:
+            return self._reply(noreply, BAD_FORMAT)
+        self.server.settings.verbosity = min(level, 2)
+        self._reply(noreply, b"OK\r\n")
+
+    def _cache_memlimit(self, words):
+        noreply = words[-1] == b"noreply"
+        megabytes = strtoul32(words[1])
+        if megabytes is None:
+            return self._reply(noreply, ERROR)
+        if megabytes < MEMLIMIT_MIN_MB:
+            return self._reply(noreply, b"MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\n")
+        if megabytes > 1000000000:
+            return self._reply(noreply, b"MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes\r\n")
+        self.store.cache.resize(megabytes << 20)
+        self._reply(noreply, b"OK\r\n")
+
+    def _stats(self, words):
+        sub = words[1] if len(words) > 1 else None
+        if sub is None:
+            rows = self.server.general_stats()
+        elif sub == b"settings":
+            rows = self.server.settings_stats()
+        elif sub == b"reset" and len(words) == 2:
+            self.counters.reset()
+            self._out.append(b"RESET\r\n")
+            return
+        else:
+            self._out.append(ERROR)
+            return
+        self._out.append(
+            b"".join(b"STAT %s %s\r\n" % (name.encode(), str(value).encode()) for name, value in rows)
+            + END
+        )
+
+
+# command -> (handler, fewest words, most words or None), as memcached counts them
+_COMMANDS = {
+    b"get": (Session._get, 2, None),
+    b"gets": (Session._get, 2, None),
+    b"gat": (Session._gat, 2, None),
+    b"gats": (Session._gat, 2, None),
+    b"set": (Session._storage, 5, 6),
+    b"add": (Session._storage, 5, 6),
+    b"replace": (Session._storage, 5, 6),
+    b"append": (Session._storage, 5, 6),
+    b"prepend": (Session._storage, 5, 6),
+    b"cas": (Session._storage, 6, 7),
+    b"delete": (Session._delete, 2, 4),
+    b"incr": (Session._arithmetic, 3, 4),
+    b"decr": (Session._arithmetic, 3, 4),
+    b"touch": (Session._touch, 3, 4),
+    b"flush_all": (Session._flush_all, 1, 3),
+    b"version": (Session._version, 1, None),
+    b"quit": (Session._quit, 1, None),
+    b"verbosity": (Session._verbosity, 2, 3),
+    b"cache_memlimit": (Session._cache_memlimit, 2, 3),
+    b"stats": (Session._stats, 1, None),
+}

@@ -1,0 +1,373 @@
+"""The server's I/O: one thread, one stdlib `selectors` loop, non-blocking
+sockets. It accepts connections, moves bytes between sockets and each
+connection's protocol session (handlers.Session), and gives the store's
+background work (the start-up count, reclaiming dead files) a slice of time
+whenever the loop is otherwise idle. It knows no command.
+
+Some facts the loop relies on:
+
+- A readable socket is read once per readiness with one large recv; the
+  session parses every complete command in what arrived.
+- Replies are sent at once; only what the kernel did not take is queued, and
+  EVENT_WRITE is registered only while a queue is not empty.
+- A client that does not read its replies stops being read from once its
+  queue passes HIGH_WATER, and is read again below LOW_WATER; the session
+  keeps what it has not parsed, so no connection can grow memory unbounded.
+- SIGTERM/SIGINT only set a flag and write a byte to a socketpair that the
+  selector watches, so the loop wakes at once; then it stops accepting,
+  flushes what replies it can, closes the store and exits 0.
+
+Run it with `python -m reactor --help`.
+"""
+
+import argparse
+import collections
+import logging
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+
+import handlers
+from store import DataDirError, Store
+
+log = logging.getLogger("memcached-lite")
+
+RECV_SIZE = 256 * 1024
+HIGH_WATER = 4 << 20
+LOW_WATER = 1 << 20
+# How long the store's background work may hold the loop per iteration.
+TICK_BUDGET = 0.005
+SHUTDOWN_FLUSH_SECONDS = 5.0
+# sendmsg takes at most IOV_MAX (1024 on Linux) buffers per call.
+MAX_IOV = 512
+
+
+class Connection:
+    """One client socket, its session, and the replies the kernel has not taken."""
+
+    __slots__ = ("sock", "session", "peer", "out", "out_size", "paused", "eof", "events")
+
+    def __init__(self, sock, session, peer):
+        self.sock = sock
+        self.session = session
+        self.peer = peer
+        self.out = collections.deque()
+        self.out_size = 0
+        self.paused = False  # stopped reading: too much unsent output
+        self.eof = False  # the client will send nothing more
+        self.events = 0
+
+
+class Reactor:
+    """The selectors loop serving one listening socket."""
+
+    def __init__(self, server, listener):
+        self.server = server
+        self.listener = listener
+        self.sel = selectors.DefaultSelector()
+        self.conns = set()
+        self.stopping = False
+        listener.setblocking(False)
+        self.sel.register(listener, selectors.EVENT_READ, None)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self.sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+
+    # -- the loop -----------------------------------------------------------
+
+    def run(self):
+        store = self.server.store
+        signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+        try:
+            while not self.stopping:
+                busy = store.has_work()
+                for key, mask in self.sel.select(0 if busy else 1.0):
+                    if key.data is None:
+                        self._accept()
+                    elif key.data == "wake":
+                        self._drain_wake()
+                    else:
+                        self._serve(key.data, mask)
+                if busy:
+                    store.tick(TICK_BUDGET)
+        finally:
+            signal.set_wakeup_fd(-1)
+            self._shutdown()
+
+    def _on_signal(self, signum, frame):
+        log.info("signal %s: shutting down", signal.Signals(signum).name)
+        self.stopping = True
+
+    def _drain_wake(self):
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def stop(self):
+        """Ask the loop to stop (from a signal handler or a test)."""
+        self.stopping = True
+        try:
+            self._wake_w.send(b"\0")
+        except BlockingIOError:
+            pass
+
+    # -- connections ----------------------------------------------------------
+
+    def _accept(self):
+        for _ in range(64):  # a burst of connections, without starving the others
+            try:
+                sock, peer = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                # out of file descriptors and the like: log, keep serving
+                log.error("accept failed: %s", e)
+                return
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if len(self.conns) >= self.server.settings.max_connections:
+                # memcached's answer when -c is reached
+                try:
+                    sock.send(b"ERROR Too many open connections\r\n")
+                except OSError:
+                    pass
+                sock.close()
+                continue
+            conn = Connection(sock, handlers.Session(self.server), peer)
+            self.conns.add(conn)
+            log.debug("connection from %s", peer)
+            self._set_events(conn)
+
+    def _serve(self, conn, mask):
+        try:
+            if mask & selectors.EVENT_WRITE:
+                self._send(conn)
+                if conn.paused and conn.out_size < LOW_WATER:
+                    conn.paused = False
+                    self._pump(conn, b"")
+            if mask & selectors.EVENT_READ and conn.sock.fileno() >= 0:
+                self._read(conn)
+            if conn.sock.fileno() >= 0:
+                self._settle(conn)
+        except Exception:  # one connection's failure must never stop the server
+            log.exception("error on connection %s; closing it", conn.peer)
+            self._close(conn)
+
+    def _read(self, conn):
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except ConnectionError:
+            self._close(conn)
+            return
+        if not data:
+            conn.eof = True
+            return
+        self._pump(conn, data)
+
+    def _pump(self, conn, data):
+        """Feed the session and send its replies, until it waits for input or
+        the client falls HIGH_WATER behind."""
+        session = conn.session
+        while True:
+            reply = session.feed(data, limit=HIGH_WATER)
+            data = b""
+            if reply:
+                conn.out.append(reply)
+                conn.out_size += len(reply)
+                self._send(conn)
+            if conn.out_size >= HIGH_WATER:
+                conn.paused = True
+                return
+            if not session.stopped_early:
+                return
+
+    def _send(self, conn):
+        out = conn.out
+        while out:
+            try:
+                if len(out) == 1:
+                    sent = conn.sock.send(out[0])
+                else:
+                    sent = conn.sock.sendmsg(list(_take(out, MAX_IOV)))
+            except (BlockingIOError, InterruptedError):
+                return
+            except (ConnectionError, BrokenPipeError):
+                out.clear()
+                conn.out_size = 0
+                conn.eof = True
+                return
+            conn.out_size -= sent
+            while sent:
+                head = out[0]
+                if sent >= len(head):
+                    sent -= len(head)
+                    out.popleft()
+                else:
+                    out[0] = memoryview(head)[sent:]
+                    sent = 0
+
+    def _settle(self, conn):
+        """Close a finished connection, or set what it waits for."""
+        if not conn.out and (conn.session.closing or conn.eof):
+            self._close(conn)
+            return
+        self._set_events(conn)
+
+    def _set_events(self, conn):
+        events = 0
+        if not (conn.paused or conn.eof or conn.session.closing):
+            events |= selectors.EVENT_READ
+        if conn.out:
+            events |= selectors.EVENT_WRITE
+        if events == conn.events:
+            return
+        if conn.events == 0:
+            self.sel.register(conn.sock, events, conn)
+        elif events == 0:
+            self.sel.unregister(conn.sock)
+        else:
+            self.sel.modify(conn.sock, events, conn)
+        conn.events = events
+
+    def _close(self, conn):
+        if conn not in self.conns:
+            return
+        self.conns.discard(conn)
+        if conn.events:
+            self.sel.unregister(conn.sock)
+            conn.events = 0
+        conn.session.close()
+        conn.sock.close()
+        log.debug("connection from %s closed", conn.peer)
+
+    # -- shutdown ---------------------------------------------------------------
+
+    def _shutdown(self):
+        self.sel.unregister(self.listener)
+        self.listener.close()
+        deadline = time.monotonic() + SHUTDOWN_FLUSH_SECONDS
+        for conn in list(self.conns):
+            conn.paused = True  # read nothing more, only flush
+            if conn.sock.fileno() >= 0:
+                self._settle(conn)
+        while any(c.out for c in self.conns) and time.monotonic() < deadline:
+            for key, mask in self.sel.select(0.1):
+                if isinstance(key.data, Connection):
+                    self._serve(key.data, mask)
+        for conn in list(self.conns):
+            self._close(conn)
+        self.sel.close()
+        self._wake_r.close()
+        self._wake_w.close()
+        self.server.store.close()
+        log.info("stopped")
+
+
+def _take(out, n):
+    for i, part in enumerate(out):
+        if i == n:
+            return
+        yield part
+
+
+# -- the command line ---------------------------------------------------------
+
+
+def default_data_dir(port):
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "memcached-lite", str(port))
+
+
+def parse_size(text):
+    """memcached's -I: bytes, or with a k/m suffix."""
+    units = {"k": 1 << 10, "m": 1 << 20}
+    text = text.strip().lower()
+    try:
+        if text and text[-1] in units:
+            return int(text[:-1]) * units[text[-1]]
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="python -m reactor",
+        description="memcached-lite: a memcached 1.6 text-protocol server whose items "
+        "are written through to files and survive restarts.",
+    )
+    p.add_argument("-p", "--port", type=int, default=11211, help="TCP port to listen on (default: 11211)")
+    p.add_argument("-l", "--listen", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
+    p.add_argument("-c", "--conn-limit", type=int, default=1024, help="max simultaneous connections (default: 1024)")
+    p.add_argument(
+        "-m", "--memory-limit", type=int, default=64, help="MB of items kept in memory in front of the files (default: 64)"
+    )
+    p.add_argument(
+        "-I", "--max-item-size", type=parse_size, default=1 << 20, help="largest item, e.g. 1m or 512k (default: 1m)"
+    )
+    p.add_argument(
+        "--data-dir",
+        help="where items are kept (default: $XDG_DATA_HOME/memcached-lite/<port>, "
+        "i.e. ~/.local/share/memcached-lite/<port>)",
+    )
+    p.add_argument("-v", "--verbose", action="count", default=0, help="-v connections, -vv every command")
+    args = p.parse_args(argv)
+    if not 0 < args.port < 65536:
+        p.error("port must be 1-65535")
+    if args.conn_limit < 1 or args.memory_limit < 1:
+        p.error("-c and -m must be positive")
+    if not 1024 <= args.max_item_size <= 1 << 30:
+        p.error("-I must be between 1k and 1024m")
+    args.data_dir = args.data_dir or default_data_dir(args.port)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        store = Store(args.data_dir, memory_limit=args.memory_limit << 20)
+    except DataDirError as e:
+        log.error("%s", e)
+        return 1
+    settings = handlers.Settings(
+        item_size_max=args.max_item_size,
+        max_connections=args.conn_limit,
+        port=args.port,
+        listen=args.listen,
+    )
+    settings.verbosity = args.verbose
+    try:
+        listener = socket.create_server((args.listen, args.port), backlog=1024, reuse_port=False)
+    except OSError as e:
+        store.close()
+        log.error("cannot listen on %s:%d: %s", args.listen, args.port, e.strerror)
+        return 1
+    reactor = Reactor(handlers.Server(store, settings), listener)
+    log.info(
+        "memcached-lite %s listening on %s:%d, data in %s",
+        handlers.VERSION,
+        args.listen,
+        args.port,
+        store.dir.path,
+    )
+    reactor.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

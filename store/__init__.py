@@ -1,0 +1,8 @@
+"""The items and their files: a file-per-key directory store with an in-memory
+cache in front, memcached's storage semantics, expiry, cas and flush epoch.
+Knows no protocol."""
+
+from .errors import DataDirError, StoreError
+from .items import Item, Mode, NonNumeric, Result, Store, parse_c_integer, parse_u64
+
+__all__ = ["DataDirError", "Item", "Mode", "NonNumeric", "Result", "Store", "StoreError", "parse_c_integer", "parse_u64"]

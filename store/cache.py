@@ -1,0 +1,55 @@
+"""The in-memory cache in front of the files: least recently used items leave
+memory (never the disk) once their total size passes the limit set by -m."""
+
+from collections import OrderedDict
+
+
+class LRUCache:
+    """A byte-bounded LRU map from key to item; item.size is its cost."""
+
+    def __init__(self, limit_bytes):
+        self.limit = limit_bytes
+        self.used = 0
+        self.evictions = 0
+        self._items = OrderedDict()
+
+    def get(self, key):
+        item = self._items.get(key)
+        if item is not None:
+            self._items.move_to_end(key)
+        return item
+
+    def put(self, item):
+        old = self._items.pop(item.key, None)
+        if old is not None:
+            self.used -= old.size
+        if item.size > self.limit:
+            return
+        self._items[item.key] = item
+        self.used += item.size
+        self._shrink()
+
+    def discard(self, key):
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.used -= old.size
+
+    def clear(self):
+        self._items.clear()
+        self.used = 0
+
+    def resize(self, limit_bytes):
+        self.limit = limit_bytes
+        self._shrink()
+
+    def _shrink(self):
+        while self.used > self.limit and self._items:
+            _, gone = self._items.popitem(last=False)
+            self.used -= gone.size
+            self.evictions += 1
+
+    def __len__(self):
+        return len(self._items)
+
+    def __contains__(self, key):
+        return key in self._items

@@ -1,0 +1,234 @@
+"""The data directory: where each key's file lives, and how it is written, read
+and removed without ever leaving a torn file or touching a path outside the dir.
+
+    <data-dir>/FORMAT          "memcached-lite <version>": refuses foreign dirs
+    <data-dir>/lock            flock'd by the one server using the dir
+    <data-dir>/state           persisted counters (see state.py)
+    <data-dir>/tmp/            files being written; anything here at start-up
+                               is the debris of a crash and is removed
+    <data-dir>/items/ab/cd/abcd…  one record per key, named by the key's hash
+    <data-dir>/quarantine/     corrupt records moved aside, never served
+
+A file's name is a hash of the key, so no key, whatever its bytes, can name a
+path of its own choosing, and a lookup needs no index of all keys.
+"""
+
+import errno
+import fcntl
+import hashlib
+import itertools
+import os
+
+from .errors import DataDirError
+
+FORMAT_VERSION = 1
+_FORMAT_LINE = f"memcached-lite {FORMAT_VERSION}\n"
+
+
+def key_hash(key):
+    return hashlib.blake2b(key, digest_size=16).hexdigest()
+
+
+class DataDir:
+    """One data directory, locked for this process while it is open."""
+
+    def __init__(self, path):
+        self.path = os.path.abspath(path)
+        self.items = os.path.join(self.path, "items")
+        self.tmp = os.path.join(self.path, "tmp")
+        self.quarantine_dir = os.path.join(self.path, "quarantine")
+        try:
+            os.makedirs(self.path, exist_ok=True)
+        except OSError as e:
+            raise DataDirError(f"cannot create data dir {self.path}: {e.strerror}") from e
+        self._lock_fd = self._lock()
+        self._check_format()
+        for d in (self.items, self.tmp, self.quarantine_dir):
+            os.makedirs(d, exist_ok=True)
+        self.removed_temp_files = self._clear_tmp()
+        self._names = itertools.count()
+        self._pid = os.getpid()
+        self._known_dirs = set()
+
+    # -- whole-directory housekeeping ------------------------------------
+
+    def _lock(self):
+        lock_path = os.path.join(self.path, "lock")
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise DataDirError(f"cannot open {lock_path}: {e.strerror}") from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            raise DataDirError(
+                f"data dir {self.path} is in use by another server (pid {holder})"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        return fd
+
+    def _check_format(self):
+        format_path = os.path.join(self.path, "FORMAT")
+        try:
+            with open(format_path, encoding="utf-8", errors="replace") as f:
+                found = f.read()
+        except FileNotFoundError:
+            if os.path.isdir(self.items):
+                raise DataDirError(f"{self.path} has items but no FORMAT file: not a memcached-lite dir")
+            self.write_small_file("FORMAT", _FORMAT_LINE.encode())
+            return
+        if found != _FORMAT_LINE:
+            raise DataDirError(
+                f"data dir {self.path} has format {found.strip()!r}; "
+                f"this server reads {_FORMAT_LINE.strip()!r}"
+            )
+
+    def _clear_tmp(self):
+        removed = 0
+        for entry in os.scandir(self.tmp):
+            try:
+                os.unlink(entry.path)
+                removed += 1
+            except OSError:
+                pass
+        return removed
+
+    def close(self):
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing releases the flock
+            self._lock_fd = None
+
+    def write_small_file(self, name, data):
+        """Atomically replace <data-dir>/<name> with data, durably."""
+        tmp = os.path.join(self.path, f".{name}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, os.path.join(self.path, name))
+        fsync_dir(self.path)
+
+    def read_small_file(self, name):
+        try:
+            with open(os.path.join(self.path, name), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+    # -- one item's file --------------------------------------------------
+
+    def locate(self, key):
+        """Return (bucket, path) for a key; bucket is "ab/cd"."""
+        h = key_hash(key)
+        bucket = h[:2] + "/" + h[2:4]
+        return bucket, os.path.join(self.items, h[:2], h[2:4], h)
+
+    def read(self, path):
+        """The file's bytes, or None if there is none."""
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+    def read_head(self, path, n):
+        """The first n bytes of the file, or None if there is none."""
+        try:
+            with open(path, "rb") as f:
+                return f.read(n)
+        except FileNotFoundError:
+            return None
+
+    def size(self, path):
+        """The file's size, or None if there is none."""
+        try:
+            return os.stat(path).st_size
+        except FileNotFoundError:
+            return None
+
+    def write(self, path, parts):
+        """Write parts to path atomically: the old file or the new, never a torn one.
+
+        Raises OSError (disk full, permissions...) with the temp file removed.
+        """
+        tmp = os.path.join(self.tmp, f"{self._pid}.{next(self._names)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            try:
+                total = sum(len(p) for p in parts)
+                written = os.writev(fd, parts)
+                if written != total:  # short writes happen on full disks
+                    rest = b"".join(parts)[written:]
+                    while rest:
+                        n = os.write(fd, rest)
+                        rest = rest[n:]
+            finally:
+                os.close(fd)
+            self._replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+
+    def _replace(self, tmp, path):
+        parent = os.path.dirname(path)
+        if parent not in self._known_dirs:
+            os.makedirs(parent, exist_ok=True)
+            self._known_dirs.add(parent)
+        try:
+            os.replace(tmp, path)
+        except FileNotFoundError:
+            # the bucket dir was removed under us (e.g. by hand); make it again
+            os.makedirs(parent, exist_ok=True)
+            os.replace(tmp, path)
+
+    def remove(self, path):
+        """Remove a file; True if there was one."""
+        try:
+            os.unlink(path)
+            return True
+        except FileNotFoundError:
+            return False
+
+    def quarantine(self, path):
+        """Move a corrupt file aside, so it is never served and can be inspected."""
+        target = os.path.join(self.quarantine_dir, os.path.basename(path))
+        try:
+            os.replace(path, target)
+        except FileNotFoundError:
+            pass
+
+    # -- walking every item, a bucket at a time ---------------------------
+
+    def has_top(self, top):
+        return os.path.isdir(os.path.join(self.items, top))
+
+    def bucket_files(self, bucket):
+        """[(path, size)] of the item files in one bucket."""
+        out = []
+        try:
+            with os.scandir(os.path.join(self.items, bucket)) as it:
+                for entry in it:
+                    try:
+                        out.append((entry.path, entry.stat().st_size))
+                    except FileNotFoundError:
+                        pass
+        except FileNotFoundError:
+            pass
+        return out
+
+
+def fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP):  # some file systems refuse
+            raise
+    finally:
+        os.close(fd)

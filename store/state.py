@@ -1,0 +1,91 @@
+"""State that must outlive the process besides the items: the cas counter's
+high-water mark and the flush epoch.
+
+cas values are handed out from a block reserved on disk before any of them is
+used, so after a crash the next process starts above everything that could
+have been handed out: no cas unique is ever given to two writes.
+
+`flush_all` is not a loop over files but a rule persisted here: items whose
+cas is below `dead_below_cas` are dead (an immediate flush), and so are items
+stored before `dead_before` once that time has come (a delayed flush).
+"""
+
+import json
+
+from .errors import DataDirError, StoreError
+
+CAS_BLOCK = 1 << 20
+
+
+class PersistentState:
+    """The cas allocator and flush epoch, saved in <data-dir>/state."""
+
+    def __init__(self, datadir):
+        self._dir = datadir
+        raw = datadir.read_small_file("state")
+        try:
+            saved = json.loads(raw) if raw else {}
+        except ValueError as e:
+            raise DataDirError(f"{datadir.path}/state is unreadable: {e}") from e
+        self._next_cas = max(1, saved.get("cas_reserved", 1))
+        self._reserved = self._next_cas
+        self.dead_below_cas = saved.get("dead_below_cas", 0)
+        self.dead_before = saved.get("dead_before", 0.0)
+        self.pending_flush = saved.get("pending_flush")  # a time, or None
+        self._save()
+
+    def next_cas(self):
+        cas = self._next_cas
+        if cas >= self._reserved:
+            self._reserved = cas + CAS_BLOCK
+            self._save()
+        self._next_cas = cas + 1
+        return cas
+
+    def peek_cas(self):
+        return self._next_cas
+
+    def flush(self, now, delay):
+        """Record a flush_all: now when delay is 0, else at now + delay."""
+        self._settle(now)
+        if delay > 0:
+            self.pending_flush = now + delay  # replaces a pending one, as memcached does
+        else:
+            self.dead_below_cas = self._next_cas
+            self.pending_flush = None
+        self._save()
+
+    def is_flushed(self, cas, stored, now):
+        if cas < self.dead_below_cas or stored < self.dead_before:
+            return True
+        pending = self.pending_flush
+        if pending is not None and pending <= now:
+            self._settle(now)
+            return stored < pending
+        return False
+
+    def _settle(self, now):
+        # A delayed flush whose time has come becomes a plain rule on `stored`.
+        if self.pending_flush is not None and self.pending_flush <= now:
+            self.dead_before = max(self.dead_before, self.pending_flush)
+            self.pending_flush = None
+            self._save()
+
+    def close(self):
+        self._reserved = self._next_cas
+        self._save()
+
+    def _save(self):
+        try:
+            self._write()
+        except OSError as e:
+            raise StoreError(f"cannot save state: {e.strerror or e}") from e
+
+    def _write(self):
+        state = {
+            "cas_reserved": self._reserved,
+            "dead_below_cas": self.dead_below_cas,
+            "dead_before": self.dead_before,
+            "pending_flush": self.pending_flush,
+        }
+        self._dir.write_small_file("state", json.dumps(state).encode())
