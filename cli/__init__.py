@@ -1,0 +1,1 @@
+"""The bundled client: a small wire-protocol client and its command line."""
