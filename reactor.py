@@ -13,9 +13,9 @@ Some facts the loop relies on:
 - A client that does not read its replies stops being read from once its
   queue passes HIGH_WATER, and is read again below LOW_WATER; the session
   keeps what it has not parsed, so no connection can grow memory unbounded.
-- SIGTERM/SIGINT only set a flag and write a byte to a socketpair that the
-  selector watches, so the loop wakes at once; then it stops accepting,
-  flushes what replies it can, closes the store and exits 0.
+- SIGTERM/SIGINT call stop(), which sets a flag and writes a byte to a
+  socketpair the selector watches, so the loop wakes at once; then it stops
+  accepting, flushes what replies it can, closes the store and exits 0.
 
 Run it with `python -m reactor --help`.
 """
@@ -80,10 +80,8 @@ class Reactor:
     # -- the loop -----------------------------------------------------------
 
     def run(self):
+        """Serve until stop() is called, then shut down cleanly."""
         store = self.server.store
-        signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self._on_signal)
         try:
             while not self.stopping:
                 busy = store.has_work()
@@ -97,12 +95,7 @@ class Reactor:
                 if busy:
                     store.tick(TICK_BUDGET)
         finally:
-            signal.set_wakeup_fd(-1)
             self._shutdown()
-
-    def _on_signal(self, signum, frame):
-        log.info("signal %s: shutting down", signal.Signals(signum).name)
-        self.stopping = True
 
     def _drain_wake(self):
         try:
@@ -112,7 +105,8 @@ class Reactor:
             pass
 
     def stop(self):
-        """Ask the loop to stop (from a signal handler or a test)."""
+        """Ask the loop to stop; safe from a signal handler or another thread:
+        the byte written to the wake-up socket ends the select at once."""
         self.stopping = True
         try:
             self._wake_w.send(b"\0")
@@ -150,7 +144,7 @@ class Reactor:
         try:
             if mask & selectors.EVENT_WRITE:
                 self._send(conn)
-                if conn.paused and conn.out_size < LOW_WATER:
+                if conn.paused and conn.out_size < LOW_WATER and not self.stopping:
                     conn.paused = False
                     self._pump(conn, b"")
             if mask & selectors.EVENT_READ and conn.sock.fileno() >= 0:
@@ -225,7 +219,7 @@ class Reactor:
 
     def _set_events(self, conn):
         events = 0
-        if not (conn.paused or conn.eof or conn.session.closing):
+        if not (conn.paused or conn.eof or conn.session.closing or self.stopping):
             events |= selectors.EVENT_READ
         if conn.out:
             events |= selectors.EVENT_WRITE
@@ -257,9 +251,7 @@ class Reactor:
         self.listener.close()
         deadline = time.monotonic() + SHUTDOWN_FLUSH_SECONDS
         for conn in list(self.conns):
-            conn.paused = True  # read nothing more, only flush
-            if conn.sock.fileno() >= 0:
-                self._settle(conn)
+            self._settle(conn)  # from now on: no reading, only flushing
         while any(c.out for c in self.conns) and time.monotonic() < deadline:
             for key, mask in self.sel.select(0.1):
                 if isinstance(key.data, Connection):
@@ -358,6 +350,13 @@ def main(argv=None):
         log.error("cannot listen on %s:%d: %s", args.listen, args.port, e.strerror)
         return 1
     reactor = Reactor(handlers.Server(store, settings), listener)
+
+    def on_signal(signum, frame):
+        log.info("%s: shutting down", signal.Signals(signum).name)
+        reactor.stop()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
     log.info(
         "memcached-lite %s listening on %s:%d, data in %s",
         handlers.VERSION,

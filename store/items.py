@@ -202,9 +202,11 @@ class Store:
         return Result.STORED
 
     def _write_item(self, key, flags, exptime, value, old=None, cas=None):
+        """Write an item (a new cas unless one is given: touch keeps it)."""
         bucket, path = self.dir.locate(key)
         old_size = old.size if old is not None else self._file_size(key, path)
-        if cas is None:
+        new_item = cas is None
+        if new_item:
             cas = self.state.next_cas()
         item = Item(key, flags, exptime, cas, self.clock(), value)
         header = record.encode(key, flags, exptime, cas, item.stored, value)
@@ -214,7 +216,8 @@ class Store:
             log.error("write of %r failed: %s", key, e)
             raise StoreError(f"{e.strerror or e}") from e
         self.cache.put(item)
-        self.total_items += 1
+        if new_item:
+            self.total_items += 1
         if old_size is None:
             self._account(bucket, 1, item.size)
         else:

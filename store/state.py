@@ -66,10 +66,11 @@ class PersistentState:
 
     def _settle(self, now):
         # A delayed flush whose time has come becomes a plain rule on `stored`.
+        # Saved with the next change: until then the saved pending_flush says
+        # the same thing.
         if self.pending_flush is not None and self.pending_flush <= now:
             self.dead_before = max(self.dead_before, self.pending_flush)
             self.pending_flush = None
-            self._save()
 
     def close(self):
         self._reserved = self._next_cas

@@ -1,0 +1,164 @@
+"""The reactor: connections, backpressure, failure isolation, clean stop.
+
+The loop runs in a background thread of the test process, so the tests can
+look at its connections; the server itself never uses threads.
+"""
+
+import socket
+import threading
+import time
+
+import pytest
+
+import handlers
+import reactor
+from store import Store
+
+BIG = 1 << 20  # near the largest item
+
+
+class Running:
+    def __init__(self, tmp_path, **settings):
+        self.data_dir = tmp_path / "data"
+        self.store = Store(self.data_dir)
+        self.server = handlers.Server(self.store, handlers.Settings(item_size_max=2 << 20, **settings))
+        listener = socket.create_server(("127.0.0.1", 0))
+        self.port = listener.getsockname()[1]
+        self.reactor = reactor.Reactor(self.server, listener)
+        self.thread = threading.Thread(target=self.reactor.run, daemon=True)
+        self.thread.start()
+
+    def connect(self, rcvbuf=None):
+        s = socket.socket()
+        s.settimeout(10)
+        if rcvbuf:
+            # set before connecting, so the kernel cannot absorb the backlog
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        s.connect(("127.0.0.1", self.port))
+        return s
+
+    def stop(self):
+        self.reactor.stop()
+        self.thread.join(15)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture
+def running(tmp_path):
+    r = Running(tmp_path)
+    yield r
+    if r.thread.is_alive():
+        r.stop()
+
+
+def read_exactly(sock, n):
+    out = bytearray()
+    while len(out) < n:
+        chunk = sock.recv(min(1 << 20, n - len(out)))
+        if not chunk:
+            break
+        out += chunk
+    return bytes(out)
+
+
+def read_until_closed(sock):
+    out = bytearray()
+    while True:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            return bytes(out)
+        out += chunk
+
+
+def wait_for(condition, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def roundtrip(sock, data, expect):
+    sock.sendall(data)
+    return read_exactly(sock, len(expect))
+
+
+def test_a_request_is_answered(running):
+    with running.connect() as s:
+        assert roundtrip(s, b"set k 0 0 1\r\nv\r\nget k\r\n", b"STORED\r\nVALUE k 0 1\r\nv\r\nEND\r\n") == (
+            b"STORED\r\nVALUE k 0 1\r\nv\r\nEND\r\n"
+        )
+
+
+def test_a_connection_that_raises_is_closed_and_the_others_are_served(running, monkeypatch):
+    def broken(self, words):
+        raise RuntimeError("handler bug")
+
+    monkeypatch.setitem(handlers._COMMANDS, b"version", (broken, 1, None))
+    with running.connect() as bad, running.connect() as good:
+        bad.sendall(b"version\r\n")
+        assert read_until_closed(bad) == b""
+        assert roundtrip(good, b"get nothing\r\n", b"END\r\n") == b"END\r\n"
+
+
+def test_quit_closes_after_the_replies_before_it(running):
+    with running.connect() as s:
+        s.sendall(b"get a\r\nquit\r\nget b\r\n")
+        assert read_until_closed(s) == b"END\r\n"
+
+
+def test_a_client_that_half_closes_still_gets_its_replies(running):
+    with running.connect() as s:
+        s.sendall(b"set k 0 0 2\r\nhi\r\nget k\r\n")
+        s.shutdown(socket.SHUT_WR)
+        assert read_until_closed(s) == b"STORED\r\nVALUE k 0 2\r\nhi\r\nEND\r\n"
+
+
+def test_connections_over_the_limit_get_memcacheds_error(tmp_path):
+    r = Running(tmp_path, max_connections=2)
+    try:
+        a, b = r.connect(), r.connect()
+        roundtrip(a, b"version\r\n", b"VERSION 1.6.18-lite\r\n")
+        roundtrip(b, b"version\r\n", b"VERSION 1.6.18-lite\r\n")
+        with r.connect() as c:
+            assert read_until_closed(c) == b"ERROR Too many open connections\r\n"
+        assert roundtrip(a, b"get x\r\n", b"END\r\n") == b"END\r\n"
+        a.close()
+        b.close()
+    finally:
+        r.stop()
+
+
+def test_a_client_that_does_not_read_stops_being_read_and_memory_stays_bounded(running):
+    value = b"x" * BIG
+    with running.connect() as writer:
+        roundtrip(writer, b"set big 0 0 %d\r\n%s\r\n" % (BIG, value), b"STORED\r\n")
+    reply = b"VALUE big 0 %d\r\n%s\r\nEND\r\n" % (BIG, value)
+    count = 300  # 300 MiB of replies if the server buffered them all
+    with running.connect(rcvbuf=64 * 1024) as s, running.connect() as other:
+        s.sendall(b"get big\r\n" * count)
+        wait_for(lambda: any(c.paused for c in list(running.reactor.conns)))
+        conn = next(c for c in list(running.reactor.conns) if c.paused)
+        assert conn.out_size <= reactor.HIGH_WATER + len(reply)
+        # the server still answers everyone else
+        assert roundtrip(other, b"get none\r\n", b"END\r\n") == b"END\r\n"
+        # and nothing is lost for the slow reader once it reads
+        for _ in range(count):
+            assert read_exactly(s, len(reply)) == reply
+
+
+def test_stop_sends_the_replies_it_owes_whole_then_exits_and_releases_the_data_dir(running):
+    value = b"y" * BIG
+    with running.connect(rcvbuf=64 * 1024) as s:
+        roundtrip(s, b"set big 0 0 %d\r\n%s\r\n" % (BIG, value), b"STORED\r\n")
+        reply = b"VALUE big 0 %d\r\n%s\r\nEND\r\n" % (BIG, value)
+        s.sendall(b"get big\r\n" * 20)  # more than the socket buffers hold
+        wait_for(lambda: any(c.out for c in list(running.reactor.conns)))
+        running.reactor.stop()
+        received = read_until_closed(s)
+    # commands not yet parsed when it stopped are not answered, but every
+    # reply already made is sent whole
+    whole, rest = divmod(len(received), len(reply))
+    assert rest == 0 and whole >= 1 and received == reply * whole
+    running.thread.join(15)
+    assert not running.thread.is_alive()
+    Store(running.data_dir).close()  # the lock was released
