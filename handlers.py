@@ -114,6 +114,9 @@ class Counters:
         for name in self.NAMES:
             setattr(self, name, 0)
 
+    def bump(self, name):
+        setattr(self, name, getattr(self, name) + 1)
+
     def reset(self):
         # memcached's "stats reset" leaves the connection gauges alone
         for name in self.NAMES:
@@ -361,13 +364,12 @@ class Session:
         if result is FAILED:
             return
         if mode is Mode.CAS:
-            counter = _CAS_COUNTERS[result]
-            setattr(self.counters, counter, getattr(self.counters, counter) + 1)
+            self.counters.bump(_CAS_COUNTERS[result])
         self._reply(noreply, result.value.encode() + b"\r\n")
 
     def _persist(self, change, *args):
-        """Run a store change; FAILED if it could not be made durable, and the
-        client told so (never STORED)."""
+        """Run a store call; FAILED if the disk failed it (a write not made
+        durable, a file unreadable), and the client told so (never STORED)."""
         try:
             return change(*args)
         except StoreError as e:
@@ -397,7 +399,9 @@ class Session:
         for key in keys:
             c.cmd_get += 1
             if exptime is None:
-                item = self.store.get(key)
+                item = self._persist(self.store.get, key)
+                if item is FAILED:
+                    return  # the SERVER_ERROR replaces the whole reply
                 if item is None:
                     c.get_misses += 1
                 else:
@@ -463,9 +467,9 @@ class Session:
             return
         name = "incr" if incr else "decr"
         if value is None:
-            setattr(self.counters, name + "_misses", getattr(self.counters, name + "_misses") + 1)
+            self.counters.bump(name + "_misses")
             return self._reply(noreply, b"NOT_FOUND\r\n")
-        setattr(self.counters, name + "_hits", getattr(self.counters, name + "_hits") + 1)
+        self.counters.bump(name + "_hits")
         self._reply(noreply, b"%d\r\n" % value)
 
     def _touch(self, words):

@@ -42,10 +42,15 @@ class DataDir:
         except OSError as e:
             raise DataDirError(f"cannot create data dir {self.path}: {e.strerror}") from e
         self._lock_fd = self._lock()
-        self._check_format()
-        for d in (self.items, self.tmp, self.quarantine_dir):
-            os.makedirs(d, exist_ok=True)
-        self.removed_temp_files = self._clear_tmp()
+        try:
+            self._check_format()
+            os.makedirs(self.tmp, exist_ok=True)
+            self.removed_temp_files = self._clear_tmp()
+            os.makedirs(self.items, exist_ok=True)
+            os.makedirs(self.quarantine_dir, exist_ok=True)
+        except BaseException:
+            self.close()
+            raise
         self._names = itertools.count()
         self._pid = os.getpid()
         self._known_dirs = set()
@@ -76,8 +81,12 @@ class DataDir:
             with open(format_path, encoding="utf-8", errors="replace") as f:
                 found = f.read()
         except FileNotFoundError:
-            if os.path.isdir(self.items):
-                raise DataDirError(f"{self.path} has items but no FORMAT file: not a memcached-lite dir")
+            # never adopt a folder that holds something else (a mistyped --data-dir)
+            if set(os.listdir(self.path)) - {"lock", "tmp"}:
+                raise DataDirError(
+                    f"{self.path} is not empty and has no FORMAT file: not a memcached-lite data dir"
+                ) from None
+            os.makedirs(self.tmp, exist_ok=True)
             self.write_small_file("FORMAT", _FORMAT_LINE.encode())
             return
         if found != _FORMAT_LINE:
@@ -103,7 +112,7 @@ class DataDir:
 
     def write_small_file(self, name, data):
         """Atomically replace <data-dir>/<name> with data, durably."""
-        tmp = os.path.join(self.path, f".{name}.tmp")
+        tmp = os.path.join(self.tmp, f"{name}.tmp")
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()

@@ -108,7 +108,11 @@ class Store:
     def __init__(self, data_dir, memory_limit=64 << 20, clock=time.time):
         self.clock = clock
         self.dir = DataDir(data_dir)
-        self.state = PersistentState(self.dir)
+        try:
+            self.state = PersistentState(self.dir)
+        except Exception:
+            self.dir.close()
+            raise
         self.cache = LRUCache(memory_limit)
         self.curr_items = 0
         self.bytes = 0
@@ -140,18 +144,29 @@ class Store:
         if item.exptime and item.exptime <= now:
             if counting:
                 self.get_expired += 1
-            self._unlink(key, item.size)
+            self._reclaim(key, item.size)
             return None
         if self.state.is_flushed(item.cas, item.stored, now):
             if counting:
                 self.get_flushed += 1
-            self._unlink(key, item.size)
+            self._reclaim(key, item.size)
             return None
         return item
 
+    def _reclaim(self, key, size):
+        # a dead item's file; if it cannot go now, the walk retries later
+        try:
+            self._unlink(key, size)
+        except StoreError:
+            self._scan_wanted = True
+
     def _read(self, key):
         _, path = self.dir.locate(key)
-        data = self.dir.read(path)
+        try:
+            data = self.dir.read(path)
+        except OSError as e:
+            log.error("cannot read %s: %s", path, e)
+            raise StoreError(f"cannot read: {e.strerror or e}") from e
         if data is None:
             return None
         try:
@@ -244,7 +259,7 @@ class Store:
         bucket, path = self.dir.locate(key)
         size = self._file_size(key, path)
         self.cache.discard(key)
-        if size is not None and self.dir.remove(path):
+        if size is not None and self._remove(path):
             self._account(bucket, -1, -size)
 
     def touch(self, key, exptime):
@@ -277,8 +292,15 @@ class Store:
     def _unlink(self, key, size):
         bucket, path = self.dir.locate(key)
         self.cache.discard(key)
-        if self.dir.remove(path):
+        if self._remove(path):
             self._account(bucket, -1, -size)
+
+    def _remove(self, path):
+        try:
+            return self.dir.remove(path)
+        except OSError as e:
+            log.error("cannot remove %s: %s", path, e)
+            raise StoreError(f"cannot remove: {e.strerror or e}") from e
 
     def _account(self, bucket, items, nbytes):
         if bucket <= self._counted:
@@ -287,11 +309,14 @@ class Store:
 
     # -- flush_all and the walk over every file -----------------------------
 
-    def flush_all(self, delay=0):
-        """Kill every item now, or at now + delay; the files go in the background."""
+    def flush_all(self, exptime=0):
+        """Kill every item now, or when exptime (memcached's rules) comes; the
+        files go in the background."""
         now = self.clock()
-        self.state.flush(now, delay if delay > 0 else 0)
-        if delay <= 0:
+        if exptime > 0:
+            self.state.flush(now, absolute_expiry(exptime, now))
+        else:
+            self.state.flush(now)
             self.cache.clear()
         self._scan_wanted = True
 
@@ -345,7 +370,9 @@ class Store:
             # Within the first pass this bucket is not counted yet, so the
             # _account calls below are no-ops there, as they must be.
             try:
-                key_len, _, exptime, cas, stored, _ = record.decode_header(head)
+                key_len, _, exptime, cas, stored, value_len = record.decode_header(head)
+                if size != record.HEADER_SIZE + key_len + value_len:
+                    raise record.CorruptRecord("length mismatch")
             except record.CorruptRecord as e:
                 self._quarantine(path, size, e)
                 continue
@@ -353,7 +380,12 @@ class Store:
             if dead:
                 key = head[record.HEADER_SIZE : record.HEADER_SIZE + key_len]
                 self.cache.discard(key)
-                if self.dir.remove(path):
+                try:
+                    removed = self.dir.remove(path)
+                except OSError as e:
+                    log.error("cannot remove %s: %s", path, e)
+                    continue
+                if removed:
                     self.reclaimed += 1
                     self._account(bucket, -1, -size)
                 continue

@@ -37,23 +37,25 @@ class PersistentState:
     def next_cas(self):
         cas = self._next_cas
         if cas >= self._reserved:
-            self._reserved = cas + CAS_BLOCK
-            self._save()
+            # on disk first: a block is used only once it is reserved there
+            self._save(cas_reserved=cas + CAS_BLOCK)
         self._next_cas = cas + 1
         return cas
 
     def peek_cas(self):
         return self._next_cas
 
-    def flush(self, now, delay):
-        """Record a flush_all: now when delay is 0, else at now + delay."""
+    def flush(self, now, when=None):
+        """Record a flush_all: now, or at `when` (an absolute time)."""
         self._settle(now)
-        if delay > 0:
-            self.pending_flush = now + delay  # replaces a pending one, as memcached does
+        if when is not None and when > now:
+            # replaces a pending one, as memcached does
+            self._save(pending_flush=when)
+        elif when is not None:
+            # a time already past: items stored before it are dead
+            self._save(dead_before=max(self.dead_before, when), pending_flush=None)
         else:
-            self.dead_below_cas = self._next_cas
-            self.pending_flush = None
-        self._save()
+            self._save(dead_below_cas=self._next_cas, pending_flush=None)
 
     def is_flushed(self, cas, stored, now):
         if cas < self.dead_below_cas or stored < self.dead_before:
@@ -73,20 +75,23 @@ class PersistentState:
             self.pending_flush = None
 
     def close(self):
-        self._reserved = self._next_cas
-        self._save()
+        self._save(cas_reserved=self._next_cas)
 
-    def _save(self):
-        try:
-            self._write()
-        except OSError as e:
-            raise StoreError(f"cannot save state: {e.strerror or e}") from e
-
-    def _write(self):
+    def _save(self, **changes):
+        """Write the state with `changes` applied; only once that succeeded do
+        they take effect in memory."""
         state = {
             "cas_reserved": self._reserved,
             "dead_below_cas": self.dead_below_cas,
             "dead_before": self.dead_before,
             "pending_flush": self.pending_flush,
         }
-        self._dir.write_small_file("state", json.dumps(state).encode())
+        state.update(changes)
+        try:
+            self._dir.write_small_file("state", json.dumps(state).encode())
+        except OSError as e:
+            raise StoreError(f"cannot save state: {e.strerror or e}") from e
+        self._reserved = state["cas_reserved"]
+        self.dead_below_cas = state["dead_below_cas"]
+        self.dead_before = state["dead_before"]
+        self.pending_flush = state["pending_flush"]
