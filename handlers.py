@@ -34,9 +34,6 @@ KEY_MAX_LENGTH = 250
 MAX_LINE = 2048
 # ...unless it is a get, whose key list may be long; this bounds its memory.
 MAX_GET_LINE = 8 << 20
-# memcached stores an item in a chunk of key + value + 59 bytes of header
-# (+4 when flags are non-zero); an item larger than -I is refused.
-ITEM_OVERHEAD = 59
 INT32_MAX = (1 << 31) - 1
 MEMLIMIT_MIN_MB = 8
 
@@ -92,8 +89,7 @@ def strtol32(token):
 class Settings:
     """The server's knobs that the protocol needs to know."""
 
-    def __init__(self, item_size_max=1 << 20, max_connections=1024, port=11211, listen="127.0.0.1"):
-        self.item_size_max = item_size_max
+    def __init__(self, max_connections=1024, port=11211, listen="127.0.0.1"):
         self.max_connections = max_connections
         self.port = port
         self.listen = listen
@@ -198,7 +194,7 @@ class Server:
             ("verbosity", st.verbosity),
             ("evictions", "on"),
             ("cas_enabled", "yes"),
-            ("item_size_max", st.item_size_max),
+            ("item_size_max", s.item_size_max),
             ("flush_enabled", "yes"),
             ("data_dir", s.dir.path),
         ]
@@ -304,6 +300,8 @@ class Session:
     # -- dispatch ---------------------------------------------------------
 
     def _command(self, line):
+        if b"\0" in line:
+            line = line[: line.index(b"\0")]  # memcached reads the line as a C string
         words = [w for w in line.split(b" ") if w]
         if self.server.settings.verbosity > 1:
             log.debug("<%s", line[:200])
@@ -345,14 +343,23 @@ class Session:
             return self._reply(noreply, BAD_FORMAT)
         self._state = DATA
         self._need = length + 2
-        overhead = ITEM_OVERHEAD + (4 if flags else 0)
-        if len(key) + length + overhead > self.server.settings.item_size_max:
+        if not self.store.item_fits(len(key), length, flags):
             self.counters.store_too_large += 1
             self._pending = None  # the data will be read and dropped
             if mode is Mode.SET:
-                self._persist(self.store.discard, key)  # memcached drops the old value
+                self._drop_old_value(key)
             return self._reply(noreply, TOO_LARGE)
         self._pending = (mode, key, flags, exptime, cas_unique, noreply)
+
+    def _drop_old_value(self, key):
+        # memcached drops the old value of a set refused for size, so a client
+        # never reads a stale one; if the disk refuses, the one reply stays
+        # the size error and the failure is logged and counted
+        try:
+            self.store.discard(key)
+        except StoreError as e:
+            self.counters.persist_errors += 1
+            log.error("could not drop the old value of %r: %s", key, e)
 
     def _complete_storage(self, block):
         mode, key, flags, exptime, cas_unique, noreply = self._pending
@@ -429,7 +436,9 @@ class Session:
     # -- other item commands ---------------------------------------------
 
     def _delete(self, words):
-        noreply = words[-1] == b"noreply"
+        # memcached looks for noreply only after the key: `delete noreply`
+        # deletes the key "noreply"
+        noreply = len(words) > 2 and words[-1] == b"noreply"
         if len(words) > 2:
             hold_is_zero = words[2] == b"0"
             valid = (len(words) == 3 and (hold_is_zero or noreply)) or (
@@ -510,6 +519,10 @@ class Session:
     def _quit(self, words):
         self.closing = True
 
+    def _shutdown(self, words):
+        # memcached without -A; enabling it is a later option
+        self._out.append(b"ERROR: shutdown not enabled\r\n")
+
     def _verbosity(self, words):
         noreply = words[-1] == b"noreply"
         level = strtoul32(words[1])
@@ -536,7 +549,7 @@ class Session:
             rows = self.server.general_stats()
         elif sub == b"settings":
             rows = self.server.settings_stats()
-        elif sub == b"reset" and len(words) == 2:
+        elif sub == b"reset":
             self.counters.reset()
             self._out.append(b"RESET\r\n")
             return
@@ -571,4 +584,5 @@ _COMMANDS = {
     b"verbosity": (Session._verbosity, 2, 3),
     b"cache_memlimit": (Session._cache_memlimit, 2, 3),
     b"stats": (Session._stats, 1, None),
+    b"shutdown": (Session._shutdown, 1, None),
 }

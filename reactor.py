@@ -332,12 +332,11 @@ def main(argv=None):
         stream=sys.stderr,
     )
     try:
-        store = Store(args.data_dir, memory_limit=args.memory_limit << 20)
+        store = Store(args.data_dir, memory_limit=args.memory_limit << 20, item_size_max=args.max_item_size)
     except DataDirError as e:
         log.error("%s", e)
         return 1
     settings = handlers.Settings(
-        item_size_max=args.max_item_size,
         max_connections=args.conn_limit,
         port=args.port,
         listen=args.listen,

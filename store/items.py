@@ -23,6 +23,9 @@ log = logging.getLogger("memcached-lite.store")
 # memcached: an exptime above 30 days is an absolute unix time.
 REALTIME_MAXDELTA = 60 * 60 * 24 * 30
 MAX_U64 = (1 << 64) - 1
+# memcached keeps an item in a chunk of key + value + 59 bytes of header (+4
+# when flags are non-zero); an item whose chunk passes -I is refused.
+ITEM_OVERHEAD = 59
 # The bytes a scan reads to learn a record's header and key.
 _HEAD_AND_KEY = record.HEADER_SIZE + 250
 
@@ -94,19 +97,26 @@ def parse_c_integer(data):
 def parse_u64(data):
     """The number memcached's safe_strtoull reads in data, or None.
 
-    strtoull wraps negative input; memcached refuses it, except "-0".
+    strtoull negates "-n" modulo 2**64; memcached refuses the result only when
+    it is negative as a signed number, so "-1" is refused and
+    "-9223372036854775809" reads as 2**63 - 1.
     """
     n = parse_c_integer(data)
-    if n is None or n < 0 or n > MAX_U64:
-        return None
+    if n is None or n > MAX_U64 or -n > MAX_U64:
+        return None  # ERANGE
+    if n < 0:
+        n += 1 << 64
+        if n >= 1 << 63:
+            return None
     return n
 
 
 class Store:
     """All items of one data directory."""
 
-    def __init__(self, data_dir, memory_limit=64 << 20, clock=time.time):
+    def __init__(self, data_dir, memory_limit=64 << 20, item_size_max=1 << 20, clock=time.time):
         self.clock = clock
+        self.item_size_max = item_size_max
         self.dir = DataDir(data_dir)
         try:
             self.state = PersistentState(self.dir)
@@ -189,6 +199,11 @@ class Store:
 
     # -- writing ----------------------------------------------------------
 
+    def item_fits(self, key_len, value_len, flags):
+        """Whether memcached would find room for such an item under -I."""
+        overhead = ITEM_OVERHEAD + (4 if flags else 0)
+        return key_len + value_len + overhead <= self.item_size_max
+
     def store(self, mode, key, flags, exptime, value, cas_unique=0):
         """memcached's storage commands; returns a Result, raises StoreError."""
         if mode is Mode.SET:
@@ -208,6 +223,8 @@ class Store:
         if mode is Mode.REPLACE:
             return self._write(key, flags, exptime, value, old)
         # append/prepend keep the old item's flags and expiry
+        if not self.item_fits(len(key), len(old.value) + len(value), old.flags):
+            return Result.NOT_STORED
         value = old.value + value if mode is Mode.APPEND else value + old.value
         self._write_item(key, old.flags, old.exptime, value, old)
         return Result.STORED

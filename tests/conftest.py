@@ -308,6 +308,20 @@ class ServerProcess:
     close = _terminate_quietly
 
 
+def stop_all(servers: Sequence[ServerProcess]) -> None:
+    """Teardown of several servers at once: SIGTERM to each, then the bounded
+    waits (memcached takes up to a second to notice a signal; in parallel,
+    that second is paid once)."""
+    for server in servers:
+        if server.alive():
+            try:
+                os.kill(server.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    for server in servers:
+        server._terminate_quietly()
+
+
 _SHARED_FLAGS_WITH_VALUE = {"-m", "-I", "-c"}
 _SHARED_FLAGS = {"-v", "-vv"}
 
@@ -375,8 +389,23 @@ def start_mclite(tmp_path) -> Iterable[Callable[..., ServerProcess]]:
         return server.start()
 
     yield start
-    for server in started:
-        server._terminate_quietly()
+    stop_all(started)
+
+
+@pytest.fixture
+def spawn_mclite() -> Iterable[Callable[..., ServerProcess]]:
+    """Factory: ``spawn_mclite(data_dir, extra_args=())`` starts our server
+    without waiting for it to listen (for start-up failures); stopped by PID
+    at the end of the test."""
+    spawned: List[ServerProcess] = []
+
+    def spawn(data_dir: Path, extra_args: Sequence[str] = ()):
+        server = ServerProcess("mclite", data_dir=Path(data_dir), extra_args=extra_args)
+        spawned.append(server)
+        return server.spawn()
+
+    yield spawn
+    stop_all(spawned)
 
 
 @pytest.fixture(scope="module")
@@ -405,8 +434,36 @@ def start_memcached() -> Iterable[Callable[..., ServerProcess]]:
         return server.start()
 
     yield start
-    for server in started:
-        server._terminate_quietly()
+    stop_all(started)
+
+
+class ServerSet:
+    """Servers started on demand and all stopped together (see ``module_servers``)."""
+
+    def __init__(self, tmp_path_factory) -> None:
+        self._tmp = tmp_path_factory
+        self.started: List[ServerProcess] = []
+
+    def mclite(self, extra_args: Sequence[str] = ()) -> ServerProcess:
+        """The server under test (memcached when MCLITE_TARGET=memcached)."""
+        server = make_target_server(self._tmp.mktemp("mclite-data"), extra_args)
+        self.started.append(server)
+        return server.start()
+
+    def memcached(self, extra_args: Sequence[str] = ()) -> ServerProcess:
+        if MEMCACHED_BIN is None:
+            pytest.skip(NO_MEMCACHED)
+        server = ServerProcess("memcached", extra_args=extra_args)
+        self.started.append(server)
+        return server.start()
+
+
+@pytest.fixture(scope="module")
+def module_servers(tmp_path_factory) -> Iterable[ServerSet]:
+    """Extra servers that live as long as the module, stopped together at its end."""
+    servers = ServerSet(tmp_path_factory)
+    yield servers
+    stop_all(servers.started)
 
 
 # --------------------------------------------------------------------------

@@ -20,8 +20,8 @@ BIG = 1 << 20  # near the largest item
 class Running:
     def __init__(self, tmp_path, **settings):
         self.data_dir = tmp_path / "data"
-        self.store = Store(self.data_dir)
-        self.server = handlers.Server(self.store, handlers.Settings(item_size_max=2 << 20, **settings))
+        self.store = Store(self.data_dir, item_size_max=2 << 20)
+        self.server = handlers.Server(self.store, handlers.Settings(**settings))
         listener = socket.create_server(("127.0.0.1", 0))
         self.port = listener.getsockname()[1]
         self.reactor = reactor.Reactor(self.server, listener)
