@@ -193,7 +193,7 @@ class ServerProcess:
             try:
                 self._wait_ready(timeout)
                 return self
-            except ServerStartError as exc:
+            except ServerStartError:
                 self._terminate_quietly()
                 in_use = any(m in self.stderr_text().lower() for m in self.ADDR_IN_USE)
                 if self._port_pinned or not in_use or attempt == 2:
@@ -601,3 +601,11 @@ def connect() -> Iterable[Callable[..., Conn]]:
     yield _connect
     for conn in conns:
         conn.close()
+
+
+@pytest.fixture(scope="module")
+def no_fsync():
+    """os.fsync as a no-op for one module: for tests of replies, not durability."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, "fsync", lambda fd: None)
+        yield

@@ -53,13 +53,9 @@ DELETE_USAGE = b"CLIENT_ERROR bad command line format.  Usage: delete <key> [nor
 # -- fixtures ------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _no_fsync():
-    """fsync changes nothing in the bytes a session answers (the store's own
-    tests cover durability); skipping it keeps hundreds of fresh stores fast."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(os, "fsync", lambda fd: None)
-        yield
+# fsync changes nothing in the bytes a session answers (the store's own tests
+# cover durability); skipping it keeps hundreds of fresh stores fast.
+pytestmark = pytest.mark.usefixtures("no_fsync")
 
 
 class FakeClock:

@@ -11,7 +11,6 @@ must only delay replies, never change them.
 The command-by-command spec is in test_handlers.py.
 """
 
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -37,13 +36,9 @@ TOO_LARGE = b"SERVER_ERROR object too large for cache\r\n"
 BAD_CHUNK = b"CLIENT_ERROR bad data chunk\r\n"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _no_fsync():
-    """fsync changes nothing in the bytes a session answers (the store's own
-    tests cover durability); skipping it keeps hundreds of fresh stores fast."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(os, "fsync", lambda fd: None)
-        yield
+# fsync changes nothing in the bytes a session answers (the store's own tests
+# cover durability); skipping it keeps hundreds of fresh stores fast.
+pytestmark = pytest.mark.usefixtures("no_fsync")
 
 
 def fixed_clock():
