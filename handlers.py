@@ -220,7 +220,9 @@ class Session:
         self._need = 0  # DATA: bytes still to come, value plus "\r\n"
         self._pending = None  # DATA: the storage command, or None to drop the data
         self._out = []
-        # feed() stopped at its output limit with commands left to parse
+        self._room = None  # reply bytes the current command may still make
+        self._retrieval = None  # a get paused at the output limit: what is left
+        # feed() stopped at a limit with work left (commands or a paused get)
         self.stopped_early = False
         self.counters.curr_connections += 1
         self.counters.total_connections += 1
@@ -229,11 +231,13 @@ class Session:
         """The connection is gone."""
         self.counters.curr_connections -= 1
 
-    def feed(self, data=b"", limit=None):
+    def feed(self, data=b"", limit=None, max_commands=None):
         """Take bytes from the client, return the replies they complete.
 
-        Stops early once the replies reach `limit` bytes; the rest stays
-        buffered for the next call (the reactor's backpressure).
+        Stops early once the replies reach about `limit` bytes (a multi-get
+        pauses between two keys) or after `max_commands` commands; the rest
+        stays buffered for the next call, and `stopped_early` says so. The
+        reactor uses the first for backpressure, the second for fairness.
         """
         self.counters.bytes_read += len(data)
         if self.closing:
@@ -250,13 +254,19 @@ class Session:
         out = self._out
         size = 0
         pos = 0
+        commands = 0
         self.stopped_early = False
         while not self.closing:
-            if limit is not None and size >= limit:
+            if (limit is not None and size >= limit) or (max_commands is not None and commands >= max_commands):
                 self.stopped_early = True
                 break
             before = len(out)
-            if self._state is LINE:
+            self._room = None if limit is None else limit - size
+            if self._retrieval is not None:
+                keys, with_cas, exptime = self._retrieval
+                self._retrieval = None
+                self._retrieve_keys(keys, with_cas, exptime)
+            elif self._state is LINE:
                 nl = buf.find(b"\n", pos)
                 if nl < 0:
                     self._check_unended_line(buf, pos)
@@ -264,6 +274,7 @@ class Session:
                 end = nl - 1 if nl > pos and buf[nl - 1] == 13 else nl
                 line = bytes(buf[pos:end])
                 pos = nl + 1
+                commands += 1
                 self._command(line)
             else:
                 if self._pending is None:
@@ -401,35 +412,40 @@ class Session:
         if any(len(key) > KEY_MAX_LENGTH for key in keys):
             self._out.append(BAD_FORMAT)
             return
+        self._retrieve_keys(keys, with_cas, exptime)
+
+    def _retrieve_keys(self, keys, with_cas, exptime):
+        # Values are only referenced, and a long key list pauses once the
+        # reply passes the room feed() gives it, so `get k k k ...` of a large
+        # item cannot make the server hold gigabytes of copies.
         c = self.counters
         parts = []
-        for key in keys:
-            c.cmd_get += 1
+        made = 0
+        for i, key in enumerate(keys):
+            if self._room is not None and made >= self._room:
+                self._out.extend(parts)
+                self._retrieval = (keys[i:], with_cas, exptime)
+                return
+            # memcached counts gat/gats as touches, not gets
             if exptime is None:
-                item = self._persist(self.store.get, key)
-                if item is FAILED:
-                    return  # the SERVER_ERROR replaces the whole reply
-                if item is None:
-                    c.get_misses += 1
-                else:
-                    c.get_hits += 1
+                kind, item = "get", self._persist(self.store.get, key)
             else:
-                c.cmd_touch += 1
-                item = self._persist(self.store.touch, key, exptime)
-                if item is FAILED:
-                    return  # the SERVER_ERROR replaces the whole reply
-                if item is None:
-                    c.touch_misses += 1
-                else:
-                    c.touch_hits += 1
+                kind, item = "touch", self._persist(self.store.touch, key, exptime)
+            if item is FAILED:
+                return  # the SERVER_ERROR stands in for the rest of the reply
+            c.bump("cmd_" + kind)
             if item is None:
+                c.bump(kind + "_misses")
                 continue
+            c.bump(kind + "_hits")
             if with_cas:
-                parts.append(b"VALUE %s %d %d %d\r\n" % (key, item.flags, len(item.value), item.cas))
+                head = b"VALUE %s %d %d %d\r\n" % (key, item.flags, len(item.value), item.cas)
             else:
-                parts.append(b"VALUE %s %d %d\r\n" % (key, item.flags, len(item.value)))
+                head = b"VALUE %s %d %d\r\n" % (key, item.flags, len(item.value))
+            parts.append(head)
             parts.append(item.value)
             parts.append(b"\r\n")
+            made += len(head) + len(item.value) + 2
         parts.append(END)
         self._out.extend(parts)
 

@@ -38,6 +38,11 @@ log = logging.getLogger("memcached-lite")
 RECV_SIZE = 256 * 1024
 HIGH_WATER = 4 << 20
 LOW_WATER = 1 << 20
+# Commands one connection may run before the others get a turn (memcached's
+# reqs_per_event): a client pipelining thousands of writes cannot stall the rest.
+REQS_PER_EVENT = 20
+# After accept fails for want of file descriptors, how long to stop accepting.
+ACCEPT_BACKOFF = 0.5
 # How long the store's background work may hold the loop per iteration.
 TICK_BUDGET = 0.005
 SHUTDOWN_FLUSH_SECONDS = 5.0
@@ -69,7 +74,9 @@ class Reactor:
         self.listener = listener
         self.sel = selectors.DefaultSelector()
         self.conns = set()
+        self.ready = set()  # connections with input parsed only in part
         self.stopping = False
+        self._accept_paused_until = None
         listener.setblocking(False)
         self.sel.register(listener, selectors.EVENT_READ, None)
         self._wake_r, self._wake_w = socket.socketpair()
@@ -85,17 +92,35 @@ class Reactor:
         try:
             while not self.stopping:
                 busy = store.has_work()
-                for key, mask in self.sel.select(0 if busy else 1.0):
+                timeout = 0 if busy or self.ready else 1.0
+                if self._accept_paused_until is not None:
+                    timeout = min(timeout, ACCEPT_BACKOFF)
+                for key, mask in self.sel.select(timeout):
                     if key.data is None:
                         self._accept()
                     elif key.data == "wake":
                         self._drain_wake()
                     else:
                         self._serve(key.data, mask)
+                self._run_ready()
+                self._resume_accepting()
                 if busy:
-                    store.tick(TICK_BUDGET)
+                    self._background()
         finally:
             self._shutdown()
+
+    def _run_ready(self):
+        """Give each connection that still has parsed input its next turn."""
+        for conn in list(self.ready):
+            self.ready.discard(conn)
+            if conn in self.conns and not conn.paused:
+                self._guarded(conn, self._pump, conn, b"")
+
+    def _background(self):
+        try:
+            self.server.store.tick(TICK_BUDGET)
+        except Exception:  # the store's housekeeping must never stop serving
+            log.exception("background store work failed; retrying later")
 
     def _drain_wake(self):
         try:
@@ -122,8 +147,11 @@ class Reactor:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
-                # out of file descriptors and the like: log, keep serving
-                log.error("accept failed: %s", e)
+                # Out of file descriptors: the listener stays readable, so
+                # stop watching it for a moment instead of spinning on it.
+                log.error("accept failed: %s; not accepting for %.1f s", e, ACCEPT_BACKOFF)
+                self.sel.unregister(self.listener)
+                self._accept_paused_until = time.monotonic() + ACCEPT_BACKOFF
                 return
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -140,20 +168,32 @@ class Reactor:
             log.debug("connection from %s", peer)
             self._set_events(conn)
 
+    def _resume_accepting(self):
+        until = self._accept_paused_until
+        if until is not None and time.monotonic() >= until:
+            self._accept_paused_until = None
+            self.sel.register(self.listener, selectors.EVENT_READ, None)
+
     def _serve(self, conn, mask):
+        self._guarded(conn, self._handle_events, conn, mask)
+
+    def _guarded(self, conn, work, *args):
         try:
-            if mask & selectors.EVENT_WRITE:
-                self._send(conn)
-                if conn.paused and conn.out_size < LOW_WATER and not self.stopping:
-                    conn.paused = False
-                    self._pump(conn, b"")
-            if mask & selectors.EVENT_READ and conn.sock.fileno() >= 0:
-                self._read(conn)
+            work(*args)
             if conn.sock.fileno() >= 0:
                 self._settle(conn)
         except Exception:  # one connection's failure must never stop the server
             log.exception("error on connection %s; closing it", conn.peer)
             self._close(conn)
+
+    def _handle_events(self, conn, mask):
+        if mask & selectors.EVENT_WRITE:
+            self._send(conn)
+            if conn.paused and conn.out_size < LOW_WATER and not self.stopping:
+                conn.paused = False
+                self._pump(conn, b"")
+        if mask & selectors.EVENT_READ and conn.sock.fileno() >= 0:
+            self._read(conn)
 
     def _read(self, conn):
         try:
@@ -169,21 +209,19 @@ class Reactor:
         self._pump(conn, data)
 
     def _pump(self, conn, data):
-        """Feed the session and send its replies, until it waits for input or
-        the client falls HIGH_WATER behind."""
+        """Feed the session one turn and send its replies. What it left for
+        later waits in `ready` for the next turn, or, if the client is
+        HIGH_WATER behind on reading, until it catches up."""
         session = conn.session
-        while True:
-            reply = session.feed(data, limit=HIGH_WATER)
-            data = b""
-            if reply:
-                conn.out.append(reply)
-                conn.out_size += len(reply)
-                self._send(conn)
-            if conn.out_size >= HIGH_WATER:
-                conn.paused = True
-                return
-            if not session.stopped_early:
-                return
+        reply = session.feed(data, limit=HIGH_WATER, max_commands=REQS_PER_EVENT)
+        if reply:
+            conn.out.append(reply)
+            conn.out_size += len(reply)
+            self._send(conn)
+        if conn.out_size >= HIGH_WATER:
+            conn.paused = True
+        elif session.stopped_early:
+            self.ready.add(conn)
 
     def _send(self, conn):
         out = conn.out
@@ -212,14 +250,17 @@ class Reactor:
 
     def _settle(self, conn):
         """Close a finished connection, or set what it waits for."""
-        if not conn.out and (conn.session.closing or conn.eof):
+        session = conn.session
+        if not conn.out and (session.closing or (conn.eof and not session.stopped_early)):
             self._close(conn)
             return
         self._set_events(conn)
 
     def _set_events(self, conn):
         events = 0
-        if not (conn.paused or conn.eof or conn.session.closing or self.stopping):
+        # a session with a backlog is not read from until it has run it
+        backlog = conn.session.stopped_early
+        if not (conn.paused or backlog or conn.eof or conn.session.closing or self.stopping):
             events |= selectors.EVENT_READ
         if conn.out:
             events |= selectors.EVENT_WRITE
@@ -237,6 +278,7 @@ class Reactor:
         if conn not in self.conns:
             return
         self.conns.discard(conn)
+        self.ready.discard(conn)
         if conn.events:
             self.sel.unregister(conn.sock)
             conn.events = 0
@@ -247,7 +289,8 @@ class Reactor:
     # -- shutdown ---------------------------------------------------------------
 
     def _shutdown(self):
-        self.sel.unregister(self.listener)
+        if self._accept_paused_until is None:
+            self.sel.unregister(self.listener)
         self.listener.close()
         deadline = time.monotonic() + SHUTDOWN_FLUSH_SECONDS
         for conn in list(self.conns):
@@ -343,7 +386,8 @@ def main(argv=None):
     )
     settings.verbosity = args.verbose
     try:
-        listener = socket.create_server((args.listen, args.port), backlog=1024, reuse_port=False)
+        family = socket.AF_INET6 if ":" in args.listen else socket.AF_INET
+        listener = socket.create_server((args.listen, args.port), family=family, backlog=1024)
     except OSError as e:
         store.close()
         log.error("cannot listen on %s:%d: %s", args.listen, args.port, e.strerror)

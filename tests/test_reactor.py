@@ -113,6 +113,42 @@ def test_a_client_that_half_closes_still_gets_its_replies(running):
         assert read_until_closed(s) == b"STORED\r\nVALUE k 0 2\r\nhi\r\nEND\r\n"
 
 
+def test_a_client_that_half_closes_after_a_long_pipeline_gets_every_reply(running):
+    count = reactor.REQS_PER_EVENT * 10
+    with running.connect() as s:
+        s.sendall(b"".join(b"set k%d 0 0 1\r\nv\r\n" % i for i in range(count)))
+        s.shutdown(socket.SHUT_WR)
+        assert read_until_closed(s) == b"STORED\r\n" * count
+
+
+def test_a_pipelining_client_does_not_hold_up_the_others(running, monkeypatch):
+    # The hog's first command holds the loop until the other client's command
+    # has arrived; from then on the hog runs REQS_PER_EVENT commands a turn,
+    # and the other client's command runs at the next turn, not after the hog.
+    order = []
+    other_sent = threading.Event()
+    real = handlers.Session._version
+
+    def version(self, words):
+        if not order:
+            other_sent.wait(10)
+        order.append(self)
+        real(self, words)
+
+    monkeypatch.setitem(handlers._COMMANDS, b"version", (version, 1, None))
+    reply = b"VERSION 1.6.18-lite\r\n"
+    count = reactor.REQS_PER_EVENT * 50
+    with running.connect() as hog, running.connect() as other:
+        hog.sendall(b"version\r\n" * count)
+        wait_for(lambda: any(c.session.counters.bytes_read for c in list(running.reactor.conns)))
+        other.sendall(b"version\r\n")
+        other_sent.set()
+        assert read_exactly(other, len(reply)) == reply
+        assert read_exactly(hog, len(reply) * count) == reply * count
+    position = next(i for i, s in enumerate(order) if s is not order[0])
+    assert position <= 2 * reactor.REQS_PER_EVENT
+
+
 def test_connections_over_the_limit_get_memcacheds_error(tmp_path):
     r = Running(tmp_path, max_connections=2)
     try:
