@@ -64,10 +64,6 @@ _CAS_COUNTERS = {Result.STORED: "cas_hits", Result.EXISTS: "cas_badval", Result.
 # -- numbers as memcached's safe_strto* functions read them ----------------
 
 
-def strtoull(token):
-    return parse_u64(token)
-
-
 def strtoul32(token):
     """safe_strtoul: an unsigned long (64 bits here) stored into 32 bits."""
     n = parse_u64(token)
@@ -349,7 +345,7 @@ class Session:
         length = strtol32(words[4])
         cas_unique = 0
         if mode is Mode.CAS:
-            cas_unique = strtoull(words[5])
+            cas_unique = parse_u64(words[5])
         if None in (flags, exptime, length, cas_unique) or not 0 <= length <= INT32_MAX - 2:
             return self._reply(noreply, BAD_FORMAT)
         self._state = DATA
@@ -481,7 +477,7 @@ class Session:
         key = words[1]
         if len(key) > KEY_MAX_LENGTH:
             return self._reply(noreply, BAD_FORMAT)
-        delta = strtoull(words[2])
+        delta = parse_u64(words[2])
         if delta is None:
             return self._reply(noreply, BAD_DELTA)
         try:
@@ -567,6 +563,7 @@ class Session:
             rows = self.server.settings_stats()
         elif sub == b"reset":
             self.counters.reset()
+            self.store.reset_stats()
             self._out.append(b"RESET\r\n")
             return
         else:

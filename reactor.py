@@ -135,8 +135,8 @@ class Reactor:
         self.stopping = True
         try:
             self._wake_w.send(b"\0")
-        except BlockingIOError:
-            pass
+        except OSError:
+            pass  # already awake, or already shut down
 
     # -- connections ----------------------------------------------------------
 
@@ -283,6 +283,7 @@ class Reactor:
             self.sel.unregister(conn.sock)
             conn.events = 0
         conn.session.close()
+        _discard_input(conn.sock)
         conn.sock.close()
         log.debug("connection from %s closed", conn.peer)
 
@@ -306,6 +307,17 @@ class Reactor:
         self._wake_w.close()
         self.server.store.close()
         log.info("stopped")
+
+
+def _discard_input(sock):
+    # Closing a socket with unread input makes Linux send RST, and a peer that
+    # gets RST may lose replies it has not read yet: read what is there first.
+    try:
+        for _ in range(16):
+            if not sock.recv(RECV_SIZE):
+                break
+    except OSError:
+        pass
 
 
 def _take(out, n):

@@ -90,7 +90,10 @@ def parse_c_integer(data):
     m = _NUMBER.match(data)
     if m is None:
         return None
-    n = int(m.group(2))
+    digits = m.group(2).lstrip(b"0") or b"0"
+    # Past 20 digits every caller refuses it (ERANGE); 21 keep it out of range
+    # without asking int() for thousands of digits.
+    n = int(digits[:21])
     return -n if m.group(1) == b"-" else n
 
 
@@ -150,18 +153,24 @@ class Store:
             item = self._read(key)
             if item is None:
                 return None
-        now = self.clock()
-        if item.exptime and item.exptime <= now:
-            if counting:
+        death = self._death(item.exptime, item.cas, item.stored, self.clock())
+        if death is None:
+            return item
+        if counting:
+            if death == "expired":
                 self.get_expired += 1
-            self._reclaim(key, item.size)
-            return None
-        if self.state.is_flushed(item.cas, item.stored, now):
-            if counting:
+            else:
                 self.get_flushed += 1
-            self._reclaim(key, item.size)
-            return None
-        return item
+        self._reclaim(key, item.size)
+        return None
+
+    def _death(self, exptime, cas, stored, now):
+        """Why an item is dead ("expired", "flushed"), or None if it lives."""
+        if exptime and exptime <= now:
+            return "expired"
+        if self.state.is_flushed(cas, stored, now):
+            return "flushed"
+        return None
 
     def _reclaim(self, key, size):
         # a dead item's file; if it cannot go now, the walk retries later
@@ -192,8 +201,12 @@ class Store:
         return item
 
     def _quarantine(self, path, size, why):
+        try:
+            self.dir.quarantine(path)
+        except OSError as e:
+            log.error("corrupt record %s (%s) cannot be moved aside: %s", path, why, e)
+            return
         log.error("quarantined corrupt record %s: %s", path, why)
-        self.dir.quarantine(path)
         self.quarantined += 1
         self._account(_bucket_of(path), -1, -size)
 
@@ -233,12 +246,13 @@ class Store:
         self._write_item(key, flags, absolute_expiry(exptime, self.clock()), value, old)
         return Result.STORED
 
-    def _write_item(self, key, flags, exptime, value, old=None, cas=None):
-        """Write an item (a new cas unless one is given: touch keeps it)."""
+    def _write_item(self, key, flags, exptime, value, old=None, cas=None, linked=True):
+        """Write an item: a new cas unless one is given (touch keeps it);
+        `linked` counts it in total_items as memcached counts a new item
+        (touch and an incr that fits in place make none)."""
         bucket, path = self.dir.locate(key)
         old_size = old.size if old is not None else self._file_size(key, path)
-        new_item = cas is None
-        if new_item:
+        if cas is None:
             cas = self.state.next_cas()
         item = Item(key, flags, exptime, cas, self.clock(), value)
         header = record.encode(key, flags, exptime, cas, item.stored, value)
@@ -248,7 +262,7 @@ class Store:
             log.error("write of %r failed: %s", key, e)
             raise StoreError(f"{e.strerror or e}") from e
         self.cache.put(item)
-        if new_item:
+        if linked:
             self.total_items += 1
         if old_size is None:
             self._account(bucket, 1, item.size)
@@ -285,7 +299,7 @@ class Store:
         if item is None:
             return None
         absolute = absolute_expiry(exptime, self.clock())
-        return self._write_item(key, item.flags, absolute, item.value, item, cas=item.cas)
+        return self._write_item(key, item.flags, absolute, item.value, item, cas=item.cas, linked=False)
 
     def incr_decr(self, key, delta, incr):
         """Add or subtract delta; return the new number, or None if there is no item.
@@ -301,9 +315,10 @@ class Store:
             raise NonNumeric()
         n = (n + delta) & MAX_U64 if incr else max(0, n - delta)
         digits = b"%d" % n
-        if len(digits) < len(item.value):
+        in_place = len(digits) <= len(item.value)
+        if in_place:
             digits = digits.ljust(len(item.value))
-        self._write_item(key, item.flags, item.exptime, digits, item)
+        self._write_item(key, item.flags, item.exptime, digits, item, linked=not in_place)
         return n
 
     def _unlink(self, key, size):
@@ -380,12 +395,22 @@ class Store:
 
     def _walk_bucket(self, bucket, first):
         now = self.clock()
-        for path, size in self.dir.bucket_files(bucket):
-            head = self.dir.read_head(path, _HEAD_AND_KEY)
-            if head is None:
-                continue
+        try:
+            files = self.dir.bucket_files(bucket)
+        except OSError as e:
+            log.error("cannot list bucket %s: %s", bucket, e)
+            return
+        for path, size in files:
             # Within the first pass this bucket is not counted yet, so the
             # _account calls below are no-ops there, as they must be.
+            try:
+                head = self.dir.read_head(path, _HEAD_AND_KEY)
+            except OSError as e:
+                # a directory, an unreadable file: not an item; set it aside
+                self._quarantine(path, size, e)
+                continue
+            if head is None:
+                continue
             try:
                 key_len, _, exptime, cas, stored, value_len = record.decode_header(head)
                 if size != record.HEADER_SIZE + key_len + value_len:
@@ -393,23 +418,28 @@ class Store:
             except record.CorruptRecord as e:
                 self._quarantine(path, size, e)
                 continue
-            dead = (exptime and exptime <= now) or self.state.is_flushed(cas, stored, now)
-            if dead:
-                key = head[record.HEADER_SIZE : record.HEADER_SIZE + key_len]
-                self.cache.discard(key)
-                try:
-                    removed = self.dir.remove(path)
-                except OSError as e:
-                    log.error("cannot remove %s: %s", path, e)
-                    continue
-                if removed:
-                    self.reclaimed += 1
-                    self._account(bucket, -1, -size)
+            if self._death(exptime, cas, stored, now) is None:
+                if first:
+                    self.curr_items += 1
+                    self.bytes += size
+                    self.loaded += 1
                 continue
-            if first:
-                self.curr_items += 1
-                self.bytes += size
-                self.loaded += 1
+            self.cache.discard(head[record.HEADER_SIZE : record.HEADER_SIZE + key_len])
+            try:
+                removed = self.dir.remove(path)
+            except OSError as e:
+                log.error("cannot remove %s: %s", path, e)
+                continue
+            if removed:
+                self.reclaimed += 1
+                self._account(bucket, -1, -size)
+
+    def reset_stats(self):
+        """`stats reset`: zero the counters the store keeps."""
+        self.total_items = 0
+        self.get_expired = 0
+        self.get_flushed = 0
+        self.reclaimed = 0
 
     @property
     def scan_done(self):

@@ -25,13 +25,14 @@ class PersistentState:
         raw = datadir.read_small_file("state")
         try:
             saved = json.loads(raw) if raw else {}
-        except ValueError as e:
+            self._next_cas = max(1, int(saved.get("cas_reserved", 1)))
+            self.dead_below_cas = int(saved.get("dead_below_cas", 0))
+            self.dead_before = float(saved.get("dead_before", 0.0))
+            pending = saved.get("pending_flush")  # a time, or None
+            self.pending_flush = None if pending is None else float(pending)
+        except (ValueError, TypeError, AttributeError) as e:
             raise DataDirError(f"{datadir.path}/state is unreadable: {e}") from e
-        self._next_cas = max(1, saved.get("cas_reserved", 1))
         self._reserved = self._next_cas
-        self.dead_below_cas = saved.get("dead_below_cas", 0)
-        self.dead_before = saved.get("dead_before", 0.0)
-        self.pending_flush = saved.get("pending_flush")  # a time, or None
         self._save()
 
     def next_cas(self):
@@ -41,9 +42,6 @@ class PersistentState:
             self._save(cas_reserved=cas + CAS_BLOCK)
         self._next_cas = cas + 1
         return cas
-
-    def peek_cas(self):
-        return self._next_cas
 
     def flush(self, now, when=None):
         """Record a flush_all: now, or at `when` (an absolute time)."""

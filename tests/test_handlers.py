@@ -821,6 +821,31 @@ def test_stats_reset_zeroes_the_counters(session):
     assert rows["curr_connections"] == "1"
 
 
+def test_stats_reset_zeroes_the_item_counters_the_store_keeps(session, clock):
+    session.feed(set_cmd(b"a", b"1") + set_cmd(b"gone", b"x", exptime=1))
+    clock.advance(2)
+    session.feed(b"get gone\r\n")
+    assert session.feed(b"stats reset\r\n") == b"RESET\r\n"
+    session.feed(set_cmd(b"b", b"2"))
+    rows = stats(session)
+    assert (rows["total_items"], rows["get_expired"]) == ("1", "0")
+
+
+def test_gat_counts_as_a_touch_not_a_get(session):
+    session.feed(set_cmd(b"k", b"v"))
+    session.feed(b"gat 100 k nope\r\n")
+    rows = stats(session)
+    assert (rows["cmd_get"], rows["cmd_touch"], rows["touch_hits"], rows["touch_misses"]) == ("0", "2", "1", "1")
+
+
+def test_an_incr_that_fits_in_place_makes_no_new_item(session):
+    session.feed(set_cmd(b"n", b"10"))
+    session.feed(b"incr n 5\r\n")
+    assert stats(session)["total_items"] == "1"
+    session.feed(b"incr n 100\r\n")  # 115: longer than "15", a new item
+    assert stats(session)["total_items"] == "2"
+
+
 def test_stats_reset_ignores_extra_words(session):
     assert session.feed(b"stats reset extra\r\n") == b"RESET\r\n"
 

@@ -447,3 +447,28 @@ def test_a_quit_under_the_limit_still_closes(session):
         out += session.feed(b"", limit=1)
     assert out == VERSION * 2
     assert session.closing
+
+
+# -- a long multi-get under the limit -----------------------------------------
+
+
+def test_a_multi_get_pauses_between_keys_at_the_limit_and_resumes(session):
+    data = b"v" * 500
+    session.feed(b"set big 0 0 500\r\n" + data + b"\r\n")
+    request = b"get " + b" ".join([b"big"] * 40) + b"\r\nversion\r\n"
+    first = session.feed(request, limit=2000)
+    # about the limit, not the 20 KB the whole reply holds
+    assert len(first) < 2000 + 600
+    assert session.stopped_early
+    out = first
+    while session.stopped_early:
+        out += session.feed(b"", limit=2000)
+    assert out == (b"VALUE big 0 500\r\n" + data + b"\r\n") * 40 + END + VERSION
+
+
+def test_feed_runs_at_most_max_commands_then_says_it_stopped_early(session):
+    assert session.feed(b"version\r\n" * 5, max_commands=2) == VERSION * 2
+    assert session.stopped_early
+    assert session.feed(b"", max_commands=2) == VERSION * 2
+    assert session.feed(b"", max_commands=2) == VERSION
+    assert not session.stopped_early

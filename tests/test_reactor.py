@@ -4,6 +4,7 @@ The loop runs in a background thread of the test process, so the tests can
 look at its connections; the server itself never uses threads.
 """
 
+import errno
 import socket
 import threading
 import time
@@ -18,12 +19,14 @@ BIG = 1 << 20  # near the largest item
 
 
 class Running:
-    def __init__(self, tmp_path, **settings):
+    def __init__(self, tmp_path, wrap_listener=None, **settings):
         self.data_dir = tmp_path / "data"
         self.store = Store(self.data_dir, item_size_max=2 << 20)
         self.server = handlers.Server(self.store, handlers.Settings(**settings))
         listener = socket.create_server(("127.0.0.1", 0))
         self.port = listener.getsockname()[1]
+        if wrap_listener:
+            listener = wrap_listener(listener)
         self.reactor = reactor.Reactor(self.server, listener)
         self.thread = threading.Thread(target=self.reactor.run, daemon=True)
         self.thread.start()
@@ -198,3 +201,40 @@ def test_stop_sends_the_replies_it_owes_whole_then_exits_and_releases_the_data_d
     running.thread.join(15)
     assert not running.thread.is_alive()
     Store(running.data_dir).close()  # the lock was released
+
+
+class OutOfDescriptors:
+    """A listening socket whose first accepts fail as when the process has no
+    file descriptors left."""
+
+    def __init__(self, sock, failures):
+        self.sock = sock
+        self.failures = failures
+        self.calls = 0
+
+    def accept(self):
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return self.sock.accept()
+
+    def __getattr__(self, name):
+        return getattr(self.sock, name)
+
+
+def test_accept_failing_for_want_of_descriptors_backs_off_instead_of_spinning(tmp_path):
+    listeners = []
+
+    def wrap(sock):
+        listeners.append(OutOfDescriptors(sock, failures=1))
+        return listeners[0]
+
+    r = Running(tmp_path, wrap_listener=wrap)
+    try:
+        with r.connect() as s:
+            assert roundtrip(s, b"get x\r\n", b"END\r\n") == b"END\r\n"
+        # one failure, then a pause, then the accept that worked: a loop that
+        # spun on the readable listener would have called accept thousands of times
+        assert listeners[0].calls <= 4
+    finally:
+        r.stop()

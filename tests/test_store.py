@@ -1598,3 +1598,26 @@ def test_a_bucket_dir_removed_by_hand_is_made_again(store):
     set_(store, b"k", b"v2")
     assert value_of(store, b"k") == b"v2"
     assert os.path.isfile(path)
+
+
+def test_start_up_scan_sets_aside_a_directory_among_the_items_and_goes_on(stores, data_dir):
+    store = stores.open()
+    set_(store, b"k", b"v")
+    bucket, path = store.dir.locate(b"k")
+    stores.close(store)
+    os.mkdir(os.path.join(os.path.dirname(path), "f" * 32))
+    store = stores.open()
+    finish_scan(store)
+    assert store.curr_items == 1 and store.quarantined == 1
+    assert value_of(store, b"k") == b"v"
+
+
+def test_incr_reads_a_value_with_thousands_of_leading_zeros(store):
+    set_(store, b"z", b"0" * 5000 + b"7")
+    assert store.incr_decr(b"z", 1, True) == 8
+
+
+def test_incr_of_a_value_with_thousands_of_digits_is_non_numeric(store):
+    set_(store, b"z", b"9" * 5000)
+    with pytest.raises(NonNumeric):
+        store.incr_decr(b"z", 1, True)
