@@ -126,6 +126,17 @@ class Server:
         self.clock = clock
         self.started = clock()
 
+    def has_background_work(self):
+        """Whether the store has housekeeping for the loop's idle moments."""
+        return self.store.has_work()
+
+    def background(self, budget):
+        """Give the store's housekeeping about `budget` seconds."""
+        self.store.tick(budget)
+
+    def close(self):
+        self.store.close()
+
     def general_stats(self):
         c, s, st = self.counters, self.store, self.settings
         now = self.clock()

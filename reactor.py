@@ -88,10 +88,9 @@ class Reactor:
 
     def run(self):
         """Serve until stop() is called, then shut down cleanly."""
-        store = self.server.store
         try:
             while not self.stopping:
-                busy = store.has_work()
+                busy = self.server.has_background_work()
                 timeout = 0 if busy or self.ready else 1.0
                 if self._accept_paused_until is not None:
                     timeout = min(timeout, ACCEPT_BACKOFF)
@@ -118,7 +117,7 @@ class Reactor:
 
     def _background(self):
         try:
-            self.server.store.tick(TICK_BUDGET)
+            self.server.background(TICK_BUDGET)
         except Exception:  # the store's housekeeping must never stop serving
             log.exception("background store work failed; retrying later")
 
@@ -305,7 +304,7 @@ class Reactor:
         self.sel.close()
         self._wake_r.close()
         self._wake_w.close()
-        self.server.store.close()
+        self.server.close()
         log.info("stopped")
 
 
@@ -331,6 +330,7 @@ def _take(out, n):
 
 
 def default_data_dir(port):
+    """Where items live when --data-dir is not given: one folder per port."""
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return os.path.join(base, "memcached-lite", str(port))
 
@@ -348,6 +348,7 @@ def parse_size(text):
 
 
 def parse_args(argv):
+    """The command line, memcached's flag names where they exist."""
     p = argparse.ArgumentParser(
         prog="python -m reactor",
         description="memcached-lite: a memcached 1.6 text-protocol server whose items "
@@ -380,6 +381,7 @@ def parse_args(argv):
 
 
 def main(argv=None):
+    """Open the store, listen, serve until SIGTERM/SIGINT; the exit status."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

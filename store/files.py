@@ -26,6 +26,7 @@ _FORMAT_LINE = f"memcached-lite {FORMAT_VERSION}\n"
 
 
 def key_hash(key):
+    """The hex name of a key's file."""
     return hashlib.blake2b(key, digest_size=16).hexdigest()
 
 
@@ -233,6 +234,7 @@ class DataDir:
 
 
 def fsync_dir(path):
+    """Make a folder's entries (a rename, a new file) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

@@ -31,6 +31,8 @@ _HEAD_AND_KEY = record.HEADER_SIZE + 250
 
 
 class Result(enum.Enum):
+    """What a storage command did; the values are memcached's reply words."""
+
     STORED = "STORED"
     NOT_STORED = "NOT_STORED"
     EXISTS = "EXISTS"
@@ -38,6 +40,8 @@ class Result(enum.Enum):
 
 
 class Mode(enum.Enum):
+    """The six storage commands."""
+
     SET = "set"
     ADD = "add"
     REPLACE = "replace"
