@@ -343,3 +343,39 @@ def test_bad_flag_prints_usage_and_exits_2(target, tmp_path):
     )
     assert proc.returncode == 2, proc
     assert b"usage" in proc.stderr.lower(), proc.stderr
+
+
+def _rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_a_client_that_never_reads_costs_the_server_megabytes_not_its_whole_backlog(start_mclite, connect):
+    # 300 replies of 1 MB are asked for and never read: the server must stop
+    # reading that client once it is a few MiB behind, so its memory stays
+    # near where it started, measured from /proc, not guessed.
+    server = start_mclite()
+    if server.kind != "mclite":
+        pytest.skip("measures our server's memory")
+    c = connect(server)
+    size = 1_000_000
+    assert c.exchange(b"set big 0 0 %d\r\n" % size + b"b" * size + b"\r\n") == b"STORED\r\n"
+    before = _rss_kib(server.pid)
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    c.sock.setblocking(False)
+    sent = 0
+    request = b"get big\r\n" * 300
+    try:
+        while sent < len(request):
+            sent += c.sock.send(request[sent:])
+    except BlockingIOError:
+        pass
+    other = connect(server)
+    peak = before
+    for _ in range(20):  # the server has had many loop turns by the end
+        assert other.exchange(b"get nothing\r\n") == b"END\r\n"
+        peak = max(peak, _rss_kib(server.pid))
+    assert peak - before < 64 * 1024, f"RSS grew by {(peak - before) // 1024} MiB"
