@@ -70,6 +70,10 @@ class ServerStartError(RuntimeError):
     pass
 
 
+class PortTaken(ServerStartError):
+    """The free port was taken by another server before ours bound it."""
+
+
 class ServerProcess:
     """One server process on 127.0.0.1, owned by the test that started it.
 
@@ -193,9 +197,11 @@ class ServerProcess:
             try:
                 self._wait_ready(timeout)
                 return self
-            except ServerStartError:
+            except ServerStartError as e:
                 self._terminate_quietly()
-                in_use = any(m in self.stderr_text().lower() for m in self.ADDR_IN_USE)
+                in_use = isinstance(e, PortTaken) or any(
+                    m in self.stderr_text().lower() for m in self.ADDR_IN_USE
+                )
                 if self._port_pinned or not in_use or attempt == 2:
                     raise
                 self.port = None
@@ -236,7 +242,18 @@ class ServerProcess:
                     f"{self.argv()} exited with {self.proc.returncode}; stderr:\n{self.stderr_text()}"
                 )
             try:
-                socket.create_connection(self.address, timeout=1.0).close()
+                with socket.create_connection(self.address, timeout=1.0) as probe:
+                    # the port was free a moment ago: make sure the server that
+                    # answers is this process, not another that took the port
+                    probe.sendall(b"stats\r\n")
+                    reply = b""
+                    while not reply.endswith(b"END\r\n"):
+                        chunk = probe.recv(65536)
+                        if not chunk:
+                            break
+                        reply += chunk
+                if b"STAT pid %d\r\n" % self.proc.pid not in reply:
+                    raise PortTaken(f"another server answers on {self.address}")
                 return
             except OSError:
                 if time.monotonic() > deadline:
