@@ -473,14 +473,8 @@ class Session:
         if len(key) > KEY_MAX_LENGTH:
             return self._reply(noreply, BAD_FORMAT)
         deleted = self._persist(self.store.delete, key)
-        if deleted is FAILED:
-            return
-        if deleted:
-            self.counters.delete_hits += 1
-            self._reply(noreply, b"DELETED\r\n")
-        else:
-            self.counters.delete_misses += 1
-            self._reply(noreply, b"NOT_FOUND\r\n")
+        if deleted is not FAILED:
+            self._hit_or_miss(noreply, "delete", b"DELETED\r\n" if deleted else None)
 
     def _arithmetic(self, words):
         incr = words[0] == b"incr"
@@ -495,14 +489,9 @@ class Session:
             value = self._persist(self.store.incr_decr, key, delta, incr)
         except NonNumeric:
             return self._reply(noreply, NON_NUMERIC)
-        if value is FAILED:
-            return
-        name = "incr" if incr else "decr"
-        if value is None:
-            self.counters.bump(name + "_misses")
-            return self._reply(noreply, b"NOT_FOUND\r\n")
-        self.counters.bump(name + "_hits")
-        self._reply(noreply, b"%d\r\n" % value)
+        if value is not FAILED:
+            reply = None if value is None else b"%d\r\n" % value
+            self._hit_or_miss(noreply, "incr" if incr else "decr", reply)
 
     def _touch(self, words):
         noreply = words[-1] == b"noreply"
@@ -514,13 +503,18 @@ class Session:
             return self._reply(noreply, BAD_EXPTIME)
         self.counters.cmd_touch += 1
         item = self._persist(self.store.touch, key, exptime)
-        if item is FAILED:
-            return
-        if item is None:
-            self.counters.touch_misses += 1
-            return self._reply(noreply, b"NOT_FOUND\r\n")
-        self.counters.touch_hits += 1
-        self._reply(noreply, b"TOUCHED\r\n")
+        if item is not FAILED:
+            self._hit_or_miss(noreply, "touch", None if item is None else b"TOUCHED\r\n")
+
+    def _hit_or_miss(self, noreply, counter, reply):
+        """Count `<counter>_hits` and send reply, or, when reply is None,
+        count `<counter>_misses` and send NOT_FOUND."""
+        if reply is None:
+            self.counters.bump(counter + "_misses")
+            reply = b"NOT_FOUND\r\n"
+        else:
+            self.counters.bump(counter + "_hits")
+        self._reply(noreply, reply)
 
     def _flush_all(self, words):
         noreply = words[-1] == b"noreply"
