@@ -24,6 +24,7 @@ import argparse
 import collections
 import logging
 import os
+import resource
 import selectors
 import signal
 import socket
@@ -380,6 +381,18 @@ def parse_args(argv):
     return args
 
 
+def ensure_descriptors(connections):
+    """Raise the open-files limit so -c connections fit, as memcached does;
+    warn when the hard limit does not allow it."""
+    need = connections + 64  # the store's files, the listener, logs
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        if target < need:
+            log.warning("open-files limit %d is below -c %d plus a reserve", target, connections)
+
+
 def main(argv=None):
     """Open the store, listen, serve until SIGTERM/SIGINT; the exit status."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
@@ -388,6 +401,7 @@ def main(argv=None):
         format="%(asctime)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    ensure_descriptors(args.conn_limit)
     try:
         store = Store(args.data_dir, memory_limit=args.memory_limit << 20, item_size_max=args.max_item_size)
     except DataDirError as e:
