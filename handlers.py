@@ -546,6 +546,8 @@ class Session:
         if level is None:
             return self._reply(noreply, BAD_FORMAT)
         self.server.settings.verbosity = min(level, 2)
+        # as memcached's -v: 1 logs connections, 2 every command
+        logging.getLogger("memcached-lite").setLevel(logging.DEBUG if level else logging.INFO)
         self._reply(noreply, b"OK\r\n")
 
     def _cache_memlimit(self, words):

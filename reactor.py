@@ -396,11 +396,8 @@ def ensure_descriptors(connections):
 def main(argv=None):
     """Open the store, listen, serve until SIGTERM/SIGINT; the exit status."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     ensure_descriptors(args.conn_limit)
     try:
         store = Store(args.data_dir, memory_limit=args.memory_limit << 20, item_size_max=args.max_item_size)
