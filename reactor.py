@@ -44,6 +44,8 @@ LOW_WATER = 1 << 20
 REQS_PER_EVENT = 20
 # After accept fails for want of file descriptors, how long to stop accepting.
 ACCEPT_BACKOFF = 0.5
+# After the store's background work fails, how long before it is tried again.
+BACKGROUND_BACKOFF = 5.0
 # How long the store's background work may hold the loop per iteration.
 TICK_BUDGET = 0.005
 SHUTDOWN_FLUSH_SECONDS = 5.0
@@ -78,6 +80,7 @@ class Reactor:
         self.ready = set()  # connections with input parsed only in part
         self.stopping = False
         self._accept_paused_until = None
+        self._background_paused_until = 0.0
         listener.setblocking(False)
         self.sel.register(listener, selectors.EVENT_READ, None)
         self._wake_r, self._wake_w = socket.socketpair()
@@ -91,7 +94,10 @@ class Reactor:
         """Serve until stop() is called, then shut down cleanly."""
         try:
             while not self.stopping:
-                busy = self.server.has_background_work()
+                busy = (
+                    time.monotonic() >= self._background_paused_until
+                    and self.server.has_background_work()
+                )
                 timeout = 0 if busy or self.ready else 1.0
                 if self._accept_paused_until is not None:
                     timeout = min(timeout, ACCEPT_BACKOFF)
@@ -120,7 +126,8 @@ class Reactor:
         try:
             self.server.background(TICK_BUDGET)
         except Exception:  # the store's housekeeping must never stop serving
-            log.exception("background store work failed; retrying later")
+            log.exception("background store work failed; retrying in %.0f s", BACKGROUND_BACKOFF)
+            self._background_paused_until = time.monotonic() + BACKGROUND_BACKOFF
 
     def _drain_wake(self):
         try:
