@@ -275,3 +275,44 @@ def test_second_server_on_the_same_data_dir_is_refused(start_mclite, spawn_mclit
     err = second.stderr_text().lower()
     assert "lock" in err or str(first.data_dir).lower() in err or "already" in err, err
     assert get_all(connect(first), [b"mine"]) == {b"mine": (0, b"v")}
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs mounted for the test (root only), unmounted after it
+    (request it before the server, so the server stops first)."""
+    import os
+    import subprocess
+
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+
+
+def test_a_full_disk_is_answered_server_error_and_what_was_stored_stays(small_disk, start_mclite, connect):
+    server = start_mclite(data_dir=small_disk / "data")
+    c = connect(server)
+    assert c.exchange(b"set keep 5 0 4\r\nsafe\r\n") == b"STORED\r\n"
+    value = b"f" * 100_000
+    stored = []
+    for i in range(40):  # 4 MB into a 1 MiB disk: it must fill
+        reply = c.exchange(b"set fill%d 0 0 %d\r\n%s\r\n" % (i, len(value), value))
+        if reply != b"STORED\r\n":
+            break
+        stored.append(b"fill%d" % i)
+    assert reply.startswith(b"SERVER_ERROR "), reply
+    assert b"No space left" in reply
+    # nothing acknowledged is lost, reads go on, and the server counts it
+    assert get_all(c, [b"keep"] + stored) == {b"keep": (5, b"safe"), **{k: (0, value) for k in stored}}
+    assert stat(c, b"persist_errors") >= 1
+    # freeing space makes writes work again
+    assert c.exchange(b"delete " + stored[0] + b"\r\n") == b"DELETED\r\n"
+    assert c.exchange(b"set again 0 0 1\r\nx\r\n") == b"STORED\r\n"
