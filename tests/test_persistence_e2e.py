@@ -8,7 +8,9 @@ skips.
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import time
 
 import pytest
@@ -281,9 +283,6 @@ def test_second_server_on_the_same_data_dir_is_refused(start_mclite, spawn_mclit
 def small_disk(tmp_path):
     """A 1 MiB tmpfs mounted for the test (root only), unmounted after it
     (request it before the server, so the server stops first)."""
-    import os
-    import subprocess
-
     mount_point = tmp_path / "disk"
     mount_point.mkdir()
     if os.geteuid() != 0:
