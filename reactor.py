@@ -168,6 +168,7 @@ class Reactor:
                     sock.send(b"ERROR Too many open connections\r\n")
                 except OSError:
                     pass
+                _discard_input(sock)
                 sock.close()
                 continue
             conn = Connection(sock, handlers.Session(self.server), peer)
