@@ -31,23 +31,27 @@ NOW = 1_700_000_000.0
 THIRTY_DAYS = 60 * 60 * 24 * 30
 ITEM_SIZE_MAX = 1024  # memcached's smallest -I; keeps the too-large tests small
 
-VERSION = b"VERSION " + handlers.VERSION.encode() + b"\r\n"
-ERROR = b"ERROR\r\n"
-END = b"END\r\n"
-STORED = b"STORED\r\n"
-NOT_STORED = b"NOT_STORED\r\n"
-EXISTS = b"EXISTS\r\n"
-NOT_FOUND = b"NOT_FOUND\r\n"
-DELETED = b"DELETED\r\n"
-TOUCHED = b"TOUCHED\r\n"
-OK = b"OK\r\n"
-BAD_FORMAT = b"CLIENT_ERROR bad command line format\r\n"
-BAD_CHUNK = b"CLIENT_ERROR bad data chunk\r\n"
-BAD_EXPTIME = b"CLIENT_ERROR invalid exptime argument\r\n"
-BAD_DELTA = b"CLIENT_ERROR invalid numeric delta argument\r\n"
-NON_NUMERIC = b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
-TOO_LARGE = b"SERVER_ERROR object too large for cache\r\n"
-DELETE_USAGE = b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"
+from replies import (  # noqa: E402
+    VERSION,
+    ERROR,
+    END,
+    STORED,
+    NOT_STORED,
+    EXISTS,
+    NOT_FOUND,
+    DELETED,
+    TOUCHED,
+    OK,
+    BAD_FORMAT,
+    BAD_CHUNK,
+    BAD_EXPTIME,
+    BAD_DELTA,
+    NON_NUMERIC,
+    TOO_LARGE,
+    DELETE_USAGE,
+    hit,
+    value,
+)
 
 
 # -- fixtures ------------------------------------------------------------------
@@ -98,14 +102,6 @@ def session(server):
 # -- helpers -------------------------------------------------------------------
 
 
-def value(key, data, flags=0):
-    """The reply lines `get` gives for one hit."""
-    return b"VALUE %s %d %d\r\n%s\r\n" % (key, flags, len(data), data)
-
-
-def hit(key, data, flags=0):
-    """The whole reply of `get key` when key holds data."""
-    return value(key, data, flags) + END
 
 
 def set_cmd(key, data, flags=0, exptime=0, verb=b"set"):

@@ -21,19 +21,13 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import handlers  # noqa: E402
 from handlers import Server, Session, Settings  # noqa: E402
 from store import Store  # noqa: E402
 
 NOW = 1_700_000_000.0
 ITEM_SIZE_MAX = 1024
 
-VERSION = b"VERSION " + handlers.VERSION.encode() + b"\r\n"
-ERROR = b"ERROR\r\n"
-END = b"END\r\n"
-STORED = b"STORED\r\n"
-TOO_LARGE = b"SERVER_ERROR object too large for cache\r\n"
-BAD_CHUNK = b"CLIENT_ERROR bad data chunk\r\n"
+from replies import BAD_CHUNK, END, ERROR, STORED, TOO_LARGE, VERSION, value  # noqa: E402
 
 
 # fsync changes nothing in the bytes a session answers (the store's own tests
@@ -69,10 +63,6 @@ def make_session(tmp_path):
 @pytest.fixture
 def session(make_session):
     return make_session()
-
-
-def value(key, data, flags=0):
-    return b"VALUE %s %d %d\r\n%s\r\n" % (key, flags, len(data), data)
 
 
 def feed_bytewise(session, data):
