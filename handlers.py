@@ -79,6 +79,32 @@ def strtol32(token):
     return n - (1 << 32) if n > INT32_MAX else n
 
 
+class Deferred:
+    """A command's reply that waits for the store's batch (`--fsync always`):
+    the reply itself once the batch is durable, `SERVER_ERROR <reason>` if
+    making it durable failed (even under noreply, as for any failed write)."""
+
+    __slots__ = ("batch", "reply")
+
+    def __init__(self, batch, reply):
+        self.batch = batch
+        self.reply = reply
+
+    def __len__(self):
+        return len(self.reply)
+
+    def render(self):
+        if not self.batch.committed:
+            raise RuntimeError("a reply released before its batch was committed")
+        if self.batch.error is None:
+            return self.reply
+        return b"SERVER_ERROR " + self.batch.error.encode("utf-8", "replace") + b"\r\n"
+
+
+def _render(parts):
+    return b"".join(p if isinstance(p, bytes) else p.render() for p in parts)
+
+
 # -- what all sessions of one server share ---------------------------------
 
 
@@ -99,7 +125,7 @@ class Counters:
         "curr_connections total_connections cmd_get cmd_set cmd_flush cmd_touch "
         "get_hits get_misses delete_misses delete_hits incr_misses incr_hits "
         "decr_misses decr_hits cas_misses cas_hits cas_badval touch_hits touch_misses "
-        "store_too_large persist_errors bytes_read bytes_written"
+        "store_too_large persist_errors sync_errors bytes_read bytes_written"
     ).split()
 
     def __init__(self):
@@ -133,6 +159,24 @@ class Server:
     def background(self, budget):
         """Give the store's housekeeping about `budget` seconds."""
         self.store.tick(budget)
+
+    def commit(self):
+        """Make the writes of this loop iteration durable (`--fsync always`);
+        afterwards the sessions holding replies may release them."""
+        batch = self.store.commit()
+        if batch is not None and batch.error is not None:
+            self.counters.persist_errors += 1
+
+    def seconds_to_sync(self):
+        """How long the loop may sleep before sync_if_due has work, or None."""
+        return self.store.seconds_to_sync()
+
+    def sync_if_due(self):
+        """`--fsync everysec`'s timer: a barrier about once a second."""
+        try:
+            self.store.sync_if_due()
+        except StoreError:
+            self.counters.sync_errors += 1
 
     def close(self):
         self.store.close()
@@ -188,6 +232,11 @@ class Server:
             ("items_loaded", s.loaded),
             ("files_quarantined", s.quarantined),
             ("startup_scan_done", int(s.scan_done)),
+            ("fsync_level", s.durability.level),
+            ("fsync_calls", s.durability.calls),
+            ("fsync_seconds", "%.6f" % s.durability.seconds),
+            ("fsync_errors", s.durability.errors),
+            ("sync_errors", c.sync_errors),
         ]
 
     def settings_stats(self):
@@ -204,6 +253,8 @@ class Server:
             ("item_size_max", s.item_size_max),
             ("flush_enabled", "yes"),
             ("data_dir", s.dir.path),
+            ("fsync", s.durability.level),
+            ("fsync_method", s.durability.method),
         ]
 
 
@@ -215,6 +266,11 @@ class Session:
 
     After `closing` turns true (quit, or a line too long) the reactor sends
     what was returned and closes the connection; later input is ignored.
+
+    Under `--fsync always`, while the store has an open batch, feed() returns
+    nothing and `holding` is true: the replies wait until the reactor has
+    committed the batch and calls release(), so no reply (not even a read of
+    a value written in the batch) leaves before what it depends on is durable.
     """
 
     def __init__(self, server):
@@ -229,6 +285,7 @@ class Session:
         self._out = []
         self._room = None  # reply bytes the current command may still make
         self._retrieval = None  # a get paused at the output limit: what is left
+        self._held = []  # replies waiting for the store's batch
         # feed() stopped at a limit with work left (commands or a paused get)
         self.stopped_early = False
         self.counters.curr_connections += 1
@@ -237,6 +294,18 @@ class Session:
     def close(self):
         """The connection is gone."""
         self.counters.curr_connections -= 1
+
+    @property
+    def holding(self):
+        """Replies wait for the store's batch to be committed."""
+        return bool(self._held)
+
+    def release(self):
+        """The held replies, once the reactor committed the store's batch."""
+        reply = _render(self._held)
+        self._held.clear()
+        self.counters.bytes_written += len(reply)
+        return reply
 
     def feed(self, data=b"", limit=None, max_commands=None):
         """Take bytes from the client, return the replies they complete.
@@ -268,6 +337,8 @@ class Session:
                 self.stopped_early = True
                 break
             before = len(out)
+            batch = self.store.batch
+            changes = 0 if batch is None else batch.changes
             self._room = None if limit is None else limit - size
             if self._retrieval is not None:
                 keys, with_cas, exptime = self._retrieval
@@ -298,9 +369,19 @@ class Session:
                 pos += self._need
                 self._state = LINE
                 self._complete_storage(block)
+            joined = self.store.batch
+            if joined is not None and (joined is not batch or joined.changes != changes):
+                # this command changed items in the batch: its reply is known
+                # only once the batch is durable
+                out[before:] = [Deferred(joined, b"".join(out[before:]))]
             if limit is not None:
                 size += sum(len(p) for p in out[before:])
         del buf[:pos]
+        if self._held or self.store.batch is not None:
+            if out:
+                self._held.extend(out)
+                out.clear()
+            return b""
         reply = b"".join(out)
         out.clear()
         self.counters.bytes_written += len(reply)

@@ -2,7 +2,23 @@
 cache in front, memcached's storage semantics, expiry, cas and flush epoch.
 Knows no protocol."""
 
+from .durability import ALWAYS, EVERYSEC, LEVELS, METHODS, NO
 from .errors import DataDirError, StoreError
 from .items import Item, Mode, NonNumeric, Result, Store, parse_c_integer, parse_u64
 
-__all__ = ["DataDirError", "Item", "Mode", "NonNumeric", "Result", "Store", "StoreError", "parse_c_integer", "parse_u64"]
+__all__ = [
+    "ALWAYS",
+    "EVERYSEC",
+    "LEVELS",
+    "METHODS",
+    "NO",
+    "DataDirError",
+    "Item",
+    "Mode",
+    "NonNumeric",
+    "Result",
+    "Store",
+    "StoreError",
+    "parse_c_integer",
+    "parse_u64",
+]

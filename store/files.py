@@ -162,8 +162,19 @@ class DataDir:
     def write(self, path, parts):
         """Write parts to path atomically: the old file or the new, never a torn one.
 
-        Raises OSError (disk full, permissions...) with the temp file removed.
+        Returns the folders whose entries changed. Raises OSError (disk full,
+        permissions...) with the temp file removed.
         """
+        tmp = self.write_temp(parts)
+        try:
+            return self.install(tmp, path)
+        except BaseException:
+            self.abandon(tmp)
+            raise
+
+    def write_temp(self, parts):
+        """Write parts to a new file in tmp/ and return its path; raises
+        OSError with nothing left behind."""
         tmp = os.path.join(self.tmp, f"{self._pid}.{next(self._names)}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
@@ -177,25 +188,45 @@ class DataDir:
                         rest = rest[n:]
             finally:
                 os.close(fd)
-            self._replace(tmp, path)
         except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+            self.abandon(tmp)
             raise
+        return tmp
 
-    def _replace(self, tmp, path):
+    def abandon(self, tmp):
+        """Remove a temp file that will not be installed."""
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+    def install(self, tmp, path):
+        """Rename a temp file onto an item's path (making its bucket if
+        needed); returns the folders whose entries changed."""
         parent = os.path.dirname(path)
+        changed = [parent]
         if parent not in self._known_dirs:
-            os.makedirs(parent, exist_ok=True)
-            self._known_dirs.add(parent)
+            changed += self._make_bucket(parent)
         try:
             os.replace(tmp, path)
         except FileNotFoundError:
             # the bucket dir was removed under us (e.g. by hand); make it again
-            os.makedirs(parent, exist_ok=True)
+            self._known_dirs.discard(parent)
+            changed += self._make_bucket(parent)
             os.replace(tmp, path)
+        return changed
+
+    def _make_bucket(self, parent):
+        # the folders that gained an entry: the new folders' parents
+        changed = []
+        for folder in (os.path.dirname(parent), parent):
+            try:
+                os.mkdir(folder)
+                changed.append(os.path.dirname(folder))
+            except FileExistsError:
+                pass
+        self._known_dirs.add(parent)
+        return changed
 
     def remove(self, path):
         """Remove a file; True if there was one."""

@@ -9,13 +9,15 @@ and get results back.
 
 import enum
 import logging
+import os
 import re
 import time
 
 from . import record
 from .cache import LRUCache
+from .durability import ALWAYS, EVERYSEC, Durability, PendingWrite
 from .errors import StoreError
-from .files import DataDir
+from .files import DataDir, key_hash
 from .state import PersistentState
 
 log = logging.getLogger("memcached-lite.store")
@@ -26,8 +28,6 @@ MAX_U64 = (1 << 64) - 1
 # memcached keeps an item in a chunk of key + value + 59 bytes of header (+4
 # when flags are non-zero); an item whose chunk passes -I is refused.
 ITEM_OVERHEAD = 59
-# The bytes a scan reads to learn a record's header and key.
-_HEAD_AND_KEY = record.HEADER_SIZE + 250
 
 
 class Result(enum.Enum):
@@ -121,11 +121,20 @@ def parse_u64(data):
 class Store:
     """All items of one data directory."""
 
-    def __init__(self, data_dir, memory_limit=64 << 20, item_size_max=1 << 20, clock=time.time):
+    def __init__(
+        self,
+        data_dir,
+        memory_limit=64 << 20,
+        item_size_max=1 << 20,
+        clock=time.time,
+        fsync=EVERYSEC,
+        fsync_method="auto",
+    ):
         self.clock = clock
         self.item_size_max = item_size_max
         self.dir = DataDir(data_dir)
         try:
+            self.durability = Durability(fsync, fsync_method, self.dir.path)
             self.state = PersistentState(self.dir)
         except Exception:
             self.dir.close()
@@ -152,7 +161,7 @@ class Store:
         return self._live(key, counting=True)
 
     def _live(self, key, counting=False):
-        item = self.cache.get(key)
+        item = self.cache.get(key) or self._pending_item(key)
         if item is None:
             item = self._read(key)
             if item is None:
@@ -167,6 +176,14 @@ class Store:
                 self.get_flushed += 1
         self._reclaim(key, item.size)
         return None
+
+    def _pending_item(self, key):
+        # under `always`, an item written this iteration is not in its file yet
+        batch = self.durability.batch
+        if batch is None:
+            return None
+        pending = batch.writes.get(key)
+        return None if pending is None else pending.item
 
     def _death(self, exptime, cas, stored, now):
         """Why an item is dead ("expired", "flushed"), or None if it lives."""
@@ -260,22 +277,36 @@ class Store:
             cas = self.state.next_cas()
         item = Item(key, flags, exptime, cas, self.clock(), value)
         header = record.encode(key, flags, exptime, cas, item.stored, value)
+        parts = [header, key, value]
+        durability = self.durability
         try:
-            self.dir.write(path, [header, key, value])
+            if durability.level == ALWAYS:
+                tmp = self.dir.write_temp(parts)
+            else:
+                durability.written(path, self.dir.write(path, parts))
         except OSError as e:
             log.error("write of %r failed: %s", key, e)
             raise StoreError(f"{e.strerror or e}") from e
         self.cache.put(item)
         if linked:
             self.total_items += 1
-        if old_size is None:
-            self._account(bucket, 1, item.size)
-        else:
-            self._account(bucket, 0, item.size - old_size)
+        items_delta = 1 if old_size is None else 0
+        bytes_delta = item.size - (old_size or 0)
+        self._account(bucket, items_delta, bytes_delta)
+        if durability.level == ALWAYS:
+            batch = durability.open_batch()
+            replaced = batch.writes.pop(key, None)
+            if replaced is not None:
+                self.dir.abandon(replaced.tmp)
+                # the counts of the two writes add up; undone together
+                items_delta += replaced.items_delta
+                bytes_delta += replaced.bytes_delta
+            batch.writes[key] = PendingWrite(path, tmp, item, bucket, items_delta, bytes_delta)
+            batch.changes += 1
         return item
 
     def _file_size(self, key, path):
-        cached = self.cache.get(key)
+        cached = self.cache.get(key) or self._pending_item(key)
         if cached is not None:
             return cached.size
         return self.dir.size(path)
@@ -293,9 +324,8 @@ class Store:
         value of a set that failed for size)."""
         bucket, path = self.dir.locate(key)
         size = self._file_size(key, path)
-        self.cache.discard(key)
-        if size is not None and self._remove(path):
-            self._account(bucket, -1, -size)
+        if size is not None:
+            self._unlink(key, size)
 
     def touch(self, key, exptime):
         """Give a live item a new expiry; return it, or None if there is none."""
@@ -328,8 +358,19 @@ class Store:
     def _unlink(self, key, size):
         bucket, path = self.dir.locate(key)
         self.cache.discard(key)
-        if self._remove(path):
+        batch = self.durability.batch if self.durability.level == ALWAYS else None
+        pending = None if batch is None else batch.writes.pop(key, None)
+        if pending is not None:
+            self.dir.abandon(pending.tmp)
+        removed = self._remove(path)
+        if removed or pending is not None:
             self._account(bucket, -1, -size)
+        if self.durability.level == ALWAYS:
+            batch = self.durability.open_batch()
+            batch.dirs.add(os.path.dirname(path))
+            batch.changes += 1
+        elif removed:
+            self.durability.removed([os.path.dirname(path)])
 
     def _remove(self, path):
         try:
@@ -342,6 +383,59 @@ class Store:
         if bucket <= self._counted:
             self.curr_items += items
             self.bytes += nbytes
+
+    # -- durability ---------------------------------------------------------
+
+    @property
+    def batch(self):
+        """The open batch of writes under `always`, or None."""
+        return self.durability.batch
+
+    def commit(self):
+        """Make the open batch durable (`always`): barrier, renames, barrier.
+
+        Afterwards `batch.error` says whether it failed; a failure before the
+        renames leaves every old file in place and forgets the batch's items.
+        """
+        durability = self.durability
+        batch = durability.batch
+        if batch is None:
+            return None
+        durability.batch = None
+        batch.committed = True
+        writes = list(batch.writes.values())
+        installed = 0
+        try:
+            if writes:
+                durability.sync([w.tmp for w in writes], [self.dir.tmp])
+            for w in writes:
+                batch.dirs.update(self.dir.install(w.tmp, w.path))
+                installed += 1
+            durability.sync((), batch.dirs)
+        except OSError as e:
+            batch.error = e.strerror or str(e)
+            log.error("commit of %d writes failed: %s", len(writes), e)
+            for w in writes[installed:]:
+                self._forget(w)
+        return batch
+
+    def _forget(self, pending):
+        # a write that never reached its file: readers go back to the old one
+        self.dir.abandon(pending.tmp)
+        self.cache.discard(pending.item.key)
+        self._account(pending.bucket, -pending.items_delta, -pending.bytes_delta)
+
+    def seconds_to_sync(self):
+        """How long until sync_if_due has work (everysec), or None."""
+        return self.durability.seconds_to_sync()
+
+    def sync_if_due(self):
+        """everysec's timer; raises StoreError if the barrier failed."""
+        try:
+            return self.durability.sync_if_due()
+        except OSError as e:
+            log.error("periodic sync failed: %s", e)
+            raise StoreError(f"sync failed: {e.strerror or e}") from e
 
     # -- flush_all and the walk over every file -----------------------------
 
@@ -367,6 +461,8 @@ class Store:
 
     def tick(self, budget=0.005):
         """Do background work for about budget seconds; False when none is left."""
+        # the walk counts files on disk: pending writes must be in them first
+        self.commit()
         if not self.has_work():
             return False
         deadline = time.monotonic() + budget
@@ -408,17 +504,17 @@ class Store:
             # Within the first pass this bucket is not counted yet, so the
             # _account calls below are no-ops there, as they must be.
             try:
-                head = self.dir.read_head(path, _HEAD_AND_KEY)
+                data = self.dir.read(path)
             except OSError as e:
                 # a directory, an unreadable file: not an item; set it aside
                 self._quarantine(path, size, e)
                 continue
-            if head is None:
+            if data is None:
                 continue
             try:
-                key_len, _, exptime, cas, stored, value_len = record.decode_header(head)
-                if size != record.HEADER_SIZE + key_len + value_len:
-                    raise record.CorruptRecord("length mismatch")
+                key, _, exptime, cas, stored, _ = record.decode(data)
+                if key_hash(key) != os.path.basename(path):
+                    raise record.CorruptRecord("key does not match its file name")
             except record.CorruptRecord as e:
                 self._quarantine(path, size, e)
                 continue
@@ -428,7 +524,7 @@ class Store:
                     self.bytes += size
                     self.loaded += 1
                 continue
-            self.cache.discard(head[record.HEADER_SIZE : record.HEADER_SIZE + key_len])
+            self.cache.discard(key)
             try:
                 removed = self.dir.remove(path)
             except OSError as e:
@@ -450,8 +546,17 @@ class Store:
         return self._counted == "~"
 
     def close(self):
-        self.state.close()
-        self.dir.close()
+        """Commit, make everything durable, save the state, release the dir."""
+        try:
+            self.commit()
+            if self.durability.level != ALWAYS:
+                self.durability.sync_if_due(force=True)
+        except OSError as e:
+            log.error("final sync failed: %s", e)
+        finally:
+            self.durability.close()
+            self.state.close()
+            self.dir.close()
 
 
 def _bucket_of(path):
