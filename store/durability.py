@@ -148,13 +148,12 @@ class Durability:
     """The level in force, its barrier, the open batch, and the counters
     `stats` shows (barrier calls, seconds spent in them, failures)."""
 
-    def __init__(self, level, method, path, clock=time.monotonic):
+    def __init__(self, level, method, path, clock=None):
         if level not in LEVELS:
             raise ValueError(f"unknown fsync level {level!r}")
         self.level = level
         self.barrier = make_barrier(method, path)
-        self.method = self.barrier.name
-        self._clock = clock
+        self._clock = clock or (lambda: time.monotonic())
         self.batch = None
         self.calls = 0
         self.seconds = 0.0
@@ -164,7 +163,11 @@ class Durability:
         self.dirty = False
         self._dirty_files = set()
         self._dirty_dirs = set()
-        self._next_sync = clock() + EVERYSEC_INTERVAL
+        self._next_sync = self._clock() + EVERYSEC_INTERVAL
+
+    @property
+    def method(self):
+        return self.barrier.name
 
     # -- always --------------------------------------------------------------
 

@@ -560,5 +560,6 @@ class Store:
 
 
 def _bucket_of(path):
-    name = path.rsplit("/", 1)[-1]
-    return name[:2] + "/" + name[2:4]
+    # the folders it lies in, not its name: a stray file's name can be anything
+    parts = path.rsplit("/", 3)
+    return parts[-3] + "/" + parts[-2]

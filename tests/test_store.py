@@ -1106,6 +1106,31 @@ def test_quarantine_during_a_partial_scan_keeps_counts_exact(stores, store):
     assert store.curr_items == len(keys) - len(keys[::7])
 
 
+def test_a_stray_file_named_for_another_bucket_keeps_the_counts_exact(stores, store):
+    # its name says bucket 00/00, which the scan has passed; the folder it lies
+    # in is not counted yet, so quarantining it must not change the totals
+    set_(store, b"k", b"value")
+    bucket_dir = os.path.dirname(store.dir.locate(b"k")[1])
+    store = stores.reopen(store, scan=False)
+    with open(os.path.join(bucket_dir, "0" * 32), "wb") as f:
+        f.write(b"not a record")
+    finish_scan(store)
+    assert store.quarantined == 1
+    assert_counts_match_disk(store)
+
+
+def test_the_start_up_scan_quarantines_a_record_filed_under_another_keys_name(stores, store):
+    set_(store, b"a", b"1")
+    set_(store, b"b", b"2")
+    store = stores.reopen(store, scan=False)
+    shutil.copyfile(store.dir.locate(b"a")[1], store.dir.locate(b"b")[1])
+    finish_scan(store)
+    assert store.quarantined == 1
+    assert value_of(store, b"b") is None
+    assert value_of(store, b"a") == b"1"
+    assert_counts_match_disk(store)
+
+
 # == the data directory: temp files, lock, format =============================
 
 
