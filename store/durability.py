@@ -32,6 +32,7 @@ Some facts about barriers that this relies on:
 """
 
 import ctypes
+import logging
 import os
 import time
 
@@ -41,6 +42,10 @@ ALWAYS, EVERYSEC, NO = "always", "everysec", "no"
 LEVELS = (ALWAYS, EVERYSEC, NO)
 METHODS = ("auto", "syncfs", "fsync")
 EVERYSEC_INTERVAL = 1.0
+# A barrier slower than this holds every client up: say so, as Redis does.
+SLOW_BARRIER = 0.5
+
+log = logging.getLogger("memcached-lite.store")
 
 
 def _load_syncfs():
@@ -185,8 +190,11 @@ class Durability:
             self.errors += 1
             raise
         finally:
+            took = time.perf_counter() - start
             self.calls += 1
-            self.seconds += time.perf_counter() - start
+            self.seconds += took
+            if took > SLOW_BARRIER:
+                log.warning("a %s barrier took %.2f s: the disk is slow, every reply waited", self.method, took)
 
     # -- everysec ------------------------------------------------------------
 

@@ -29,17 +29,9 @@ def _needs_persistence(target):
         pytest.skip("persistence is ours: memcached forgets everything on restart")
 
 
-def stat(conn, name: bytes) -> bytes:
-    reply = conn.exchange(b"stats\r\n", until=b"END\r\n")
-    for line in reply.split(b"\r\n"):
-        parts = line.split()
-        if len(parts) == 3 and parts[1] == name:
-            return parts[2]
-    raise AssertionError(f"no STAT {name!r} in {reply!r}")
-
-
-def settings_stat(conn, name: bytes) -> bytes:
-    reply = conn.exchange(b"stats settings\r\n", until=b"END\r\n")
+def stat(conn, name: bytes, sub: bytes = b"") -> bytes:
+    """One value of `stats` (or `stats <sub>`)."""
+    reply = conn.exchange(b"stats" + (b" " + sub if sub else b"") + b"\r\n", until=b"END\r\n")
     for line in reply.split(b"\r\n"):
         parts = line.split()
         if len(parts) == 3 and parts[1] == name:
@@ -62,9 +54,9 @@ def get_one(conn, key):
 @pytest.mark.parametrize("level", LEVELS)
 def test_the_level_is_shown_in_stats_settings_and_stats(level, start_mclite, connect):
     c = connect(start_mclite(extra_args=["--fsync", level]))
-    assert settings_stat(c, b"fsync") == level.encode()
+    assert stat(c, b"fsync", b"settings") == level.encode()
     assert stat(c, b"fsync_level") == level.encode()
-    assert settings_stat(c, b"fsync_method") in (b"syncfs", b"fsync")
+    assert stat(c, b"fsync_method", b"settings") in (b"syncfs", b"fsync")
 
 
 def test_the_start_up_line_names_the_level(start_mclite):
@@ -73,7 +65,7 @@ def test_the_start_up_line_names_the_level(start_mclite):
 
 
 def test_everysec_is_the_default(start_mclite, connect):
-    assert settings_stat(connect(start_mclite()), b"fsync") == b"everysec"
+    assert stat(connect(start_mclite()), b"fsync", b"settings") == b"everysec"
 
 
 def test_always_counts_its_barriers(start_mclite, connect):
