@@ -93,13 +93,14 @@ class Arithmetic:
     NOT_FOUND, EXISTS (cas mismatch) or NOT_STORED; `created` when a miss was
     vivified; item is the item after the change."""
 
-    __slots__ = ("result", "value", "item", "created")
+    __slots__ = ("result", "value", "item", "created", "exptime_before")
 
-    def __init__(self, result, value=None, item=None, created=False):
+    def __init__(self, result, value=None, item=None, created=False, exptime_before=0):
         self.result = result
         self.value = value
         self.item = item
         self.created = created
+        self.exptime_before = exptime_before  # the item's, before this change
 
 
 def absolute_expiry(exptime, now):
@@ -276,10 +277,14 @@ class Store:
 
     # -- writing ----------------------------------------------------------
 
+    @staticmethod
+    def item_total(key_len, value_len, flags):
+        """memcached's size of such an item (ITEM_ntotal: header, key, value)."""
+        return key_len + value_len + ITEM_OVERHEAD + (4 if flags else 0)
+
     def item_fits(self, key_len, value_len, flags):
         """Whether memcached would find room for such an item under -I."""
-        overhead = ITEM_OVERHEAD + (4 if flags else 0)
-        return key_len + value_len + overhead <= self.item_size_max
+        return self.item_total(key_len, value_len, flags) <= self.item_size_max
 
     def store(
         self, mode, key, flags, exptime, value, cas_unique=0,
@@ -380,13 +385,15 @@ class Store:
             return cached.size
         return self.dir.size(path)
 
-    def delete(self, key, cas_unique=None, invalidate=False, exptime=None, new_cas=None):
+    def delete(self, key, cas_unique=None, invalidate=False, exptime=None, new_cas=None, keep_empty=False):
         """Remove a live item; True if there was one, False if not.
 
         The meta options: with cas_unique, only an item of that cas is touched
         (Result.EXISTS otherwise); `invalidate` keeps the item but marks it
         stale with a new cas (`new_cas`, or the next one) and clears its
-        recache token, and `exptime` (relative) gives it a new expiry.
+        recache token, and `exptime` (relative) gives it a new expiry;
+        `keep_empty` (`md ... x`) leaves the item with an empty value (flags,
+        expiry kept, a new cas) instead of removing it.
         """
         item = self._live(key)
         if item is None:
@@ -397,6 +404,9 @@ class Store:
             state = (item.state | record.STALE) & ~record.TOKEN_SENT
             absolute = None if exptime is None else absolute_expiry(exptime, self.clock())
             self.mark(item, absolute, state, True if new_cas is None else new_cas)
+            return True
+        if keep_empty:
+            self._write_item(key, item.flags, item.exptime, b"", item, cas=new_cas)
             return True
         self._unlink(key, item.size)
         return True
@@ -461,7 +471,7 @@ class Store:
         new = self._write_item(
             key, item.flags, absolute, digits, item, cas=new_cas, linked=not in_place, state=state, atime=atime
         )
-        return Arithmetic(Result.STORED, n, new)
+        return Arithmetic(Result.STORED, n, new, exptime_before=item.exptime)
 
     def _unlink(self, key, size):
         bucket, path = self.dir.locate(key)
