@@ -916,7 +916,9 @@ OPAQUE_TOO_LONG = b"CLIENT_ERROR opaque token too long\r\n"
 _MS_MODES = {b"S": Mode.SET, b"E": Mode.ADD, b"A": Mode.APPEND, b"P": Mode.PREPEND, b"R": Mode.REPLACE}
 _MA_MODES = {b"I": True, b"+": True, b"D": False, b"-": False}
 _MS_CODES = {Result.STORED: b"HD", Result.EXISTS: b"EX", Result.NOT_FOUND: b"NF", Result.NOT_STORED: b"NS"}
-_BASE64 = re.compile(rb"(?:[A-Za-z0-9+/]{4})+(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?|[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=")
+# base64 digit values; "=" counts as a digit worth 0 (and as padding)
+_BASE64_VALUES = {c: i for i, c in enumerate(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")}
+_BASE64_VALUES[ord("=")] = 0
 
 # the flags _meta_flag_preparse knows, with how each one's token is read
 # (None: no token) and the error a bad token gets; E (a new cas) and x (md:
@@ -998,10 +1000,24 @@ def _meta_parse(words, start):
 
 
 def _base64_key(token):
-    """The key a base64 token stands for, or None if it is not base64."""
-    if _BASE64.fullmatch(token) is None:
+    """The key a base64 token stands for, or None, decoded as memcached's
+    base64_decode does: bytes outside the alphabet are skipped, the rest must
+    be whole quartets, and decoding stops after the first one with padding."""
+    digits = [c for c in token if c in _BASE64_VALUES]
+    if not digits or len(digits) % 4:
         return None
-    return base64.b64decode(token)
+    out = bytearray()
+    for i in range(0, len(digits), 4):
+        quartet = digits[i : i + 4]
+        a, b, c, d = (_BASE64_VALUES[x] for x in quartet)
+        out += bytes(((a << 2 | b >> 4) & 0xFF, (b << 4 | c >> 2) & 0xFF, (c << 6 | d) & 0xFF))
+        pad = quartet.count(61)  # "="
+        if pad:
+            if pad > 2:
+                return None
+            del out[-pad:]
+            break
+    return bytes(out) or None
 
 
 def _meta_key(key, binary):
