@@ -4,7 +4,7 @@ Knows no protocol."""
 
 from .durability import ALWAYS, EVERYSEC, LEVELS, METHODS, NO
 from .errors import DataDirError, StoreError
-from .items import Item, Mode, NonNumeric, Result, Store, parse_c_integer, parse_u64
+from .items import Arithmetic, Item, Mode, NonNumeric, Result, Store, absolute_expiry, parse_c_integer, parse_u64
 
 __all__ = [
     "ALWAYS",
@@ -12,6 +12,7 @@ __all__ = [
     "LEVELS",
     "METHODS",
     "NO",
+    "Arithmetic",
     "DataDirError",
     "Item",
     "Mode",
@@ -19,6 +20,7 @@ __all__ = [
     "Result",
     "Store",
     "StoreError",
+    "absolute_expiry",
     "parse_c_integer",
     "parse_u64",
 ]

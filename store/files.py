@@ -2,6 +2,7 @@
 and removed without ever leaving a torn file or touching a path outside the dir.
 
     <data-dir>/FORMAT          "memcached-lite <version>": refuses foreign dirs
+                               (version 1 dirs are adopted: see _check_format)
     <data-dir>/lock            flock'd by the one server using the dir
     <data-dir>/state           persisted counters (see state.py)
     <data-dir>/tmp/            files being written; anything here at start-up
@@ -21,8 +22,12 @@ import os
 
 from .errors import DataDirError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _FORMAT_LINE = f"memcached-lite {FORMAT_VERSION}\n"
+# Dirs of these older formats are adopted: their records are still read, and
+# FORMAT is rewritten at once, so an older server (which would quarantine the
+# new records it cannot read) refuses the dir from then on.
+_ADOPTED_FORMAT_LINES = ("memcached-lite 1\n",)
 
 
 def key_hash(key):
@@ -87,6 +92,10 @@ class DataDir:
                 raise DataDirError(
                     f"{self.path} is not empty and has no FORMAT file: not a memcached-lite data dir"
                 ) from None
+            os.makedirs(self.tmp, exist_ok=True)
+            self.write_small_file("FORMAT", _FORMAT_LINE.encode())
+            return
+        if found in _ADOPTED_FORMAT_LINES:
             os.makedirs(self.tmp, exist_ok=True)
             self.write_small_file("FORMAT", _FORMAT_LINE.encode())
             return
