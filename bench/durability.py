@@ -19,6 +19,10 @@ It prints Markdown tables (paste-able into the README) and the machine.
    - srv CPU µs/op and srv CPU %: the server's utime+stime (/proc/<pid>/stat)
      over the window. Near 100 % means the server is CPU-bound (it is single
      threaded); well below means it waits, for the disk or for the clients.
+   - srv waits for CPU %: the share of the window the server was runnable but
+     not running (run_delay in /proc/<pid>/schedstat): other processes on the
+     same cores. CPU % + this near 100 means CPU-bound on a busy machine; the
+     rest of the window it was blocked (barriers, the journal) or idle.
    - gen CPU µs/op and gen CPU %: the same for the load generator processes
      (getrusage in each). If gen CPU % of one process is far from 100 %, the
      generator was not the limit.
@@ -189,6 +193,16 @@ def cpu_seconds(pid):
     return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
+def run_delay(pid):
+    """Seconds the process has spent runnable but waiting for a CPU
+    (/proc/<pid>/schedstat), or None where the kernel does not keep it."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def proc_memory(pid):
     """(VmRSS, VmHWM) in MiB."""
     found = {}
@@ -337,9 +351,11 @@ def run_load(port, server_pid, conns, nkeys, value, seconds, procs, sample=None)
             pipe.send((t_start, t_end))
         time.sleep(max(0.0, t_start - time.monotonic()))
         srv0 = cpu_seconds(server_pid)
+        wait0 = run_delay(server_pid)
         s0 = sample() if sample else None
         time.sleep(max(0.0, t_end - time.monotonic()))
         srv1 = cpu_seconds(server_pid)
+        wait1 = run_delay(server_pid)
         s1 = sample() if sample else None
         done, lat, errors, gen_cpu = 0, [], 0, 0.0
         for p, pipe in workers:
@@ -366,6 +382,7 @@ def run_load(port, server_pid, conns, nkeys, value, seconds, procs, sample=None)
         "errors": errors,
         "srv_cpu": sum(srv1) - sum(srv0),
         "srv_sys": srv1[1] - srv0[1],
+        "srv_wait": None if wait0 is None or wait1 is None else wait1 - wait0,
         "gen_cpu": gen_cpu,
         "procs": len(parts),
         "seconds": seconds,
@@ -412,14 +429,15 @@ def bench_write_path(base, variants, conns_list, seconds, value_size, nkeys, pro
 
 def print_write_path(rows, value_size, nkeys, seconds):
     print(f"\n### Durable write path: set, {value_size}-byte values, overwrites of {nkeys:,} keys, {seconds:g} s window\n")
-    print("| fsync | conns | sets/s | p50 ms | p99 ms | srv CPU µs/op (sys) | srv CPU % | gen CPU µs/op | gen CPU % (procs) | barriers/op | errors |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| fsync | conns | sets/s | p50 ms | p99 ms | srv CPU µs/op (sys) | srv CPU % | srv waits for CPU % | gen CPU µs/op | gen CPU % (procs) | barriers/op | errors |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         ops = max(r["ops"], 1)
         print(
             f"| {r['label']} | {r['conns']} | {r['rate']:,.0f} "
             f"| {percentile(r['lat'], 0.50) * 1e3:.2f} | {percentile(r['lat'], 0.99) * 1e3:.2f} "
             f"| {r['srv_cpu'] / ops * 1e6:,.0f} ({r['srv_sys'] / ops * 1e6:,.0f}) | {r['srv_cpu'] / r['seconds'] * 100:.0f} "
+            f"| {'?' if r['srv_wait'] is None else format(r['srv_wait'] / r['seconds'] * 100, '.0f')} "
             f"| {r['gen_cpu'] / ops * 1e6:,.0f} | {r['gen_cpu'] / r['seconds'] / r['procs'] * 100:.0f} ({r['procs']}) "
             f"| {r['barriers'] / ops:.3f} | {r['errors']} |"
         )
