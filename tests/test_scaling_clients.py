@@ -66,8 +66,19 @@ def until(what, attempt, deadline=DEADLINE):
 # the two clients behind one interface
 
 
-class PymemcacheHash:
+class Sharded:
+    """One interface over both clients: what they share is passed through,
+    `get_multi` and whatever differs is spelled out by each."""
+
+    def __getattr__(self, name):
+        if name in ("set", "get", "delete", "gets", "cas", "incr", "decr", "add"):
+            return getattr(self.c, name)
+        raise AttributeError(name)
+
+
+class PymemcacheHash(Sharded):
     name = "pymemcache-HashClient"
+    errors = (MemcacheError, OSError)
 
     def __init__(self, instances):
         # retry_attempts: never take a failed instance off the ring. The
@@ -77,41 +88,16 @@ class PymemcacheHash:
         self.c = HashClient([i.address for i in instances], connect_timeout=5, timeout=5,
                             default_noreply=False, retry_attempts=1 << 30)
 
-    def set(self, k, v):
-        return self.c.set(k, v)
-
-    def get(self, k):
-        return self.c.get(k)
-
     def get_multi(self, keys):
         return self.c.get_many(keys)
-
-    def delete(self, k):
-        return self.c.delete(k)
-
-    def gets(self, k):
-        return self.c.gets(k)
-
-    def cas(self, k, v, token):
-        return self.c.cas(k, v, token)
-
-    def incr(self, k, n):
-        return self.c.incr(k, n)
-
-    def decr(self, k, n):
-        return self.c.decr(k, n)
-
-    def add(self, k, v):
-        return self.c.add(k, v)
-
-    errors = (MemcacheError, OSError)
 
     def close(self):
         self.c.close()
 
 
-class Pylibmc:
+class Pylibmc(Sharded):
     name = "pylibmc-ketama"
+    errors = (pylibmc.Error,) if pylibmc else ()
 
     def __init__(self, instances):
         # ketama: libmemcached's consistent hashing (md5, 160 points per
@@ -121,37 +107,14 @@ class Pylibmc:
                                 behaviors={"ketama": True, "cas": True, "retry_timeout": 1,
                                            "connect_timeout": 5000})
 
-    def set(self, k, v):
-        return self.c.set(k, v)
-
-    def get(self, k):
-        return self.c.get(k)
-
     def get_multi(self, keys):
         return self.c.get_multi(keys)
-
-    def delete(self, k):
-        return self.c.delete(k)
-
-    def gets(self, k):
-        return self.c.gets(k)
-
-    def cas(self, k, v, token):
-        return self.c.cas(k, v, token)
 
     def incr(self, k, n):
         try:
             return self.c.incr(k, n)
         except pylibmc.NotFound:
             return None
-
-    def decr(self, k, n):
-        return self.c.decr(k, n)
-
-    def add(self, k, v):
-        return self.c.add(k, v)
-
-    errors = (pylibmc.Error,) if pylibmc else ()
 
     def close(self):
         self.c.disconnect_all()
