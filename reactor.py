@@ -570,9 +570,12 @@ class Reactor:
 def _discard_input(sock):
     # Closing a socket with unread input makes Linux send RST, and a peer that
     # gets RST may lose replies it has not read yet: read what is there first.
+    # For TLS, the raw bytes (socket.socket.recv, below ssl): after a failed
+    # handshake ssl would only raise again.
+    recv = socket.socket.recv if isinstance(sock, ssl.SSLSocket) else type(sock).recv
     try:
         for _ in range(16):
-            if not sock.recv(RECV_SIZE):
+            if not recv(sock, RECV_SIZE):
                 break
     except OSError:
         pass
