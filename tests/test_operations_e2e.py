@@ -358,6 +358,18 @@ def test_a_plain_text_client_on_the_tls_port_is_closed_without_a_reply(certs, st
         client.close()
 
 
+def test_idle_timeout_closes_a_client_that_never_finishes_its_tls_handshake(certs, start_mclite, connect):
+    server = start_mclite(extra_args=tls_args(certs, "-o", "idle_timeout=1"))
+    stuck = connect(server)
+    stuck.send(b"\x16\x03\x01")  # the first bytes of a ClientHello, and no more
+    assert closed_within(stuck.sock, 10)
+    client = Client(server.address, tls_context=client_context(certs), timeout=10)
+    try:
+        assert client.version().startswith(b"1.6.18")
+    finally:
+        client.close()
+
+
 def test_memcacheds_o_spellings_configure_tls_too(certs, start_mclite):
     cert, key = certs
     server = start_mclite(extra_args=["-Z", "-o", f"ssl_chain_cert={cert},ssl_key={key}"])
