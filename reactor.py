@@ -371,7 +371,8 @@ class Reactor:
         self._trace(conn, "TLS handshake done (%s)" % conn.sock.version())
         # the client's first command may have come with its last handshake
         # bytes, already inside ssl
-        self._read(conn)
+        if self._may_read(conn):
+            self._read(conn)
 
     def _may_read(self, conn):
         # a session with a backlog is not read from until it has run it
