@@ -124,6 +124,15 @@ class Settings:
         self.port = port
         self.listen = listen
         self.verbosity = 0
+        self.shutdown_enabled = False  # -A
+        self.flush_enabled = True  # -F turns it off
+        self.idle_timeout = 0  # -o idle_timeout=N; 0: never
+        # -Z and its certificates, shown by `stats settings` as memcached does
+        self.tls_enabled = False
+        self.tls_cert = None
+        self.tls_key = None
+        self.tls_ca = None
+        self.tls_verify_mode = 0
 
 
 class Counters:
@@ -133,7 +142,8 @@ class Counters:
         "curr_connections total_connections cmd_get cmd_set cmd_flush cmd_touch "
         "get_hits get_misses delete_misses delete_hits incr_misses incr_hits "
         "decr_misses decr_hits cas_misses cas_hits cas_badval touch_hits touch_misses "
-        "store_too_large persist_errors sync_errors bytes_read bytes_written"
+        "store_too_large persist_errors sync_errors bytes_read bytes_written "
+        "rejected_connections idle_kicks"
     ).split()
 
     def __init__(self):
@@ -159,6 +169,8 @@ class Server:
         self.counters = Counters()
         self.clock = clock
         self.started = clock()
+        # set by the reactor: request_stop(graceful) ends the loop (`shutdown`)
+        self.request_stop = None
 
     def has_background_work(self):
         """Whether the store has housekeeping for the loop's idle moments."""
@@ -174,6 +186,7 @@ class Server:
         batch = self.store.commit()
         if batch is not None and batch.error is not None:
             self.counters.persist_errors += 1
+        return batch
 
     def seconds_to_sync(self):
         """How long the loop may sleep before sync_if_due has work, or None."""
@@ -204,6 +217,7 @@ class Server:
             ("max_connections", st.max_connections),
             ("curr_connections", c.curr_connections),
             ("total_connections", c.total_connections),
+            ("rejected_connections", c.rejected_connections),
             ("cmd_get", c.cmd_get),
             ("cmd_set", c.cmd_set),
             ("cmd_flush", c.cmd_flush),
@@ -223,6 +237,7 @@ class Server:
             ("cas_badval", c.cas_badval),
             ("touch_hits", c.touch_hits),
             ("touch_misses", c.touch_misses),
+            ("idle_kicks", c.idle_kicks),
             ("store_too_large", c.store_too_large),
             ("bytes_read", c.bytes_read),
             ("bytes_written", c.bytes_written),
@@ -259,7 +274,14 @@ class Server:
             ("evictions", "on"),
             ("cas_enabled", "yes"),
             ("item_size_max", s.item_size_max),
-            ("flush_enabled", "yes"),
+            ("flush_enabled", "yes" if st.flush_enabled else "no"),
+            ("shutdown_command", "yes" if st.shutdown_enabled else "no"),
+            ("idle_timeout", st.idle_timeout),
+            ("ssl_enabled", "yes" if st.tls_enabled else "no"),
+            ("ssl_chain_cert", st.tls_cert or "(null)"),
+            ("ssl_key", st.tls_key or "(null)"),
+            ("ssl_verify_mode", st.tls_verify_mode),
+            ("ssl_ca_cert", st.tls_ca or "NULL"),
             ("data_dir", s.dir.path),
             ("fsync", s.durability.level),
             ("fsync_method", s.durability.method),
@@ -296,12 +318,24 @@ class Session:
         self._held = []  # replies waiting for the store's batch
         # feed() stopped at a limit with work left (commands or a paused get)
         self.stopped_early = False
+        self.commands = 0  # command lines run so far: the reactor's idle clock
         self.counters.curr_connections += 1
         self.counters.total_connections += 1
 
     def close(self):
         """The connection is gone."""
         self.counters.curr_connections -= 1
+
+    @property
+    def state(self):
+        """LINE or DATA (for the reactor's -vvv log)."""
+        return self._state
+
+    @property
+    def awaiting_command(self):
+        """Between commands, with nothing left to run: where memcached's
+        idle_timeout may close a connection (never in a value's data)."""
+        return self._state is LINE and self._retrieval is None and not self.stopped_early
 
     @property
     def holding(self):
@@ -407,6 +441,7 @@ class Session:
     # -- dispatch ---------------------------------------------------------
 
     def _command(self, line):
+        self.commands += 1
         if b"\0" in line:
             line = line[: line.index(b"\0")]  # memcached reads the line as a C string
         words = [w for w in line.split(b" ") if w]
@@ -612,6 +647,9 @@ class Session:
 
     def _flush_all(self, words):
         noreply = words[-1] == b"noreply"
+        if not self.server.settings.flush_enabled:
+            self.counters.cmd_flush += 1  # memcached counts the refused ones too
+            return self._reply(noreply, b"CLIENT_ERROR flush_all not allowed\r\n")
         delay = 0
         if len(words) != (2 if noreply else 1):
             delay = strtol32(words[1])
@@ -631,8 +669,17 @@ class Session:
         self.closing = True
 
     def _shutdown(self, words):
-        # memcached without -A; enabling it is a later option
-        self._out.append(b"ERROR: shutdown not enabled\r\n")
+        # memcached's replies: the refusal without -A, and with it no reply
+        # at all (the connection closes while the server stops)
+        if not self.server.settings.shutdown_enabled or self.server.request_stop is None:
+            self._out.append(b"ERROR: shutdown not enabled\r\n")
+            return
+        if len(words) == 1 or (len(words) == 2 and words[1] == b"graceful"):
+            log.info("shutdown%s requested by a client", " graceful" if len(words) == 2 else "")
+            self.closing = True
+            self.server.request_stop(graceful=len(words) == 2)
+            return
+        self._out.append(b"CLIENT_ERROR invalid shutdown mode\r\n")
 
     def _verbosity(self, words):
         noreply = words[-1] == b"noreply"

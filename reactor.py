@@ -16,6 +16,17 @@ Some facts the loop relies on:
 - SIGTERM/SIGINT call stop(), which sets a flag and writes a byte to a
   socketpair the selector watches, so the loop wakes at once; then it stops
   accepting, flushes what replies it can, closes the store and exits 0.
+- TLS (-Z) runs in the same loop: sockets are wrapped with the stdlib `ssl`
+  module, non-blocking. A handshake goes a step at each readiness, and an
+  SSLWantRead/WantWrite error only says which readiness to wait for. ssl
+  sockets have no sendmsg: small replies are joined and sent a buffer at a
+  time, and a buffer that met SSLWantWrite is retried unchanged, as OpenSSL
+  requires. Bytes already decrypted inside the ssl object are invisible to
+  select, so a connection that stopped reading with `pending()` bytes is read
+  again at the next iteration without waiting for the socket.
+- `-o idle_timeout=N` is a timer of the loop: about once a second it closes
+  the connections that ran no command for N seconds while waiting for one
+  (never one in the middle of a value, as memcached), and counts idle_kicks.
 - Durability is ordered like Redis's beforeSleep: under `--fsync always` the
   sessions hold their replies while the store gathers the writes of every
   connection served in one iteration; after the last event of the iteration
@@ -28,12 +39,15 @@ Run it with `python -m reactor --help`.
 
 import argparse
 import collections
+import datetime
+import json
 import logging
 import os
 import resource
 import selectors
 import signal
 import socket
+import ssl
 import sys
 import time
 
@@ -57,35 +71,62 @@ TICK_BUDGET = 0.005
 SHUTDOWN_FLUSH_SECONDS = 5.0
 # sendmsg takes at most IOV_MAX (1024 on Linux) buffers per call.
 MAX_IOV = 512
+# ssl has no sendmsg: replies smaller than this are joined into one write
+# (one TLS record instead of one per reply); larger values go alone, uncopied.
+TLS_JOIN = 64 * 1024
+# How often the idle-connection timer looks at the connections.
+IDLE_CHECK_INTERVAL = 1.0
+# memcached's ssl_verify_mode: none, request, require, once (as require here)
+VERIFY_MODES = {0: ssl.CERT_NONE, 1: ssl.CERT_OPTIONAL, 2: ssl.CERT_REQUIRED, 3: ssl.CERT_REQUIRED}
 
 
 class Connection:
     """One client socket, its session, and the replies the kernel has not taken."""
 
-    __slots__ = ("sock", "session", "peer", "out", "out_size", "paused", "eof", "events")
+    __slots__ = (
+        "sock", "session", "peer", "out", "out_size", "paused", "eof", "events",
+        "tls", "handshaking", "tls_want", "tls_retry", "commands_seen", "active_at",
+    )
 
-    def __init__(self, sock, session, peer):
+    def __init__(self, sock, session, peer, tls=False, now=0.0):
         self.sock = sock
         self.session = session
-        self.peer = peer
+        self.peer = _peer_name(peer)
         self.out = collections.deque()
         self.out_size = 0
         self.paused = False  # stopped reading: too much unsent output
         self.eof = False  # the client will send nothing more
         self.events = 0
+        self.tls = tls
+        self.handshaking = tls
+        # the readiness ssl asked for in the middle of a read or a write
+        # (a read may need to write, a write to read), besides the usual ones
+        self.tls_want = 0
+        self.tls_retry = False  # out[0] met SSLWantWrite: resend it unchanged
+        self.commands_seen = 0  # session.commands when the idle timer last looked
+        self.active_at = now  # when the idle timer last saw a command (monotonic)
+
+    def log_extra(self):
+        return {"peer": self.peer}
 
 
 class Reactor:
     """The selectors loop serving one listening socket."""
 
-    def __init__(self, server, listener):
+    def __init__(self, server, listener, tls_context=None):
         self.server = server
         self.listener = listener
+        self.tls_context = tls_context
         self.sel = selectors.DefaultSelector()
         self.conns = set()
         self.ready = set()  # connections with input parsed only in part
         self.held = set()  # connections whose replies wait for the store's batch
+        self.unread = set()  # TLS connections with decrypted bytes select cannot see
         self.stopping = False
+        self.graceful = True
+        self._calls = collections.deque()  # work signal handlers asked the loop to do
+        self._next_idle_check = time.monotonic() + IDLE_CHECK_INTERVAL
+        server.request_stop = self.stop
         self._accept_paused_until = None
         self._background_paused_until = 0.0
         listener.setblocking(False)
@@ -105,12 +146,14 @@ class Reactor:
                     time.monotonic() >= self._background_paused_until
                     and self.server.has_background_work()
                 )
-                timeout = 0 if busy or self.ready else 1.0
+                timeout = 0 if busy or self.ready or self.unread else 1.0
                 if self._accept_paused_until is not None:
                     timeout = min(timeout, ACCEPT_BACKOFF)
                 sync_in = self.server.seconds_to_sync()
                 if sync_in is not None:
                     timeout = min(timeout, sync_in)
+                if self.server.settings.idle_timeout:
+                    timeout = min(timeout, max(0.0, self._next_idle_check - time.monotonic()))
                 for key, mask in self.sel.select(timeout):
                     if key.data is None:
                         self._accept()
@@ -118,10 +161,13 @@ class Reactor:
                         self._drain_wake()
                     else:
                         self._serve(key.data, mask)
+                self._run_unread()
                 self._run_ready()
                 self._commit()
                 self.server.sync_if_due()
                 self._resume_accepting()
+                self._run_calls()
+                self._kick_idle()
                 if busy:
                     self._background()
         finally:
@@ -134,9 +180,19 @@ class Reactor:
             if conn in self.conns and not conn.paused:
                 self._guarded(conn, self._pump, conn, b"")
 
+    def _run_unread(self):
+        """Read what ssl has already decrypted for connections that may read."""
+        for conn in list(self.unread):
+            self.unread.discard(conn)
+            if conn in self.conns and self._may_read(conn):
+                self._guarded(conn, self._read, conn)
+
     def _commit(self):
         """Make the iteration's writes durable, then send what waited for it."""
-        self.server.commit()
+        batch = self.server.commit()
+        if batch is not None and self.server.settings.verbosity > 2:
+            log.debug("batch committed: %d changes%s", batch.changes,
+                      "" if batch.error is None else ", failed: " + batch.error)
         held, self.held = self.held, set()
         for conn in held:
             if conn in self.conns:
@@ -159,14 +215,63 @@ class Reactor:
         except BlockingIOError:
             pass
 
-    def stop(self):
+    def stop(self, graceful=True):
         """Ask the loop to stop; safe from a signal handler or another thread:
-        the byte written to the wake-up socket ends the select at once."""
+        the byte written to the wake-up socket ends the select at once.
+        A graceful stop gives the replies owed up to SHUTDOWN_FLUSH_SECONDS to
+        leave; the other (`shutdown`) sends only what the sockets take at
+        once. Both make every write durable and close the store."""
+        self.graceful = self.graceful and graceful
         self.stopping = True
+        self._wake()
+
+    def call_soon(self, work):
+        """Run work() in the loop at the end of this iteration: for signal
+        handlers, whose own frame may have interrupted the loop anywhere."""
+        self._calls.append(work)
+        self._wake()
+
+    def _wake(self):
         try:
             self._wake_w.send(b"\0")
         except OSError:
             pass  # already awake, or already shut down
+
+    def _run_calls(self):
+        while self._calls:
+            work = self._calls.popleft()
+            try:
+                work()
+            except Exception:  # an operator's request must not stop serving
+                log.exception("%s failed", getattr(work, "__name__", work))
+
+    # -- the idle timer ---------------------------------------------------------
+
+    def _kick_idle(self):
+        """memcached's idle_timeout: close the connections that ran no command
+        for that long while waiting for one. Looks once a second, not at
+        every iteration, so 1,000 connections cost 1,000 checks a second."""
+        limit = self.server.settings.idle_timeout
+        now = time.monotonic()
+        if not limit or now < self._next_idle_check:
+            return
+        self._next_idle_check = now + IDLE_CHECK_INTERVAL
+        for conn in list(self.conns):
+            session = conn.session
+            if session.commands != conn.commands_seen:
+                conn.commands_seen = session.commands
+                conn.active_at = now
+            elif now - conn.active_at > limit and self._idle(conn):
+                self.server.counters.idle_kicks += 1
+                log.debug("closing idle connection %s", conn.peer, extra=conn.log_extra())
+                self._close(conn)
+
+    def _idle(self, conn):
+        # writing replies, holding them for a batch or in a value's data is
+        # not idleness: memcached kicks only connections waiting for a command
+        return conn.handshaking or (
+            conn.session.awaiting_command and not conn.out and conn not in self.held
+        )
 
     # -- connections ----------------------------------------------------------
 
@@ -186,18 +291,31 @@ class Reactor:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if len(self.conns) >= self.server.settings.max_connections:
-                # memcached's answer when -c is reached
-                try:
-                    sock.send(b"ERROR Too many open connections\r\n")
-                except OSError:
-                    pass
-                _discard_input(sock)
-                sock.close()
+                self._reject(sock, peer)
                 continue
-            conn = Connection(sock, handlers.Session(self.server), peer)
+            if self.tls_context is not None:
+                try:
+                    sock = self.tls_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+                except (OSError, ValueError) as e:
+                    log.debug("cannot start TLS with %s: %s", _peer_name(peer), e)
+                    sock.close()
+                    continue
+            conn = Connection(sock, handlers.Session(self.server), peer, self.tls_context is not None, time.monotonic())
             self.conns.add(conn)
-            log.debug("connection from %s", peer)
+            log.debug("connection from %s%s", conn.peer, " (TLS)" if conn.tls else "", extra=conn.log_extra())
             self._set_events(conn)
+
+    def _reject(self, sock, peer):
+        # memcached's answer when -c is reached, in clear text even under TLS
+        # (as memcached writes it before any handshake)
+        self.server.counters.rejected_connections += 1
+        log.debug("rejecting %s: %d connections open", _peer_name(peer), len(self.conns))
+        try:
+            sock.send(b"ERROR Too many open connections\r\n")
+        except OSError:
+            pass
+        _discard_input(sock)
+        sock.close()
 
     def _resume_accepting(self):
         until = self._accept_paused_until
@@ -218,33 +336,100 @@ class Reactor:
             self._close(conn)
 
     def _handle_events(self, conn, mask):
-        if mask & selectors.EVENT_WRITE:
+        if conn.handshaking:
+            self._handshake(conn)
+            return
+        # what ssl asked for was a read for a write or a write for a read:
+        # any readiness retries both
+        ssl_retry, conn.tls_want = conn.tls_want, 0
+        if mask & selectors.EVENT_WRITE or ssl_retry:
             self._send(conn)
             if conn.paused and conn.out_size < LOW_WATER and not self.stopping:
                 conn.paused = False
+                self._trace(conn, "reading again")
                 self._pump(conn, b"")
-        if mask & selectors.EVENT_READ and conn.sock.fileno() >= 0:
+        if (mask & selectors.EVENT_READ or ssl_retry) and conn.sock.fileno() >= 0 and self._may_read(conn):
             self._read(conn)
 
-    def _read(self, conn):
+    def _handshake(self, conn):
+        """One step of a TLS handshake; the rest waits for the readiness
+        ssl asks for. A failed handshake closes that connection only."""
         try:
-            data = conn.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
+            conn.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            conn.tls_want = selectors.EVENT_READ
             return
-        except ConnectionError:
+        except ssl.SSLWantWriteError:
+            conn.tls_want = selectors.EVENT_WRITE
+            return
+        except (ssl.SSLError, OSError) as e:
+            log.debug("TLS handshake with %s failed: %s", conn.peer, e, extra=conn.log_extra())
             self._close(conn)
             return
-        if not data:
-            conn.eof = True
-            return
-        self._pump(conn, data)
+        conn.handshaking = False
+        conn.tls_want = 0
+        self._trace(conn, "TLS handshake done (%s)" % conn.sock.version())
+        # the client's first command may have come with its last handshake
+        # bytes, already inside ssl
+        if self._may_read(conn):
+            self._read(conn)
+
+    def _may_read(self, conn):
+        # a session with a backlog is not read from until it has run it
+        return not (
+            conn.paused or conn.session.stopped_early or conn.eof or conn.session.closing or self.stopping
+        )
+
+    def _read(self, conn):
+        if conn.tls:
+            data = self._recv_tls(conn)
+        else:
+            try:
+                data = conn.sock.recv(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionError:
+                self._close(conn)
+                return
+            if not data:
+                conn.eof = True
+        if data:
+            self._pump(conn, data)
+
+    def _recv_tls(self, conn):
+        """Up to RECV_SIZE decrypted bytes (ssl hands out one record, at most
+        16 KiB, per recv); b"" if none yet, None if the connection failed."""
+        sock = conn.sock
+        parts = []
+        size = 0
+        while size < RECV_SIZE:
+            try:
+                part = sock.recv(RECV_SIZE - size)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLWantWriteError:
+                conn.tls_want = selectors.EVENT_WRITE
+                break
+            except (ssl.SSLError, ConnectionError) as e:
+                log.debug("TLS read from %s failed: %s", conn.peer, e, extra=conn.log_extra())
+                self._close(conn)
+                return None
+            if not part:
+                conn.eof = True
+                break
+            parts.append(part)
+            size += len(part)
+        return b"".join(parts)
 
     def _pump(self, conn, data):
         """Feed the session one turn and send its replies. What it left for
         later waits in `ready` for the next turn, or, if the client is
         HIGH_WATER behind on reading, until it catches up."""
         session = conn.session
+        state = session.state
         reply = session.feed(data, limit=HIGH_WATER, max_commands=REQS_PER_EVENT)
+        if session.state is not state:
+            self._trace(conn, "%s -> %s" % (state, session.state))
         if session.holding:
             self.held.add(conn)
         self._queue(conn, reply)
@@ -253,23 +438,32 @@ class Reactor:
 
     def _queue(self, conn, reply):
         if reply:
+            if self.server.settings.verbosity > 1:
+                log.debug(">%s %r", conn.peer, reply[:200], extra=conn.log_extra())
             conn.out.append(reply)
             conn.out_size += len(reply)
             self._send(conn)
-        if conn.out_size >= HIGH_WATER:
+        if conn.out_size >= HIGH_WATER and not conn.paused:
             conn.paused = True
+            self._trace(conn, "paused: %d bytes unsent" % conn.out_size)
 
     def _send(self, conn):
         out = conn.out
         while out:
             try:
-                if len(out) == 1:
+                if conn.tls:
+                    sent = self._send_tls(conn)
+                elif len(out) == 1:
                     sent = conn.sock.send(out[0])
                 else:
                     sent = conn.sock.sendmsg(list(_take(out, MAX_IOV)))
-            except (BlockingIOError, InterruptedError):
+            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError):
                 return
-            except (ConnectionError, BrokenPipeError):
+            except ssl.SSLWantReadError:
+                conn.tls_want = selectors.EVENT_READ
+                return
+            except (ConnectionError, BrokenPipeError, ssl.SSLError) as e:
+                log.debug("sending to %s failed: %s", conn.peer, e, extra=conn.log_extra())
                 out.clear()
                 conn.out_size = 0
                 conn.eof = True
@@ -284,6 +478,23 @@ class Reactor:
                     out[0] = memoryview(head)[sent:]
                     sent = 0
 
+    def _send_tls(self, conn):
+        """One ssl write of the queue's head, small replies joined first.
+        After SSLWantWrite, OpenSSL wants the same buffer again: tls_retry
+        keeps the head as it was until it has gone."""
+        out = conn.out
+        if not conn.tls_retry and len(out) > 1 and len(out[0]) < TLS_JOIN:
+            parts = [out.popleft()]
+            size = len(parts[0])
+            while out and size + len(out[0]) <= TLS_JOIN:
+                size += len(out[0])
+                parts.append(out.popleft())
+            out.appendleft(b"".join(parts))
+        conn.tls_retry = True
+        sent = conn.sock.send(out[0])
+        conn.tls_retry = False
+        return sent
+
     def _settle(self, conn):
         """Close a finished connection, or set what it waits for."""
         session = conn.session
@@ -294,13 +505,16 @@ class Reactor:
         self._set_events(conn)
 
     def _set_events(self, conn):
-        events = 0
-        # a session with a backlog is not read from until it has run it
-        backlog = conn.session.stopped_early
-        if not (conn.paused or backlog or conn.eof or conn.session.closing or self.stopping):
-            events |= selectors.EVENT_READ
-        if conn.out:
-            events |= selectors.EVENT_WRITE
+        if conn.handshaking:
+            events = conn.tls_want or selectors.EVENT_READ
+        else:
+            events = conn.tls_want
+            if self._may_read(conn):
+                events |= selectors.EVENT_READ
+                if conn.tls and conn.sock.pending():
+                    self.unread.add(conn)
+            if conn.out:
+                events |= selectors.EVENT_WRITE
         if events == conn.events:
             return
         if conn.events == 0:
@@ -317,13 +531,19 @@ class Reactor:
         self.conns.discard(conn)
         self.ready.discard(conn)
         self.held.discard(conn)
+        self.unread.discard(conn)
         if conn.events:
             self.sel.unregister(conn.sock)
             conn.events = 0
         conn.session.close()
         _discard_input(conn.sock)
         conn.sock.close()
-        log.debug("connection from %s closed", conn.peer)
+        log.debug("connection from %s closed", conn.peer, extra=conn.log_extra())
+
+    def _trace(self, conn, what):
+        """-vvv: a connection's state transition."""
+        if self.server.settings.verbosity > 2:
+            log.debug("%s: %s", conn.peer, what, extra=conn.log_extra())
 
     # -- shutdown ---------------------------------------------------------------
 
@@ -331,7 +551,7 @@ class Reactor:
         if self._accept_paused_until is None:
             self.sel.unregister(self.listener)
         self.listener.close()
-        deadline = time.monotonic() + SHUTDOWN_FLUSH_SECONDS
+        deadline = time.monotonic() + (SHUTDOWN_FLUSH_SECONDS if self.graceful else 0.0)
         self._commit()  # replies owed for writes already made
         for conn in list(self.conns):
             self._settle(conn)  # from now on: no reading, only flushing
@@ -351,9 +571,12 @@ class Reactor:
 def _discard_input(sock):
     # Closing a socket with unread input makes Linux send RST, and a peer that
     # gets RST may lose replies it has not read yet: read what is there first.
+    # For TLS, the raw bytes (socket.socket.recv, below ssl): after a failed
+    # handshake ssl would only raise again.
+    recv = socket.socket.recv if isinstance(sock, ssl.SSLSocket) else type(sock).recv
     try:
         for _ in range(16):
-            if not sock.recv(RECV_SIZE):
+            if not recv(sock, RECV_SIZE):
                 break
     except OSError:
         pass
@@ -387,6 +610,24 @@ def parse_size(text):
         raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
 
 
+# memcached's -o suboptions that memcached-lite has; the others are refused
+EXTENDED = ("idle_timeout", "ssl_chain_cert", "ssl_key", "ssl_ca_cert", "ssl_verify_mode")
+
+
+def parse_extended(values):
+    """memcached's `-o a=1,b=2` (the option may be repeated) as a dict."""
+    options = {}
+    for value in values:
+        for item in value.split(","):
+            name, _, setting = item.strip().partition("=")
+            if not name:
+                continue
+            if name not in EXTENDED:
+                raise argparse.ArgumentTypeError(f"unknown -o option {name!r} (known: {', '.join(EXTENDED)})")
+            options[name] = setting
+    return options
+
+
 def parse_args(argv):
     """The command line, memcached's flag names where they exist."""
     p = argparse.ArgumentParser(
@@ -396,7 +637,11 @@ def parse_args(argv):
     )
     p.add_argument("-p", "--port", type=int, default=11211, help="TCP port to listen on (default: 11211)")
     p.add_argument("-l", "--listen", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
-    p.add_argument("-c", "--conn-limit", type=int, default=1024, help="max simultaneous connections (default: 1024)")
+    p.add_argument(
+        "-c", "--conn-limit", type=int, default=1024,
+        help="max simultaneous connections; more are answered 'ERROR Too many open connections' "
+        "and closed (default: 1024)",
+    )
     p.add_argument(
         "-m", "--memory-limit", type=int, default=64, help="MB of items kept in memory in front of the files (default: 64)"
     )
@@ -423,7 +668,24 @@ def parse_args(argv):
         help="how writes are made durable: syncfs (one call per batch, Linux), fsync "
         "(each file and folder), auto: syncfs where available (default: auto)",
     )
-    p.add_argument("-v", "--verbose", action="count", default=0, help="-v connections, -vv every command")
+    p.add_argument("-A", "--enable-shutdown", action="store_true", help="enable the 'shutdown [graceful]' command")
+    p.add_argument("-F", "--disable-flush-all", action="store_true", help="refuse flush_all")
+    p.add_argument(
+        "-o", "--extended", action="append", default=[], metavar="OPT=VALUE,...",
+        help="memcached's suboptions: idle_timeout=N (close connections idle N seconds), "
+        "ssl_chain_cert=, ssl_key=, ssl_ca_cert=, ssl_verify_mode=0|1|2|3",
+    )
+    p.add_argument("-Z", "--enable-ssl", action="store_true", help="TLS on the listening port (needs --tls-cert)")
+    p.add_argument("--tls-cert", help="certificate chain, PEM (-o ssl_chain_cert=)")
+    p.add_argument("--tls-key", help="private key, PEM, if not in the certificate file (-o ssl_key=)")
+    p.add_argument("--tls-ca", help="CA certificates for client certificates, PEM (-o ssl_ca_cert=)")
+    p.add_argument("-P", "--pidfile", help="write the pid here at start; removed at a clean exit")
+    p.add_argument("--log-file", help="log here instead of stderr; SIGHUP reopens it (for logrotate)")
+    p.add_argument("--log-format", choices=("text", "json"), default="text", help="text lines or one JSON object a line")
+    p.add_argument(
+        "-v", "--verbose", action="count", default=0,
+        help="-v connections and errors, -vv every command and reply, -vvv state transitions",
+    )
     args = p.parse_args(argv)
     if not 0 < args.port < 65536:
         p.error("port must be 1-65535")
@@ -431,8 +693,37 @@ def parse_args(argv):
         p.error("-c and -m must be positive")
     if not 1024 <= args.max_item_size <= 1 << 30:
         p.error("-I must be between 1k and 1024m")
+    try:
+        extended = parse_extended(args.extended)
+        args.idle_timeout = int(extended.get("idle_timeout", 0))
+        args.tls_verify_mode = int(extended.get("ssl_verify_mode", 0))
+    except (argparse.ArgumentTypeError, ValueError) as e:
+        p.error(f"-o: {e}")
+    if args.idle_timeout < 0:
+        p.error("-o idle_timeout must be 0 (off) or a number of seconds")
+    if args.tls_verify_mode not in VERIFY_MODES:
+        p.error("-o ssl_verify_mode must be 0, 1, 2 or 3")
+    args.tls_cert = args.tls_cert or extended.get("ssl_chain_cert")
+    args.tls_key = args.tls_key or extended.get("ssl_key")
+    args.tls_ca = args.tls_ca or extended.get("ssl_ca_cert")
+    if args.enable_ssl and not args.tls_cert:
+        p.error("-Z needs a certificate: --tls-cert or -o ssl_chain_cert=")
+    if args.tls_verify_mode and not args.tls_ca:
+        p.error("-o ssl_verify_mode needs the clients' CA: --tls-ca or -o ssl_ca_cert=")
     args.data_dir = args.data_dir or default_data_dir(args.port)
     return args
+
+
+def tls_context(args):
+    """The server's ssl context for -Z: TLS 1.2 or later, no renegotiation."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.options |= getattr(ssl, "OP_NO_RENEGOTIATION", 0)
+    ctx.load_cert_chain(args.tls_cert, args.tls_key)
+    if args.tls_ca:
+        ctx.load_verify_locations(args.tls_ca)
+    ctx.verify_mode = VERIFY_MODES[args.tls_verify_mode]
+    return ctx
 
 
 def ensure_descriptors(connections):
@@ -447,12 +738,129 @@ def ensure_descriptors(connections):
             log.warning("open-files limit %d is below -c %d plus a reserve", target, connections)
 
 
-def main(argv=None):
-    """Open the store, listen, serve until SIGTERM/SIGINT; the exit status."""
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+# -- logging --------------------------------------------------------------------
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time (UTC, ISO 8601), level, logger, message,
+    and the connection's peer where the line is about one."""
+
+    FIELDS = ("peer",)
+
+    def format(self, record):
+        entry = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for field in self.FIELDS:
+            if hasattr(record, field):
+                entry[field] = getattr(record, field)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+class ReopenableFileHandler(logging.FileHandler):
+    """A log file that SIGHUP reopens, so logrotate can move it away."""
+
+    def reopen(self):
+        self.acquire()
+        try:
+            if self.stream is not None:
+                self.stream.close()
+            self.stream = open(self.baseFilename, self.mode, encoding=self.encoding)
+        finally:
+            self.release()
+
+
+def configure_logging(args):
+    """Timestamped lines to stderr or --log-file; the handler, for SIGHUP."""
+    if args.log_file:
+        handler = ReopenableFileHandler(args.log_file, encoding="utf-8")
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    if args.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    return handler
+
+
+def reopen_log(handler):
+    """SIGHUP's work, run by the loop: reopen --log-file (logged either way)."""
+    if isinstance(handler, ReopenableFileHandler):
+        handler.reopen()
+        log.info("SIGHUP: log file %s reopened", handler.baseFilename)
+    else:
+        log.info("SIGHUP: no --log-file to reopen")
+
+
+def write_pidfile(path):
+    with open(path, "w", encoding="ascii") as f:
+        f.write(f"{os.getpid()}\n")
+
+
+def remove_pidfile(path):
+    try:
+        os.unlink(path)
+    except OSError as e:
+        log.warning("cannot remove the pid file %s: %s", path, e.strerror)
+
+
+def install_signals(reactor, log_handler):
+    """SIGTERM, SIGINT and SIGUSR1 stop gracefully; SIGHUP reopens the log."""
+
+    def on_stop(signum, frame):
+        log.info("%s: shutting down", signal.Signals(signum).name)
+        reactor.stop()
+
+    def on_hup(signum, frame):
+        reactor.call_soon(lambda: reopen_log(log_handler))
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+        signal.signal(signum, on_stop)
+    signal.signal(signal.SIGHUP, on_hup)
+
+
+def make_settings(args):
+    settings = handlers.Settings(max_connections=args.conn_limit, port=args.port, listen=args.listen)
+    settings.verbosity = args.verbose
+    settings.shutdown_enabled = args.enable_shutdown
+    settings.flush_enabled = not args.disable_flush_all
+    settings.idle_timeout = args.idle_timeout
+    settings.tls_enabled = args.enable_ssl
+    settings.tls_cert = args.tls_cert
+    settings.tls_key = args.tls_key
+    settings.tls_ca = args.tls_ca
+    settings.tls_verify_mode = args.tls_verify_mode
+    return settings
+
+
+def main(argv=None):
+    """Open the store, listen, serve until stopped; the exit status."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        log_handler = configure_logging(args)
+    except OSError as e:
+        print(f"cannot open the log file {args.log_file}: {e.strerror}", file=sys.stderr)
+        return 1
     ensure_descriptors(args.conn_limit)
+    context = None
+    if args.enable_ssl:
+        try:
+            context = tls_context(args)
+        except (OSError, ssl.SSLError) as e:
+            log.error("cannot load the TLS certificate or key: %s", e)
+            return 1
     try:
         store = Store(
             args.data_dir,
@@ -464,12 +872,6 @@ def main(argv=None):
     except (DataDirError, ValueError) as e:
         log.error("%s", e)
         return 1
-    settings = handlers.Settings(
-        max_connections=args.conn_limit,
-        port=args.port,
-        listen=args.listen,
-    )
-    settings.verbosity = args.verbose
     try:
         family = socket.AF_INET6 if ":" in args.listen else socket.AF_INET
         listener = socket.create_server((args.listen, args.port), family=family, backlog=1024)
@@ -477,25 +879,40 @@ def main(argv=None):
         store.close()
         log.error("cannot listen on %s:%d: %s", args.listen, args.port, e.strerror)
         return 1
-    reactor = Reactor(handlers.Server(store, settings), listener)
-
-    def on_signal(signum, frame):
-        log.info("%s: shutting down", signal.Signals(signum).name)
-        reactor.stop()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, on_signal)
+    if args.pidfile:
+        try:
+            write_pidfile(args.pidfile)
+        except OSError as e:
+            listener.close()
+            store.close()
+            log.error("cannot write the pid file %s: %s", args.pidfile, e.strerror)
+            return 1
+    reactor = Reactor(handlers.Server(store, make_settings(args)), listener, context)
+    install_signals(reactor, log_handler)
     log.info(
-        "memcached-lite %s listening on %s:%d, data in %s, fsync %s (%s)",
+        "memcached-lite %s listening on %s:%d%s, data in %s, fsync %s (%s)",
         handlers.VERSION,
         args.listen,
         args.port,
+        " (TLS)" if context else "",
         store.dir.path,
         store.durability.level,
         store.durability.method,
     )
-    reactor.run()
+    try:
+        reactor.run()
+    finally:
+        if args.pidfile:
+            remove_pidfile(args.pidfile)
     return 0
+
+
+def _peer_name(peer):
+    """host:port of a socket address (IPv6 hosts in brackets)."""
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host, port = peer[0], peer[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return str(peer)
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ class ServerProcess:
 
     ``kind`` is ``"mclite"`` (``python -m reactor``) or ``"memcached"``.
     ``extra_args`` are command-line flags; for memcached only the flags both
-    servers share (-m, -I, -c, -v) are meaningful.
+    servers share (-m, -I, -c, -v, -A, -F, -o idle_timeout) are meaningful.
     """
 
     LISTEN_MARKER = "listening on 127.0.0.1:{port}"
@@ -339,8 +339,8 @@ def stop_all(servers: Sequence[ServerProcess]) -> None:
         server._terminate_quietly()
 
 
-_SHARED_FLAGS_WITH_VALUE = {"-m", "-I", "-c"}
-_SHARED_FLAGS = {"-v", "-vv"}
+_SHARED_FLAGS_WITH_VALUE = {"-m", "-I", "-c", "-o"}
+_SHARED_FLAGS = {"-v", "-vv", "-A", "-F"}
 
 
 def memcached_args(extra_args: Sequence[str]) -> List[str]:
