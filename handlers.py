@@ -23,8 +23,10 @@ import logging
 import os
 import resource
 import time
+import urllib.parse
 
 from store import Mode, NonNumeric, Result, StoreError, parse_c_integer, parse_u64
+from store.items import ITEM_OVERHEAD
 
 log = logging.getLogger("memcached-lite.protocol")
 
@@ -49,6 +51,8 @@ NON_NUMERIC = b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n
 TOO_LARGE = b"SERVER_ERROR object too large for cache\r\n"
 DELETE_USAGE = b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"
 END = b"END\r\n"
+BADCLASS = b"BADCLASS invalid class id\r\n"
+NOTSTARTED = b"NOTSTARTED no items to crawl\r\n"
 
 _STORAGE_MODES = {
     b"set": Mode.SET,
@@ -77,6 +81,70 @@ def strtol32(token):
         return None
     n &= 0xFFFFFFFF
     return n - (1 << 32) if n > INT32_MAX else n
+
+
+# -- lru_crawler metadump: what memcached would say of an item --------------
+
+
+def _slab_classes(smallest=96, factor=1.25, largest=512 * 1024):
+    """memcached's default slab chunk sizes (-n 48, -f 1.25, 1 MB pages):
+    item sizes up to each class's bound go in that class (1, 2, ...)."""
+    sizes = []
+    size = smallest
+    while size < largest / factor:
+        size += -size % 8  # CHUNK_ALIGN_BYTES
+        sizes.append(size)
+        size = int(size * factor)
+    sizes.append(largest)
+    return sizes
+
+
+SLAB_CLASSES = _slab_classes()
+# memcached accepts class ids 1..63 in `lru_crawler metadump 1,2,...`
+MAX_SLAB_CLASS_ID = 63
+
+
+def slab_class(size):
+    """The class memcached with default settings would keep an item of this
+    size in; larger items are chunked and reported in the largest class."""
+    for i, bound in enumerate(SLAB_CLASSES):
+        if size <= bound:
+            return i + 1
+    return len(SLAB_CLASSES)
+
+
+def metadump_classes(token):
+    """The class ids of `lru_crawler metadump <token>`: None for every class
+    (`all`, `hash`), a set for a comma list, BADCLASS for a bad one."""
+    if token in (b"all", b"hash"):
+        return None
+    classes = set()
+    for part in token.split(b","):
+        if not part:
+            continue  # strtok skips empty fields
+        n = strtoul32(part)
+        if n is None or not 1 <= n <= MAX_SLAB_CLASS_ID:
+            return BADCLASS
+        classes.add(n)
+    return classes
+
+
+def metadump_line(head, classes=None):
+    """memcached 1.6.18's metadump line for one item, or None if its class
+    is not asked for. `la` is the time of the last write (reads are not
+    recorded on disk) and `fetch` is always "no" for the same reason."""
+    size = len(head.key) + head.value_len + ITEM_OVERHEAD + (4 if head.flags else 0)
+    cls = slab_class(size)
+    if classes is not None and cls not in classes:
+        return None
+    return b"key=%s exp=%d la=%d cas=%d fetch=no cls=%d size=%d\n" % (
+        urllib.parse.quote_from_bytes(head.key, safe="").encode("ascii"),
+        head.exptime if head.exptime else -1,
+        int(head.stored),
+        head.cas,
+        cls,
+        size,
+    )
 
 
 # -- what all sessions of one server share ---------------------------------
@@ -229,6 +297,7 @@ class Session:
         self._out = []
         self._room = None  # reply bytes the current command may still make
         self._retrieval = None  # a get paused at the output limit: what is left
+        self._metadump = None  # a metadump under way: (live_heads generator, classes)
         # feed() stopped at a limit with work left (commands or a paused get)
         self.stopped_early = False
         self.counters.curr_connections += 1
@@ -273,6 +342,11 @@ class Session:
                 keys, with_cas, exptime = self._retrieval
                 self._retrieval = None
                 self._retrieve_keys(keys, with_cas, exptime)
+            elif self._metadump is not None:
+                # a bucket of the dump counts as a command, so a dump of a
+                # million items takes turns with the other clients
+                commands += 1
+                self._metadump_bucket()
             elif self._state is LINE:
                 nl = buf.find(b"\n", pos)
                 if nl < 0:
@@ -528,6 +602,38 @@ class Session:
             return
         self._reply(noreply, b"OK\r\n")
 
+    # -- lru_crawler metadump ---------------------------------------------
+
+    def _lru_crawler(self, words):
+        # memcached 1.6.18 also knows crawl, tocrawl, sleep, enable and
+        # disable; they steer its slab crawler thread, which we do not have
+        if len(words) != 3 or words[1] != b"metadump":
+            self._out.append(ERROR)
+            return
+        classes = metadump_classes(words[2])
+        if classes is BADCLASS:
+            self._out.append(BADCLASS)
+        elif classes is not None and not classes:
+            self._out.append(NOTSTARTED)
+        else:
+            # answered a bucket at a time by feed(), which pauses between
+            # buckets at its limits; ended with END, as memcached's issue 667
+            # asks, so a client knows the dump is whole without a timeout
+            self._metadump = (self.store.live_heads(), classes)
+
+    def _metadump_bucket(self):
+        heads, classes = self._metadump
+        try:
+            bucket = next(heads)
+        except StopIteration:
+            self._metadump = None
+            self._out.append(END)
+            return
+        lines = [metadump_line(head, classes) for head in bucket]
+        lines = [line for line in lines if line is not None]
+        if lines:
+            self._out.append(b"".join(lines))
+
     # -- server commands --------------------------------------------------
 
     def _version(self, words):
@@ -605,4 +711,5 @@ _COMMANDS = {
     b"cache_memlimit": (Session._cache_memlimit, 2, 3),
     b"stats": (Session._stats, 1, None),
     b"shutdown": (Session._shutdown, 1, None),
+    b"lru_crawler": (Session._lru_crawler, 2, None),
 }

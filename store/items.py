@@ -7,6 +7,7 @@ Nothing here knows the wire protocol: callers pass keys, numbers and values,
 and get results back.
 """
 
+import collections
 import enum
 import logging
 import re
@@ -67,6 +68,12 @@ class Item:
         self.stored = stored
         self.value = value
         self.size = record.HEADER_SIZE + len(key) + len(value)
+
+
+class ItemHead(collections.namedtuple("ItemHead", "key flags exptime cas stored value_len")):
+    """What a record's header says of an item, without its value."""
+
+    __slots__ = ()
 
 
 def absolute_expiry(exptime, now):
@@ -448,6 +455,53 @@ class Store:
     @property
     def scan_done(self):
         return self._counted == "~"
+
+    # -- enumerating the live items (lru_crawler metadump) ------------------
+
+    def live_heads(self):
+        """Every live item's header, one bucket at a time, in hash order.
+
+        Yields a list of ItemHead per bucket (often empty), so a caller can
+        stop between any two buckets and go on later: only one bucket is
+        ever held in memory, and no index of keys is needed. An item that
+        lives throughout appears exactly once (its bucket is fixed by its
+        key); one written or deleted meanwhile may or may not appear.
+        Read-only: a file that is not a valid record is skipped and left to
+        the background walk, which quarantines it.
+        """
+        for top in range(256):
+            top_name = "%02x" % top
+            if not self.dir.has_top(top_name):
+                yield []
+                continue
+            for sub in range(256):
+                yield self._live_heads_in("%s/%02x" % (top_name, sub))
+
+    def _live_heads_in(self, bucket):
+        try:
+            files = self.dir.bucket_files(bucket)
+        except OSError as e:
+            log.error("cannot list bucket %s: %s", bucket, e)
+            return []
+        now = self.clock()
+        heads = []
+        for path, size in files:
+            try:
+                head = self.dir.read_head(path, _HEAD_AND_KEY)
+            except OSError:
+                continue
+            if head is None:
+                continue
+            try:
+                key_len, flags, exptime, cas, stored, value_len = record.decode_header(head)
+            except record.CorruptRecord:
+                continue
+            key = head[record.HEADER_SIZE : record.HEADER_SIZE + key_len]
+            if size != record.HEADER_SIZE + key_len + value_len or len(key) != key_len:
+                continue
+            if self._death(exptime, cas, stored, now) is None:
+                heads.append(ItemHead(key, flags, exptime, cas, stored, value_len))
+        return heads
 
     def close(self):
         self.state.close()
