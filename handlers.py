@@ -21,6 +21,7 @@ parses, validates, counts, and formats replies exactly as memcached 1.6 does.
 
 import logging
 import os
+import re
 import resource
 import time
 import urllib.parse
@@ -100,6 +101,8 @@ def _slab_classes(smallest=96, factor=1.25, largest=512 * 1024):
 
 
 SLAB_CLASSES = _slab_classes()
+# the bytes memcached's uriencode leaves as they are
+_URI_SAFE = re.compile(rb"[A-Za-z0-9._~-]*")
 # memcached accepts class ids 1..63 in `lru_crawler metadump 1,2,...`
 MAX_SLAB_CLASS_ID = 63
 
@@ -138,7 +141,7 @@ def metadump_line(head, classes=None):
     if classes is not None and cls not in classes:
         return None
     return b"key=%s exp=%d la=%d cas=%d fetch=no cls=%d size=%d\n" % (
-        urllib.parse.quote_from_bytes(head.key, safe="").encode("ascii"),
+        head.key if _URI_SAFE.fullmatch(head.key) else urllib.parse.quote_from_bytes(head.key, safe="").encode(),
         head.exptime if head.exptime else -1,
         int(head.stored),
         head.cas,

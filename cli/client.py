@@ -85,12 +85,17 @@ class Client:
         (checked without blocking and without consuming anything)."""
         if self._pos < len(self._buf):
             return False
+        # with a timeout set, Python waits for readability before recv even
+        # with MSG_DONTWAIT: the socket must be non-blocking for the peek
+        self.sock.setblocking(False)
         try:
-            data = self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            data = self.sock.recv(1, socket.MSG_PEEK)
         except (BlockingIOError, InterruptedError):
             return False
         except OSError:
             return True
+        finally:
+            self.sock.settimeout(self.timeout)
         return not data
 
     # -- whole requests -----------------------------------------------------

@@ -19,6 +19,8 @@ from .transfer import dump, load
 
 OK, MISS, FAILED = 0, 1, 2
 MISSES = {b"NOT_FOUND\r\n", b"NOT_STORED\r\n", b"EXISTS\r\n"}
+# lru_crawler's refusals, errors too though not spelled like the others
+FAILURES = ERRORS + (b"BADCLASS", b"BUSY")
 MAX_U32 = (1 << 32) - 1
 MAX_U64 = (1 << 64) - 1
 
@@ -184,11 +186,11 @@ def _finish(ctx, reply, hit_words=None):
     """Print a one-line reply and map it to an exit code."""
     if ctx.raw:
         ctx.write(reply)
-    elif reply.startswith(ERRORS):
+    elif reply.startswith(FAILURES):
         ctx.warn("(error) " + reply.decode("utf-8", "replace").strip())
     elif reply:
         ctx.say(*render.reply_lines(reply))
-    if reply.startswith(ERRORS):
+    if reply.startswith(FAILURES):
         return FAILED
     if reply in MISSES:
         return MISS

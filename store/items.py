@@ -479,19 +479,13 @@ class Store:
 
     def _live_heads_in(self, bucket):
         try:
-            files = self.dir.bucket_files(bucket)
+            files = self.dir.bucket_heads(bucket, _HEAD_AND_KEY)
         except OSError as e:
             log.error("cannot list bucket %s: %s", bucket, e)
             return []
         now = self.clock()
         heads = []
-        for path, size in files:
-            try:
-                head = self.dir.read_head(path, _HEAD_AND_KEY)
-            except OSError:
-                continue
-            if head is None:
-                continue
+        for path, size, head in files:
             try:
                 key_len, flags, exptime, cas, stored, value_len = record.decode_header(head)
             except record.CorruptRecord:
