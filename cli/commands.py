@@ -315,7 +315,8 @@ def cmd_load(ctx, args):
     try:
         summary = load(a.host, a.port, inp, args.noreply, a.timeout, a.connect_timeout, progress=args.progress)
     except DumpFormatError as e:
-        ctx.warn(f"error: {args.file or 'stdin'} is not a usable dump: {e}")
+        loaded = getattr(e, "loaded", 0)
+        ctx.warn(f"error: {args.file or 'stdin'} is not a usable dump: {e}; {loaded:,} items before it were loaded")
         return FAILED
     finally:
         if inp is not ctx.stdin:

@@ -98,6 +98,8 @@ class Reader:
         if not data:
             raise DumpFormatError(f"file ends before {what}: truncated", start)
         if not data.endswith(b"\n"):
+            if len(data) < _MAX_LINE:
+                raise DumpFormatError(f"file ends inside {what} line: truncated", start + len(data))
             raise DumpFormatError(f"malformed {what} line", start)
         if crc:
             self._crc = zlib.crc32(data, self._crc)
@@ -113,7 +115,7 @@ class Reader:
         while True:
             start = self.offset
             crc_before = self._crc
-            line = self._line("an item or the end")
+            line = self._line("an item")
             words = line.split(b" ")
             if words[0] == b"E" and len(words) == 3:
                 self._check_trailer(words, crc_before, start)

@@ -17,7 +17,7 @@ import time
 import urllib.parse
 
 from .client import ERRORS, Client, ClientError, ProtocolError, parse_values
-from .dump import Reader, Writer
+from .dump import DumpFormatError, Reader, Writer
 from .progress import Progress
 
 # a get asks for at most this many keys, or this many bytes of items (from
@@ -145,8 +145,9 @@ def _exptime(ttl, server_now):
 def load(host, port, inp, noreply=False, timeout=10.0, connect_timeout=3.0, progress=None):
     """Replay a dump read from the binary file object inp as sets.
 
-    Raises DumpFormatError at the first damage (what came before it is
-    stored); the Summary counts the sets the server refused.
+    Raises DumpFormatError at the first damage, after storing what came
+    before it (its `loaded` says how many items); the Summary counts the sets
+    the server refused.
     """
     started = time.monotonic()
     client = Client(host, port, timeout, connect_timeout)
@@ -189,7 +190,18 @@ def load(host, port, inp, noreply=False, timeout=10.0, connect_timeout=3.0, prog
                 if len(failed) < 10:
                     failed.append((None, line.strip()))
 
-        for key, flags, ttl, value in reader:
+        items = iter(reader)
+        while True:
+            try:
+                key, flags, ttl, value = next(items)
+            except StopIteration:
+                break
+            except DumpFormatError as e:
+                # what came before the damage is sent and stored, then the
+                # damage is reported with how much was loaded
+                barrier() if noreply else flush()
+                e.loaded = sent - failures
+                raise
             buf.append(b"set %s %d %d %d%s" % (key, flags, _exptime(ttl, server_now), len(value), suffix))
             buf.append(value)
             buf.append(b"\r\n")
