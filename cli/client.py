@@ -209,11 +209,11 @@ class Client:
             raise ConnectionClosed(f"{self.address} closed the connection")
         self._buf += chunk
 
-    def metadump(self):
-        """Yield each `lru_crawler metadump all` line (without its "\\n")
+    def metadump(self, which=b"all"):
+        """Yield each `lru_crawler metadump <which>` line (without its "\\n")
         until END. The first line may be an error or BUSY reply, raised as
         ProtocolError with the server's words."""
-        self.send(b"lru_crawler metadump all\r\n")
+        self.send(b"lru_crawler metadump " + which + b"\r\n")
         first = True
         while True:
             line = self.read_line()

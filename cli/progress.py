@@ -49,6 +49,8 @@ class Progress:
         elapsed = max((now if now is not None else self.clock()) - self.started, 1e-9)
         rate = self.items / elapsed
         parts = [f"{self.verb}"]
+        if self.total and self.items > self.total:
+            self.total = None  # an estimate proved low (a server still counting its items)
         if self.total:
             done = min(self.items / self.total, 1.0)
             filled = int(done * _BAR_WIDTH)
