@@ -109,3 +109,10 @@ def test_a_key_longer_than_memcached_allows_is_refused():
 def test_the_writer_refuses_a_negative_ttl():
     with pytest.raises(ValueError):
         written([(b"k", 0, -1, b"v")])
+
+
+def test_the_example_in_the_documentation_is_what_the_writer_writes():
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "DUMP_FORMAT.md").read_text()
+    example = doc.split("one hour left; an empty\nvalue under `e`):\n\n```\n")[1].split("```")[0]
+    expected = example.replace("\n", "").replace("\\n", "\n").encode()
+    assert written([(b"greeting", 1, 3600, b"hello"), (b"e", 0, 0, b"")], dumped_at=1796107660) == expected
