@@ -234,6 +234,13 @@ def _int_word(line, index):
 
 def parse_values(reply):
     """The Value tuples of a get/gets reply."""
+    try:
+        return _parse_values(reply)
+    except (ValueError, IndexError):
+        raise ProtocolError(f"unreadable get reply: {reply[:80]!r}") from None
+
+
+def _parse_values(reply):
     values = []
     pos = 0
     while True:

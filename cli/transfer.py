@@ -16,6 +16,7 @@ few thousand items (faster; failures are only counted).
 
 import collections
 import queue
+import socket
 import threading
 import time
 import urllib.parse
@@ -145,8 +146,8 @@ def dump(host, port, out, timeout=10.0, connect_timeout=3.0, progress=None):
                 for batch in _batches(_metadump_entries(meta)):
                     batches.put(batch)
                 batches.put(None)
-            except ClientError as e:
-                batches.put(e)
+            except Exception as e:  # whatever stops this thread must reach the main one
+                batches.put(e if isinstance(e, ClientError) else TransferError(f"listing the keys failed: {e!r}"))
 
         producer = threading.Thread(target=produce, name="metadump", daemon=True)
         producer.start()
@@ -168,7 +169,13 @@ def dump(host, port, out, timeout=10.0, connect_timeout=3.0, progress=None):
     finally:
         data.close()
         if meta is not None:
-            meta.close()  # ends the producer thread, if an error left it reading
+            try:
+                # wakes the producer thread if an error left it blocked in recv
+                # (close alone does not interrupt a recv in another thread)
+                meta.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            meta.close()
             if producer is not None:
                 producer.join(timeout)
 

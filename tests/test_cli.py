@@ -8,6 +8,7 @@ file against real memcached unchanged.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -268,3 +269,14 @@ def test_cli_imports_nothing_of_the_server():
     code = "import sys, cli.__main__; print(sorted(m for m in ('reactor', 'handlers', 'store') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=str(REPO_ROOT), timeout=30)
     assert out.stdout == b"[]\n"
+
+
+def test_a_server_that_never_answers_is_a_timeout_error_exit_2(tmp_path):
+    with socket.socket() as silent:  # accepts (the kernel does), never replies
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "cli", "-p", str(port), "-t", "0.3", "version"],
+                           capture_output=True, cwd=str(REPO_ROOT), timeout=30)
+    assert r.returncode == 2
+    assert b"sent no reply within 0.3 s" in r.stderr
