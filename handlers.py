@@ -132,6 +132,12 @@ def metadump_classes(token):
     return classes
 
 
+def _uriencode(key):
+    if _URI_SAFE.fullmatch(key):
+        return key  # most keys: no copy, no per-byte work
+    return urllib.parse.quote_from_bytes(key, safe="").encode("ascii")
+
+
 def metadump_line(head, classes=None):
     """memcached 1.6.18's metadump line for one item, or None if its class
     is not asked for. `la` is the time of the last write (reads are not
@@ -141,7 +147,7 @@ def metadump_line(head, classes=None):
     if classes is not None and cls not in classes:
         return None
     return b"key=%s exp=%d la=%d cas=%d fetch=no cls=%d size=%d\n" % (
-        head.key if _URI_SAFE.fullmatch(head.key) else urllib.parse.quote_from_bytes(head.key, safe="").encode(),
+        _uriencode(head.key),
         head.exptime if head.exptime else -1,
         int(head.stored),
         head.cas,
