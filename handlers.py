@@ -17,8 +17,13 @@ connection, as in memcached, except for get/gets whose key lists may be long.
 
 What each command does to the items is the store's business; this module
 parses, validates, counts, and formats replies exactly as memcached 1.6 does.
+The meta commands (mg ms md ma me mn) have their own section near the end:
+their flag parsing and reply formatting; `ms` shares the DATA state and
+`_complete_storage` with the classic storage commands, and every meta command
+calls the same store methods as its classic counterpart.
 """
 
+import base64
 import logging
 import os
 import re
@@ -26,8 +31,9 @@ import resource
 import time
 import urllib.parse
 
-from store import Mode, NonNumeric, Result, StoreError, parse_c_integer, parse_u64
-from store.items import ITEM_OVERHEAD
+from store import (
+    Mode, NonNumeric, Result, StoreError, absolute_expiry, parse_c_integer, parse_u64, record,
+)
 
 log = logging.getLogger("memcached-lite.protocol")
 
@@ -84,36 +90,39 @@ def strtol32(token):
     return n - (1 << 32) if n > INT32_MAX else n
 
 
+class Deferred:
+    """A command's reply that waits for the store's batch (`--fsync always`):
+    the reply itself once the batch is durable, `SERVER_ERROR <reason>` if
+    making it durable failed (even under noreply, as for any failed write)."""
+
+    __slots__ = ("batch", "reply")
+
+    def __init__(self, batch, reply):
+        self.batch = batch
+        self.reply = reply
+
+    def __len__(self):
+        return len(self.reply)
+
+    def render(self):
+        if not self.batch.committed:
+            raise RuntimeError("a reply released before its batch was committed")
+        if self.batch.error is None:
+            return self.reply
+        return b"SERVER_ERROR " + self.batch.error.encode("utf-8", "replace") + b"\r\n"
+
+
+def _render(parts):
+    return b"".join(p if isinstance(p, bytes) else p.render() for p in parts)
+
+
 # -- lru_crawler metadump: what memcached would say of an item --------------
 
 
-def _slab_classes(smallest=96, factor=1.25, largest=512 * 1024):
-    """memcached's default slab chunk sizes (-n 48, -f 1.25, 1 MB pages):
-    item sizes up to each class's bound go in that class (1, 2, ...)."""
-    sizes = []
-    size = smallest
-    while size < largest / factor:
-        size += -size % 8  # CHUNK_ALIGN_BYTES
-        sizes.append(size)
-        size = int(size * factor)
-    sizes.append(largest)
-    return sizes
-
-
-SLAB_CLASSES = _slab_classes()
 # the bytes memcached's uriencode leaves as they are
 _URI_SAFE = re.compile(rb"[A-Za-z0-9._~-]*")
 # memcached accepts class ids 1..63 in `lru_crawler metadump 1,2,...`
 MAX_SLAB_CLASS_ID = 63
-
-
-def slab_class(size):
-    """The class memcached with default settings would keep an item of this
-    size in; larger items are chunked and reported in the largest class."""
-    for i, bound in enumerate(SLAB_CLASSES):
-        if size <= bound:
-            return i + 1
-    return len(SLAB_CLASSES)
 
 
 def metadump_classes(token):
@@ -138,19 +147,18 @@ def _uriencode(key):
     return urllib.parse.quote_from_bytes(key, safe="").encode("ascii")
 
 
-def metadump_line(head, classes=None):
-    """memcached 1.6.18's metadump line for one item, or None if its class
-    is not asked for. `la` is the time of the last write (reads are not
-    recorded on disk) and `fetch` is always "no" for the same reason."""
-    size = len(head.key) + head.value_len + ITEM_OVERHEAD + (4 if head.flags else 0)
-    cls = slab_class(size)
+def metadump_line(head, size, classes=None):
+    """memcached 1.6.18's metadump line for one item of memcached's `size`
+    (Store.item_total), or None if its slab class is not asked for."""
+    cls = _slab_class(size)
     if classes is not None and cls not in classes:
         return None
-    return b"key=%s exp=%d la=%d cas=%d fetch=no cls=%d size=%d\n" % (
+    return b"key=%s exp=%d la=%d cas=%d fetch=%s cls=%d size=%d\n" % (
         _uriencode(head.key),
         head.exptime if head.exptime else -1,
-        int(head.stored),
+        int(head.atime),
         head.cas,
+        b"yes" if head.state & record.FETCHED else b"no",
         cls,
         size,
     )
@@ -176,7 +184,7 @@ class Counters:
         "curr_connections total_connections cmd_get cmd_set cmd_flush cmd_touch "
         "get_hits get_misses delete_misses delete_hits incr_misses incr_hits "
         "decr_misses decr_hits cas_misses cas_hits cas_badval touch_hits touch_misses "
-        "store_too_large persist_errors bytes_read bytes_written"
+        "store_too_large persist_errors sync_errors bytes_read bytes_written"
     ).split()
 
     def __init__(self):
@@ -210,6 +218,24 @@ class Server:
     def background(self, budget):
         """Give the store's housekeeping about `budget` seconds."""
         self.store.tick(budget)
+
+    def commit(self):
+        """Make the writes of this loop iteration durable (`--fsync always`);
+        afterwards the sessions holding replies may release them."""
+        batch = self.store.commit()
+        if batch is not None and batch.error is not None:
+            self.counters.persist_errors += 1
+
+    def seconds_to_sync(self):
+        """How long the loop may sleep before sync_if_due has work, or None."""
+        return self.store.seconds_to_sync()
+
+    def sync_if_due(self):
+        """`--fsync everysec`'s timer: a barrier about once a second."""
+        try:
+            self.store.sync_if_due()
+        except StoreError:
+            self.counters.sync_errors += 1
 
     def close(self):
         self.store.close()
@@ -265,6 +291,11 @@ class Server:
             ("items_loaded", s.loaded),
             ("files_quarantined", s.quarantined),
             ("startup_scan_done", int(s.scan_done)),
+            ("fsync_level", s.durability.level),
+            ("fsync_calls", s.durability.calls),
+            ("fsync_seconds", "%.6f" % s.durability.seconds),
+            ("fsync_errors", s.durability.errors),
+            ("sync_errors", c.sync_errors),
         ]
 
     def settings_stats(self):
@@ -281,6 +312,8 @@ class Server:
             ("item_size_max", s.item_size_max),
             ("flush_enabled", "yes"),
             ("data_dir", s.dir.path),
+            ("fsync", s.durability.level),
+            ("fsync_method", s.durability.method),
         ]
 
 
@@ -292,6 +325,11 @@ class Session:
 
     After `closing` turns true (quit, or a line too long) the reactor sends
     what was returned and closes the connection; later input is ignored.
+
+    Under `--fsync always`, while the store has an open batch, feed() returns
+    nothing and `holding` is true: the replies wait until the reactor has
+    committed the batch and calls release(), so no reply (not even a read of
+    a value written in the batch) leaves before what it depends on is durable.
     """
 
     def __init__(self, server):
@@ -307,6 +345,7 @@ class Session:
         self._room = None  # reply bytes the current command may still make
         self._retrieval = None  # a get paused at the output limit: what is left
         self._metadump = None  # a metadump under way: (live_heads generator, classes)
+        self._held = []  # replies waiting for the store's batch
         # feed() stopped at a limit with work left (commands or a paused get)
         self.stopped_early = False
         self.counters.curr_connections += 1
@@ -315,6 +354,18 @@ class Session:
     def close(self):
         """The connection is gone."""
         self.counters.curr_connections -= 1
+
+    @property
+    def holding(self):
+        """Replies wait for the store's batch to be committed."""
+        return bool(self._held)
+
+    def release(self):
+        """The held replies, once the reactor committed the store's batch."""
+        reply = _render(self._held)
+        self._held.clear()
+        self.counters.bytes_written += len(reply)
+        return reply
 
     def feed(self, data=b"", limit=None, max_commands=None):
         """Take bytes from the client, return the replies they complete.
@@ -346,6 +397,8 @@ class Session:
                 self.stopped_early = True
                 break
             before = len(out)
+            batch = self.store.batch
+            changes = 0 if batch is None else batch.changes
             self._room = None if limit is None else limit - size
             if self._retrieval is not None:
                 keys, with_cas, exptime = self._retrieval
@@ -381,9 +434,19 @@ class Session:
                 pos += self._need
                 self._state = LINE
                 self._complete_storage(block)
+            joined = self.store.batch
+            if joined is not None and (joined is not batch or joined.changes != changes):
+                # this command changed items in the batch: its reply is known
+                # only once the batch is durable
+                out[before:] = [Deferred(joined, b"".join(out[before:]))]
             if limit is not None:
                 size += sum(len(p) for p in out[before:])
         del buf[:pos]
+        if self._held or self.store.batch is not None:
+            if out:
+                self._held.extend(out)
+                out.clear()
+            return b""
         reply = b"".join(out)
         out.clear()
         self.counters.bytes_written += len(reply)
@@ -450,7 +513,7 @@ class Session:
             if mode is Mode.SET:
                 self._drop_old_value(key)
             return self._reply(noreply, TOO_LARGE)
-        self._pending = (mode, key, flags, exptime, cas_unique, noreply)
+        self._pending = (mode, key, flags, exptime, cas_unique, noreply, None)
 
     def _drop_old_value(self, key):
         # memcached drops the old value of a set refused for size, so a client
@@ -463,23 +526,28 @@ class Session:
             log.error("could not drop the old value of %r: %s", key, e)
 
     def _complete_storage(self, block):
-        mode, key, flags, exptime, cas_unique, noreply = self._pending
+        # `meta` is an ms's MetaRequest (None for the classic commands)
+        mode, key, flags, exptime, cas_unique, noreply, meta = self._pending
         self._pending = None
         self.counters.cmd_set += 1
         if block[-2:] != b"\r\n":
-            return self._reply(noreply, BAD_CHUNK)
-        result = self._persist(self.store.store, mode, key, flags, exptime, block[:-2], cas_unique)
+            # ms always reports errors, q or not
+            return self._reply(noreply and meta is None, BAD_CHUNK)
+        options = {} if meta is None else meta.store_options
+        result = self._persist(self.store.store, mode, key, flags, exptime, block[:-2], cas_unique, **options)
         if result is FAILED:
             return
         if mode is Mode.CAS:
             self.counters.bump(_CAS_COUNTERS[result])
+        if meta is not None:
+            return self._meta_set_reply(meta, result)
         self._reply(noreply, result.value.encode() + b"\r\n")
 
-    def _persist(self, change, *args):
+    def _persist(self, change, *args, **options):
         """Run a store call; FAILED if the disk failed it (a write not made
         durable, a file unreadable), and the client told so (never STORED)."""
         try:
-            return change(*args)
+            return change(*args, **options)
         except StoreError as e:
             self.counters.persist_errors += 1
             # like memcached's out_errstring, shown even under noreply
@@ -638,7 +706,8 @@ class Session:
             self._metadump = None
             self._out.append(END)
             return
-        lines = [metadump_line(head, classes) for head in bucket]
+        total = self.store.item_total
+        lines = [metadump_line(h, total(len(h.key), h.value_len, h.flags), classes) for h in bucket]
         lines = [line for line in lines if line is not None]
         if lines:
             self._out.append(b"".join(lines))
@@ -696,6 +765,284 @@ class Session:
             + END
         )
 
+    # == meta commands ==========================================================
+    #
+    # mg ms md ma me mn as memcached 1.6.18's proto_text.c reads and answers
+    # them: the flags are read by _meta_parse (memcached's _meta_flag_preparse)
+    # and the reply flags are written in the order the request gave them.
+    # Nothing here stores anything itself: each command calls the store
+    # methods its classic counterpart calls, with the meta options.
+
+    def _meta_get(self, words):
+        key = words[1]
+        if len(key) > KEY_MAX_LENGTH:
+            return self._out.append(BAD_FORMAT)
+        if len(words) > META_MAX_WORDS:
+            return self._out.append(b"CLIENT_ERROR options flags are too long\r\n")
+        req = _meta_parse(words, 2)
+        if req.error is None and not req.opaque_fits():
+            req.error = OPAQUE_TOO_LONG
+        if req.error is not None:
+            return self._out.append(req.error)
+        f = req.flags
+        kind = "touch" if "T" in f else "get"
+        item = self._persist(self.store.get, req.key, False)
+        if item is FAILED:
+            return
+        created = False
+        if item is None and "N" in f:
+            # vivify: an empty item whose recache token this client wins
+            life = f[req.last_of("N", "T")]
+            state = record.TOKEN_SENT
+            if self._persist(self.store.store, Mode.ADD, req.key, 0, life, b"", new_cas=f.get("E"), state=state) is FAILED:
+                return
+            item = self.store.peek(req.key)
+            created = True
+        self.counters.bump("cmd_" + kind)
+        if item is None:
+            self.counters.bump(kind + "_misses")
+            if "q" not in f:
+                self._out.append(b"EN" + self._meta_echo(req, req.key, req.binary) + b"\r\n")
+            return
+        self.counters.bump(kind + "_hits")
+        now = self.store.clock()
+        expiry = 0 if created else item.exptime
+        had_token = not created and item.has(record.TOKEN_SENT)
+        won = False
+        parts = [b"VA %d" % len(item.value) if "v" in f else b"HD"]
+        for flag, word in req.order:
+            if flag == "T":
+                expiry = absolute_expiry(f["T"], now)
+            elif flag == "N":
+                if created:
+                    expiry = absolute_expiry(f["N"], now)
+                    won = True
+            elif flag == "R":
+                if not had_token and not created and expiry != 0 and expiry < absolute_expiry(f["R"], now):
+                    won = True
+            elif flag == "s":
+                parts.append(b"s%d" % len(item.value))
+            elif flag == "t":
+                parts.append(_meta_ttl(expiry, now))
+            elif flag == "c":
+                parts.append(b"c%d" % item.cas)
+            elif flag == "f":
+                parts.append(b"f%d" % item.flags)
+            elif flag == "l":
+                parts.append(b"l%d" % max(0, int(now - item.atime)))
+            elif flag == "h":
+                parts.append(b"h1" if item.has(record.FETCHED) else b"h0")
+            elif flag == "O":
+                parts.append(word)
+            elif flag == "k":
+                parts.append(_meta_key(item.key, item.has(record.KEY_BINARY)))
+        if had_token:
+            parts.append(b"Z")
+        if item.has(record.STALE):
+            parts.append(b"X")
+            won = won or not had_token
+        if won:
+            parts.append(b"W")
+        if not created and ("T" in f or won):
+            state = item.state | (record.TOKEN_SENT if won else 0)
+            item = self._persist(self.store.mark, item, expiry if "T" in f else None, state)
+            if item is FAILED:
+                return
+        if "u" not in f:
+            self.store.bump(item)
+        self._out.append(b" ".join(parts) + b"\r\n")
+        if "v" in f:
+            self._out.extend((item.value, b"\r\n"))
+
+    def _meta_set(self, words):
+        key = words[1]
+        if len(key) > KEY_MAX_LENGTH or len(words) == 2:
+            return self._out.append(BAD_FORMAT)
+        if len(words) > META_MAX_WORDS:
+            return self._out.append(b"CLIENT_ERROR options flags too long\r\n")
+        length = strtol32(words[2])
+        if length is None or not 0 <= length <= INT32_MAX - 2:
+            return self._out.append(BAD_FORMAT)
+        req = _meta_parse(words, 3)
+        f = req.flags
+        mode = _MS_MODES.get(f.get("M", b"S"))
+        if req.error is None and mode is None:
+            req.error = b"CLIENT_ERROR invalid mode for ms M token\r\n"
+        if req.error is None and not req.opaque_fits():
+            req.error = OPAQUE_TOO_LONG
+        # from here on, whatever the answer, the data block is read and dropped
+        self._state = DATA
+        self._need = length + 2
+        self._pending = None
+        if req.error is not None:
+            return self._out.append(req.error)
+        cas_unique = 0
+        if "C" in f and mode is not Mode.ADD:
+            cas_unique = f["C"]
+            if mode in (Mode.SET, Mode.REPLACE):
+                mode = Mode.CAS  # memcached: replace with a cas is a cas
+        client_flags = f.get("F", 0)
+        if not self.store.item_fits(len(req.key), length, client_flags):
+            self.counters.store_too_large += 1
+            self._drop_old_value(req.key)  # in every mode, as memcached's ms does
+            return self._out.append(TOO_LARGE)
+        req.store_options = {
+            "invalidate": "I" in f and mode is Mode.CAS,
+            "new_cas": f.get("E"),
+            "vivify": f.get("N"),
+            "state": record.KEY_BINARY if req.binary else 0,
+        }
+        self._pending = (mode, req.key, client_flags, f.get("T", 0), cas_unique, "q" in f, req)
+
+    def _meta_set_reply(self, req, result):
+        if result is Result.STORED and "q" in req.flags:
+            return
+        cas = 0
+        if result is Result.STORED:
+            item = self.store.peek(req.key)
+            cas = 0 if item is None else item.cas
+        parts = [_MS_CODES[result]]
+        for flag, word in req.order:
+            if flag == "O":
+                parts.append(word)
+            elif flag == "k":
+                parts.append(_meta_key(req.key, req.binary))
+            elif flag == "c":
+                parts.append(b"c%d" % cas)
+        self._out.append(b" ".join(parts) + b"\r\n")
+
+    def _meta_delete(self, words):
+        req = self._meta_request(words)
+        if req is None:
+            return
+        f = req.flags
+        invalidate = "I" in f
+        done = self._persist(
+            self.store.delete, req.key, f.get("C"), invalidate=invalidate,
+            exptime=f.get("T") if invalidate else None, new_cas=f.get("E"), keep_empty="x" in f,
+        )
+        if done is FAILED:
+            return
+        if done is Result.EXISTS or not done:
+            self.counters.delete_misses += 1
+            code = b"EX" if done is Result.EXISTS else b"NF"
+        else:
+            if not invalidate:
+                self.counters.delete_hits += 1
+            if "q" in f:
+                return
+            code = b"HD"
+        self._out.append(code + self._meta_echo(req, req.key, req.binary) + b"\r\n")
+
+    def _meta_arithmetic(self, words):
+        req = self._meta_request(words)
+        if req is None:
+            return
+        f = req.flags
+        incr = _MA_MODES.get(f.get("M", b"I"))
+        if incr is None:
+            return self._out.append(b"CLIENT_ERROR invalid mode for ma M token\r\n")
+        vivify = None
+        if "N" in f:
+            vivify = (f.get("J", 0), f[req.last_of("N", "T")])
+        try:
+            done = self._persist(
+                self.store.arithmetic, req.key, f.get("D", 1), incr, f.get("C") or None,
+                f.get("T"), vivify, f.get("E"),
+            )
+        except NonNumeric:
+            return self._out.append(NON_NUMERIC)
+        if done is FAILED:
+            return
+        # memcached finds a too long opaque only while replying, after the change
+        if not req.opaque_fits():
+            return self._out.append(OPAQUE_TOO_LONG)
+        name = "incr" if incr else "decr"
+        if done.result is not Result.STORED:
+            if done.result is Result.NOT_FOUND:
+                self.counters.bump(name + "_misses")
+            code = b"NF" if done.result is Result.NOT_FOUND else b"EX"
+            return self._out.append(code + self._meta_echo(req, req.key, req.binary) + b"\r\n")
+        if not done.created:
+            self.counters.bump(name + "_hits")
+            if "q" in f:
+                return
+        digits = b"%d" % done.value
+        now = self.store.clock()
+        expiry = done.exptime_before
+        parts = [b"VA %d" % len(digits) if "v" in f else b"HD"]
+        for flag, word in req.order:
+            if flag == "T":
+                expiry = absolute_expiry(f["T"], now)
+            elif flag == "N":
+                if done.created:
+                    expiry = absolute_expiry(f["N"], now)
+            elif flag == "c":
+                parts.append(b"c%d" % done.item.cas)
+            elif flag == "t":
+                parts.append(_meta_ttl(expiry, now))
+            elif flag == "O":
+                parts.append(word)
+            elif flag == "k":
+                parts.append(_meta_key(req.key, req.binary))
+        line = b" ".join(parts) + b"\r\n"
+        self._out.append(line + digits + b"\r\n" if "v" in f else line)
+
+    def _meta_request(self, words):
+        """md and ma: the checks they share, then the parsed request (or None,
+        the error already answered)."""
+        if len(words[1]) > KEY_MAX_LENGTH:
+            return self._out.append(BAD_FORMAT)
+        if len(words) > META_MAX_WORDS:
+            return self._out.append(b"CLIENT_ERROR options flags too long\r\n")
+        req = _meta_parse(words, 2)
+        if req.error is not None:
+            return self._out.append(b"CLIENT_ERROR invalid or duplicate flag\r\n")
+        if not req.opaque_fits() and words[0] == b"md":
+            return self._out.append(OPAQUE_TOO_LONG)
+        return req
+
+    def _meta_debug(self, words):
+        if len(words) < 2 or len(words[1]) > KEY_MAX_LENGTH:
+            return self._out.append(BAD_FORMAT)
+        key = words[1]
+        if len(words) > 2 and words[2] == b"b":
+            key = _base64_key(key)
+            if key is None:
+                return self._out.append(BAD_FORMAT)
+        item = self._persist(self.store.peek, key)
+        if item is FAILED:
+            return
+        if item is None:
+            return self._out.append(b"EN\r\n")
+        now = self.store.clock()
+        size = self.store.item_total(len(item.key), len(item.value), item.flags)
+        shown = base64.b64encode(item.key) if item.has(record.KEY_BINARY) else item.key
+        self._out.append(
+            b"ME %s exp=%d la=%d cas=%d fetch=%s cls=%d size=%d\r\n" % (
+                shown,
+                -1 if item.exptime == 0 else int(now) - item.exptime,
+                max(0, int(now - item.atime)),
+                item.cas,
+                b"yes" if item.has(record.FETCHED) else b"no",
+                _slab_class(size),
+                size,
+            )
+        )
+
+    def _meta_noop(self, words):
+        self._out.append(b"MN\r\n")
+
+    def _meta_echo(self, req, key, binary):
+        """The O and k flags of a reply that carries no item."""
+        echo = b""
+        for flag, word in req.order:
+            if flag == "O":
+                echo += b" " + word
+            elif flag == "k":
+                echo += b" " + _meta_key(key, binary)
+        return echo
+
 
 # command -> (handler, fewest words, most words or None), as memcached counts them
 _COMMANDS = {
@@ -721,4 +1068,156 @@ _COMMANDS = {
     b"stats": (Session._stats, 1, None),
     b"shutdown": (Session._shutdown, 1, None),
     b"lru_crawler": (Session._lru_crawler, 2, None),
+    b"mg": (Session._meta_get, 2, None),
+    b"ms": (Session._meta_set, 2, None),
+    b"md": (Session._meta_delete, 2, None),
+    b"ma": (Session._meta_arithmetic, 2, None),
+    b"me": (Session._meta_debug, 1, None),
+    b"mn": (Session._meta_noop, 1, None),
 }
+
+
+# -- meta commands: flag parsing and small formatting helpers ----------------
+
+# memcached refuses a meta command of more than 20 tokens, counting its own
+# terminal one: 19 words
+META_MAX_WORDS = 19
+OPAQUE_MAX = 32  # an O token's length, its "O" included
+BAD_TOKEN = b"CLIENT_ERROR bad token in command line format\r\n"
+OPAQUE_TOO_LONG = b"CLIENT_ERROR opaque token too long\r\n"
+_MS_MODES = {b"S": Mode.SET, b"E": Mode.ADD, b"A": Mode.APPEND, b"P": Mode.PREPEND, b"R": Mode.REPLACE}
+_MA_MODES = {b"I": True, b"+": True, b"D": False, b"-": False}
+_MS_CODES = {Result.STORED: b"HD", Result.EXISTS: b"EX", Result.NOT_FOUND: b"NF", Result.NOT_STORED: b"NS"}
+# base64 digit values; "=" counts as a digit worth 0 (and as padding)
+_BASE64_VALUES = {c: i for i, c in enumerate(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")}
+_BASE64_VALUES[ord("=")] = 0
+
+# the flags _meta_flag_preparse knows, with how each one's token is read
+# (None: no token) and the error a bad token gets; E (a new cas) and x (md:
+# keep an empty item) are memcached's later additions
+_NUMBER_FLAGS = {
+    "N": (strtol32, BAD_TOKEN),
+    "T": (strtol32, BAD_TOKEN),
+    "R": (strtol32, BAD_TOKEN),
+    # memcached leaves the error text alone for a bad F: the last one, or its default
+    "F": (strtoul32, None),
+    "C": (parse_u64, BAD_TOKEN),
+    "E": (parse_u64, BAD_TOKEN),
+    "J": (parse_u64, b"CLIENT_ERROR invalid numeric initial value\r\n"),
+    "D": (parse_u64, b"CLIENT_ERROR invalid numeric delta value\r\n"),
+}
+_PLAIN_FLAGS = frozenset("bIxlOPLkstcfvhuqM")
+
+
+class MetaRequest:
+    """A meta command's key and flags as memcached's _meta_flag_preparse reads
+    them: `flags` maps a flag letter to its number (or mode byte, or True),
+    `order` is [(letter, word)] as sent, for replies that echo in order."""
+
+    __slots__ = ("key", "binary", "flags", "order", "error", "store_options")
+
+    def __init__(self, key):
+        self.key = key
+        self.binary = False
+        self.flags = {}
+        self.order = []
+        self.error = None  # the reply line, when the request is refused
+        self.store_options = None
+
+    def opaque_fits(self):
+        return all(len(word) <= OPAQUE_MAX for flag, word in self.order if flag == "O")
+
+    def last_of(self, *letters):
+        """Of the given flags present, the one sent last."""
+        return [flag for flag, _ in self.order if flag in letters][-1]
+
+
+def _meta_parse(words, start):
+    """Read the flags words[start:]; a duplicate or unknown flag stops at once,
+    a bad token is remembered and the rest still read, as in memcached."""
+    req = MetaRequest(words[1])
+    bad_format = BAD_FORMAT
+    for word in words[start:]:
+        first = word[0]
+        flag = chr(first)
+        if first >= 127 or flag in req.flags:
+            req.error = b"CLIENT_ERROR duplicate flag\r\n"
+            return req
+        if flag in _NUMBER_FLAGS:
+            parse, error = _NUMBER_FLAGS[flag]
+            value = parse(word[1:])
+            if value is None:
+                if error is not None:
+                    bad_format = error
+                req.error = bad_format
+        elif flag == "M":
+            if len(word) != 2:
+                bad_format = req.error = b"CLIENT_ERROR incorrect length for M token\r\n"
+            value = word[1:2]
+        elif flag == "b":
+            decoded = _base64_key(req.key)
+            if decoded is None:
+                bad_format = req.error = b"CLIENT_ERROR error decoding key\r\n"
+            else:
+                req.key, req.binary = decoded, True
+            value = True
+        elif flag in _PLAIN_FLAGS:
+            value = True
+        else:
+            req.error = b"CLIENT_ERROR invalid flag\r\n"
+            return req
+        req.flags[flag] = value
+        req.order.append((flag, word))
+    return req
+
+
+def _base64_key(token):
+    """The key a base64 token stands for, or None, decoded as memcached's
+    base64_decode does: bytes outside the alphabet are skipped, the rest must
+    be whole quartets, and decoding stops after the first one with padding."""
+    digits = [c for c in token if c in _BASE64_VALUES]
+    if not digits or len(digits) % 4:
+        return None
+    out = bytearray()
+    for i in range(0, len(digits), 4):
+        quartet = digits[i : i + 4]
+        a, b, c, d = (_BASE64_VALUES[x] for x in quartet)
+        out += bytes(((a << 2 | b >> 4) & 0xFF, (b << 4 | c >> 2) & 0xFF, (c << 6 | d) & 0xFF))
+        pad = quartet.count(61)  # "="
+        if pad:
+            if pad > 2:
+                return None
+            del out[-pad:]
+            break
+    return bytes(out) or None
+
+
+def _meta_key(key, binary):
+    # memcached marks an encoded key with a "b" flag after it
+    return b"k" + (base64.b64encode(key) + b" b" if binary else key)
+
+
+def _meta_ttl(exptime, now):
+    return b"t-1" if exptime == 0 else b"t%d" % (exptime - int(now))
+
+
+def _slab_sizes(factor=1.25, smallest=96, chunk_max=512 * 1024):
+    # memcached's slabs_init with its defaults (-n 48, -f 1.25, 512 KB chunks)
+    sizes, size = [], smallest
+    while size < chunk_max / factor:
+        size += -size % 8
+        sizes.append(size)
+        size = int(size * factor)
+    return sizes + [chunk_max]
+
+
+_SLAB_SIZES = _slab_sizes()
+
+
+def _slab_class(total):
+    """memcached's slab class id for an item of `total` bytes (`me`'s cls);
+    larger items are chunked in the largest class."""
+    for i, size in enumerate(_SLAB_SIZES):
+        if total <= size:
+            return i + 1
+    return len(_SLAB_SIZES)

@@ -16,6 +16,12 @@ Some facts the loop relies on:
 - SIGTERM/SIGINT call stop(), which sets a flag and writes a byte to a
   socketpair the selector watches, so the loop wakes at once; then it stops
   accepting, flushes what replies it can, closes the store and exits 0.
+- Durability is ordered like Redis's beforeSleep: under `--fsync always` the
+  sessions hold their replies while the store gathers the writes of every
+  connection served in one iteration; after the last event of the iteration
+  the batch is committed (made durable together), and only then are the held
+  replies sent. Under `everysec` the select timeout is cut so the store's
+  once-a-second barrier runs on time.
 
 Run it with `python -m reactor --help`.
 """
@@ -32,7 +38,7 @@ import sys
 import time
 
 import handlers
-from store import DataDirError, Store
+from store import EVERYSEC, LEVELS, METHODS, DataDirError, Store
 
 log = logging.getLogger("memcached-lite")
 
@@ -78,6 +84,7 @@ class Reactor:
         self.sel = selectors.DefaultSelector()
         self.conns = set()
         self.ready = set()  # connections with input parsed only in part
+        self.held = set()  # connections whose replies wait for the store's batch
         self.stopping = False
         self._accept_paused_until = None
         self._background_paused_until = 0.0
@@ -101,6 +108,9 @@ class Reactor:
                 timeout = 0 if busy or self.ready else 1.0
                 if self._accept_paused_until is not None:
                     timeout = min(timeout, ACCEPT_BACKOFF)
+                sync_in = self.server.seconds_to_sync()
+                if sync_in is not None:
+                    timeout = min(timeout, sync_in)
                 for key, mask in self.sel.select(timeout):
                     if key.data is None:
                         self._accept()
@@ -109,6 +119,8 @@ class Reactor:
                     else:
                         self._serve(key.data, mask)
                 self._run_ready()
+                self._commit()
+                self.server.sync_if_due()
                 self._resume_accepting()
                 if busy:
                     self._background()
@@ -121,6 +133,17 @@ class Reactor:
             self.ready.discard(conn)
             if conn in self.conns and not conn.paused:
                 self._guarded(conn, self._pump, conn, b"")
+
+    def _commit(self):
+        """Make the iteration's writes durable, then send what waited for it."""
+        self.server.commit()
+        held, self.held = self.held, set()
+        for conn in held:
+            if conn in self.conns:
+                self._guarded(conn, self._release, conn)
+
+    def _release(self, conn):
+        self._queue(conn, conn.session.release())
 
     def _background(self):
         try:
@@ -222,14 +245,19 @@ class Reactor:
         HIGH_WATER behind on reading, until it catches up."""
         session = conn.session
         reply = session.feed(data, limit=HIGH_WATER, max_commands=REQS_PER_EVENT)
+        if session.holding:
+            self.held.add(conn)
+        self._queue(conn, reply)
+        if session.stopped_early and not conn.paused:
+            self.ready.add(conn)
+
+    def _queue(self, conn, reply):
         if reply:
             conn.out.append(reply)
             conn.out_size += len(reply)
             self._send(conn)
         if conn.out_size >= HIGH_WATER:
             conn.paused = True
-        elif session.stopped_early:
-            self.ready.add(conn)
 
     def _send(self, conn):
         out = conn.out
@@ -259,7 +287,8 @@ class Reactor:
     def _settle(self, conn):
         """Close a finished connection, or set what it waits for."""
         session = conn.session
-        if not conn.out and (session.closing or (conn.eof and not session.stopped_early)):
+        finished = session.closing or (conn.eof and not session.stopped_early)
+        if finished and not conn.out and not session.holding:
             self._close(conn)
             return
         self._set_events(conn)
@@ -287,6 +316,7 @@ class Reactor:
             return
         self.conns.discard(conn)
         self.ready.discard(conn)
+        self.held.discard(conn)
         if conn.events:
             self.sel.unregister(conn.sock)
             conn.events = 0
@@ -302,6 +332,7 @@ class Reactor:
             self.sel.unregister(self.listener)
         self.listener.close()
         deadline = time.monotonic() + SHUTDOWN_FLUSH_SECONDS
+        self._commit()  # replies owed for writes already made
         for conn in list(self.conns):
             self._settle(conn)  # from now on: no reading, only flushing
         while any(c.out for c in self.conns) and time.monotonic() < deadline:
@@ -377,6 +408,21 @@ def parse_args(argv):
         help="where items are kept (default: $XDG_DATA_HOME/memcached-lite/<port>, "
         "i.e. ~/.local/share/memcached-lite/<port>)",
     )
+    p.add_argument(
+        "--fsync",
+        choices=LEVELS,
+        default=EVERYSEC,
+        help="always: reply only once the write is on disk (group commit); everysec: "
+        "reply after the rename, on disk within about a second; no: when the OS likes "
+        "(default: everysec)",
+    )
+    p.add_argument(
+        "--fsync-method",
+        choices=METHODS,
+        default="auto",
+        help="how writes are made durable: syncfs (one call per batch, Linux), fsync "
+        "(each file and folder), auto: syncfs where available (default: auto)",
+    )
     p.add_argument("-v", "--verbose", action="count", default=0, help="-v connections, -vv every command")
     args = p.parse_args(argv)
     if not 0 < args.port < 65536:
@@ -408,8 +454,14 @@ def main(argv=None):
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     ensure_descriptors(args.conn_limit)
     try:
-        store = Store(args.data_dir, memory_limit=args.memory_limit << 20, item_size_max=args.max_item_size)
-    except DataDirError as e:
+        store = Store(
+            args.data_dir,
+            memory_limit=args.memory_limit << 20,
+            item_size_max=args.max_item_size,
+            fsync=args.fsync,
+            fsync_method=args.fsync_method,
+        )
+    except (DataDirError, ValueError) as e:
         log.error("%s", e)
         return 1
     settings = handlers.Settings(
@@ -434,11 +486,13 @@ def main(argv=None):
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
     log.info(
-        "memcached-lite %s listening on %s:%d, data in %s",
+        "memcached-lite %s listening on %s:%d, data in %s, fsync %s (%s)",
         handlers.VERSION,
         args.listen,
         args.port,
         store.dir.path,
+        store.durability.level,
+        store.durability.method,
     )
     reactor.run()
     return 0

@@ -2,7 +2,25 @@
 cache in front, memcached's storage semantics, expiry, cas and flush epoch.
 Knows no protocol."""
 
+from .durability import ALWAYS, EVERYSEC, LEVELS, METHODS, NO
 from .errors import DataDirError, StoreError
-from .items import Item, Mode, NonNumeric, Result, Store, parse_c_integer, parse_u64
+from .items import Arithmetic, Item, Mode, NonNumeric, Result, Store, absolute_expiry, parse_c_integer, parse_u64
 
-__all__ = ["DataDirError", "Item", "Mode", "NonNumeric", "Result", "Store", "StoreError", "parse_c_integer", "parse_u64"]
+__all__ = [
+    "ALWAYS",
+    "EVERYSEC",
+    "LEVELS",
+    "METHODS",
+    "NO",
+    "Arithmetic",
+    "DataDirError",
+    "Item",
+    "Mode",
+    "NonNumeric",
+    "Result",
+    "Store",
+    "StoreError",
+    "absolute_expiry",
+    "parse_c_integer",
+    "parse_u64",
+]

@@ -2,6 +2,7 @@
 and removed without ever leaving a torn file or touching a path outside the dir.
 
     <data-dir>/FORMAT          "memcached-lite <version>": refuses foreign dirs
+                               (version 1 dirs are adopted: see _check_format)
     <data-dir>/lock            flock'd by the one server using the dir
     <data-dir>/state           persisted counters (see state.py)
     <data-dir>/tmp/            files being written; anything here at start-up
@@ -21,8 +22,12 @@ import os
 
 from .errors import DataDirError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _FORMAT_LINE = f"memcached-lite {FORMAT_VERSION}\n"
+# Dirs of these older formats are adopted: their records are still read, and
+# FORMAT is rewritten at once, so an older server (which would quarantine the
+# new records it cannot read) refuses the dir from then on.
+_ADOPTED_FORMAT_LINES = ("memcached-lite 1\n",)
 
 
 def key_hash(key):
@@ -87,6 +92,10 @@ class DataDir:
                 raise DataDirError(
                     f"{self.path} is not empty and has no FORMAT file: not a memcached-lite data dir"
                 ) from None
+            os.makedirs(self.tmp, exist_ok=True)
+            self.write_small_file("FORMAT", _FORMAT_LINE.encode())
+            return
+        if found in _ADOPTED_FORMAT_LINES:
             os.makedirs(self.tmp, exist_ok=True)
             self.write_small_file("FORMAT", _FORMAT_LINE.encode())
             return
@@ -162,8 +171,19 @@ class DataDir:
     def write(self, path, parts):
         """Write parts to path atomically: the old file or the new, never a torn one.
 
-        Raises OSError (disk full, permissions...) with the temp file removed.
+        Returns the folders whose entries changed. Raises OSError (disk full,
+        permissions...) with the temp file removed.
         """
+        tmp = self.write_temp(parts)
+        try:
+            return self.install(tmp, path)
+        except BaseException:
+            self.abandon(tmp)
+            raise
+
+    def write_temp(self, parts):
+        """Write parts to a new file in tmp/ and return its path; raises
+        OSError with nothing left behind."""
         tmp = os.path.join(self.tmp, f"{self._pid}.{next(self._names)}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
@@ -177,25 +197,45 @@ class DataDir:
                         rest = rest[n:]
             finally:
                 os.close(fd)
-            self._replace(tmp, path)
         except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+            self.abandon(tmp)
             raise
+        return tmp
 
-    def _replace(self, tmp, path):
+    def abandon(self, tmp):
+        """Remove a temp file that will not be installed."""
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+    def install(self, tmp, path):
+        """Rename a temp file onto an item's path (making its bucket if
+        needed); returns the folders whose entries changed."""
         parent = os.path.dirname(path)
+        changed = [parent]
         if parent not in self._known_dirs:
-            os.makedirs(parent, exist_ok=True)
-            self._known_dirs.add(parent)
+            changed += self._make_bucket(parent)
         try:
             os.replace(tmp, path)
         except FileNotFoundError:
             # the bucket dir was removed under us (e.g. by hand); make it again
-            os.makedirs(parent, exist_ok=True)
+            self._known_dirs.discard(parent)
+            changed += self._make_bucket(parent)
             os.replace(tmp, path)
+        return changed
+
+    def _make_bucket(self, parent):
+        # the folders that gained an entry: the new folders' parents
+        changed = []
+        for folder in (os.path.dirname(parent), parent):
+            try:
+                os.mkdir(folder)
+                changed.append(os.path.dirname(folder))
+            except FileExistsError:
+                pass
+        self._known_dirs.add(parent)
+        return changed
 
     def remove(self, path):
         """Remove a file; True if there was one."""

@@ -4,19 +4,28 @@ with the in-memory cache in front.
 
 Every change is written through to the item's file before it is acknowledged.
 Nothing here knows the wire protocol: callers pass keys, numbers and values,
-and get results back.
+and get results back. The options the meta commands need (compare-cas in any
+mode, invalidation to "stale", an explicit new cas, vivify on a miss) are
+options of the same few calls, not a second path.
+
+Item state besides the value (store/record.py's `state` bits and `atime`) is
+part of the record. Two parts of it change on every read, the "fetched" bit and
+the last-access time: those are kept in memory (`_accessed`) and reach the
+disk with the item's next write, or at a clean close, so a `get` never writes.
 """
 
 import collections
 import enum
 import logging
+import os
 import re
 import time
 
 from . import record
 from .cache import LRUCache
+from .durability import ALWAYS, EVERYSEC, Durability, PendingWrite
 from .errors import StoreError
-from .files import DataDir
+from .files import DataDir, key_hash
 from .state import PersistentState
 
 log = logging.getLogger("memcached-lite.store")
@@ -27,8 +36,11 @@ MAX_U64 = (1 << 64) - 1
 # memcached keeps an item in a chunk of key + value + 59 bytes of header (+4
 # when flags are non-zero); an item whose chunk passes -I is refused.
 ITEM_OVERHEAD = 59
-# The bytes a scan reads to learn a record's header and key.
-_HEAD_AND_KEY = record.HEADER_SIZE + 250
+# What an enumeration reads of a record: the largest header and a key.
+_HEADER_AND_KEY = record.HEADER_SIZE + 250
+# Items whose access state (fetched, last access) waits in memory for a write;
+# past this many the oldest are forgotten (their record keeps the older state).
+ACCESSED_MAX = 10_000
 
 
 class Result(enum.Enum):
@@ -56,11 +68,15 @@ class NonNumeric(Exception):
 
 
 class Item:
-    """One item as the store holds it; exptime is absolute (0 never)."""
+    """One item as the store holds it; exptime is absolute (0 never).
 
-    __slots__ = ("key", "flags", "exptime", "cas", "stored", "value", "size")
+    `state` holds record.py's bits (STALE, TOKEN_SENT, FETCHED, KEY_BINARY),
+    `atime` the time of the last access.
+    """
 
-    def __init__(self, key, flags, exptime, cas, stored, value):
+    __slots__ = ("key", "flags", "exptime", "cas", "stored", "value", "size", "state", "atime")
+
+    def __init__(self, key, flags, exptime, cas, stored, value, state=0, atime=None):
         self.key = key
         self.flags = flags
         self.exptime = exptime
@@ -68,10 +84,31 @@ class Item:
         self.stored = stored
         self.value = value
         self.size = record.HEADER_SIZE + len(key) + len(value)
+        self.state = state
+        self.atime = stored if atime is None else atime
+
+    def has(self, bit):
+        return bool(self.state & bit)
 
 
-class ItemHead(collections.namedtuple("ItemHead", "key flags exptime cas stored value_len")):
-    """What a record's header says of an item, without its value."""
+class Arithmetic:
+    """What `Store.arithmetic` did: result is STORED (the number changed),
+    NOT_FOUND, EXISTS (cas mismatch) or NOT_STORED; `created` when a miss was
+    vivified; item is the item after the change."""
+
+    __slots__ = ("result", "value", "item", "created", "exptime_before")
+
+    def __init__(self, result, value=None, item=None, created=False, exptime_before=0):
+        self.result = result
+        self.value = value
+        self.item = item
+        self.created = created
+        self.exptime_before = exptime_before  # the item's, before this change
+
+
+class ItemHead(collections.namedtuple("ItemHead", "key flags exptime cas stored value_len state atime")):
+    """What a record's header says of an item, without its value; `state`
+    holds record.py's bits (FETCHED...), `atime` the last access."""
 
     __slots__ = ()
 
@@ -128,11 +165,20 @@ def parse_u64(data):
 class Store:
     """All items of one data directory."""
 
-    def __init__(self, data_dir, memory_limit=64 << 20, item_size_max=1 << 20, clock=time.time):
+    def __init__(
+        self,
+        data_dir,
+        memory_limit=64 << 20,
+        item_size_max=1 << 20,
+        clock=time.time,
+        fsync=EVERYSEC,
+        fsync_method="auto",
+    ):
         self.clock = clock
         self.item_size_max = item_size_max
         self.dir = DataDir(data_dir)
         try:
+            self.durability = Durability(fsync, fsync_method, self.dir.path)
             self.state = PersistentState(self.dir)
         except Exception:
             self.dir.close()
@@ -151,15 +197,37 @@ class Store:
         self._counted = ""
         self._scan = self._walk(first=True)
         self._scan_wanted = False
+        # key -> item whose fetched bit / last access changed since its write
+        self._accessed = {}
 
     # -- reading ----------------------------------------------------------
 
-    def get(self, key):
-        """The live item for key, or None; counts expired and flushed misses."""
-        return self._live(key, counting=True)
+    def get(self, key, bump=True):
+        """The live item for key, or None; counts expired and flushed misses.
+
+        `bump` marks it fetched and accessed now, as memcached's LRU bump does
+        (in memory; see the module docstring)."""
+        item = self._live(key, counting=True)
+        if item is not None and bump:
+            self.bump(item)
+        return item
+
+    def peek(self, key):
+        """The live item for key, or None, leaving its access state alone."""
+        return self._live(key)
+
+    def bump(self, item):
+        """Mark an item fetched and accessed now, without a write."""
+        item.state |= record.FETCHED
+        item.atime = self.clock()
+        accessed = self._accessed
+        accessed.pop(item.key, None)
+        accessed[item.key] = item
+        if len(accessed) > ACCESSED_MAX:
+            del accessed[next(iter(accessed))]
 
     def _live(self, key, counting=False):
-        item = self.cache.get(key)
+        item = self.cache.get(key) or self._pending_item(key)
         if item is None:
             item = self._read(key)
             if item is None:
@@ -174,6 +242,14 @@ class Store:
                 self.get_flushed += 1
         self._reclaim(key, item.size)
         return None
+
+    def _pending_item(self, key):
+        # under `always`, an item written this iteration is not in its file yet
+        batch = self.durability.batch
+        if batch is None:
+            return None
+        pending = batch.writes.get(key)
+        return None if pending is None else pending.item
 
     def _death(self, exptime, cas, stored, now):
         """Why an item is dead ("expired", "flushed"), or None if it lives."""
@@ -200,14 +276,19 @@ class Store:
         if data is None:
             return None
         try:
-            k, flags, exptime, cas, stored, value = record.decode(data)
+            r = record.decode(data)
         except record.CorruptRecord as e:
             self._quarantine(path, len(data), e)
             return None
-        if k != key:
+        if r.key != key:
             self._quarantine(path, len(data), "key does not match its file name")
             return None
-        item = Item(key, flags, exptime, cas, stored, value)
+        accessed = self._accessed.get(key)
+        if accessed is not None and accessed.cas == r.cas:
+            item = accessed  # left memory with access state not yet written
+        else:
+            item = Item(key, r.flags, r.exptime, r.cas, r.stored, r.value, r.state, r.atime)
+            item.size = len(data)  # a version 1 record is shorter
         self.cache.put(item)
         return item
 
@@ -223,41 +304,84 @@ class Store:
 
     # -- writing ----------------------------------------------------------
 
+    @staticmethod
+    def item_total(key_len, value_len, flags):
+        """memcached's size of such an item (ITEM_ntotal: header, key, value)."""
+        return key_len + value_len + ITEM_OVERHEAD + (4 if flags else 0)
+
     def item_fits(self, key_len, value_len, flags):
         """Whether memcached would find room for such an item under -I."""
-        overhead = ITEM_OVERHEAD + (4 if flags else 0)
-        return key_len + value_len + overhead <= self.item_size_max
+        return self.item_total(key_len, value_len, flags) <= self.item_size_max
 
-    def store(self, mode, key, flags, exptime, value, cas_unique=0):
-        """memcached's storage commands; returns a Result, raises StoreError."""
+    def store(
+        self, mode, key, flags, exptime, value, cas_unique=0,
+        *, invalidate=False, new_cas=None, vivify=None, state=0,
+    ):
+        """memcached's storage commands; returns a Result, raises StoreError.
+
+        cas_unique is the cas `cas` compares; append/prepend compare it too
+        when it is not 0 (as memcached does for `ms ... C<cas> MA`). The meta
+        options: `invalidate` lets a CAS with an older cas store the value as
+        stale (keeping the expiry, `ms ... C I`); `new_cas` is the stored
+        item's cas instead of the next one (`E`); `vivify` is the relative
+        exptime with which an append/prepend to a missing key creates it
+        (`ms ... MA N`); `state` is the new item's record state bits.
+        """
         if mode is Mode.SET:
-            return self._write(key, flags, exptime, value)
+            return self._write(key, flags, exptime, value, new_cas=new_cas, state=state)
         old = self._live(key)
         if mode is Mode.ADD:
             if old is not None:
                 self.cache.get(key)  # memcached bumps the item it refused to replace
                 return Result.NOT_STORED
-            return self._write(key, flags, exptime, value)
+            return self._write(key, flags, exptime, value, new_cas=new_cas, state=state)
         if old is None:
+            if vivify is not None and mode in (Mode.APPEND, Mode.PREPEND):
+                return self._write(key, flags, vivify, value, new_cas=new_cas, state=state)
             return Result.NOT_FOUND if mode is Mode.CAS else Result.NOT_STORED
         if mode is Mode.CAS:
-            if old.cas != cas_unique:
-                return Result.EXISTS
-            return self._write(key, flags, exptime, value, old)
+            if old.cas == cas_unique:
+                return self._write(key, flags, exptime, value, old, new_cas=new_cas, state=state)
+            if invalidate and cas_unique < old.cas:
+                # memcached keeps the old expiry, marks it stale, and keeps the
+                # token a client may already hold for recaching it
+                state |= record.STALE | (old.state & record.TOKEN_SENT)
+                self._write_item(key, flags, old.exptime, value, old, cas=new_cas, state=state)
+                return Result.STORED
+            return Result.EXISTS
         if mode is Mode.REPLACE:
-            return self._write(key, flags, exptime, value, old)
+            return self._write(key, flags, exptime, value, old, new_cas=new_cas, state=state)
+        if cas_unique and old.cas != cas_unique:
+            return Result.EXISTS
         # append/prepend keep the old item's flags and expiry
         if not self.item_fits(len(key), len(old.value) + len(value), old.flags):
             return Result.NOT_STORED
         value = old.value + value if mode is Mode.APPEND else value + old.value
-        self._write_item(key, old.flags, old.exptime, value, old)
+        self._write_item(key, old.flags, old.exptime, value, old, cas=new_cas, state=state)
         return Result.STORED
 
-    def _write(self, key, flags, exptime, value, old=None):
-        self._write_item(key, flags, absolute_expiry(exptime, self.clock()), value, old)
+    def _write(self, key, flags, exptime, value, old=None, new_cas=None, state=0):
+        absolute = absolute_expiry(exptime, self.clock())
+        self._write_item(key, flags, absolute, value, old, cas=new_cas, state=state)
         return Result.STORED
 
-    def _write_item(self, key, flags, exptime, value, old=None, cas=None, linked=True):
+    def mark(self, item, exptime=None, state=None, new_cas=False):
+        """Rewrite a live item's meta data in place: a new absolute exptime,
+        new state bits, and (new_cas True, or a number) a new cas; the value,
+        flags and (unless asked) cas stay. For `mg ... T` / a recache win and
+        `md ... I`. Returns the new item."""
+        if new_cas is True:
+            cas = None
+        elif new_cas is False:
+            cas = item.cas
+        else:
+            cas = new_cas
+        return self._write_item(
+            item.key, item.flags, item.exptime if exptime is None else exptime, item.value, item,
+            cas=cas, linked=False, state=item.state if state is None else state, atime=item.atime,
+        )
+
+    def _write_item(self, key, flags, exptime, value, old=None, cas=None, linked=True, state=0, atime=None):
         """Write an item: a new cas unless one is given (touch keeps it);
         `linked` counts it in total_items as memcached counts a new item
         (touch and an incr that fits in place make none)."""
@@ -265,33 +389,66 @@ class Store:
         old_size = old.size if old is not None else self._file_size(key, path)
         if cas is None:
             cas = self.state.next_cas()
-        item = Item(key, flags, exptime, cas, self.clock(), value)
-        header = record.encode(key, flags, exptime, cas, item.stored, value)
+        item = Item(key, flags, exptime, cas, self.clock(), value, state, atime)
+        header = record.encode(key, flags, exptime, cas, item.stored, value, item.state, item.atime)
+        parts = [header, key, value]
+        durability = self.durability
         try:
-            self.dir.write(path, [header, key, value])
+            if durability.level == ALWAYS:
+                tmp = self.dir.write_temp(parts)
+            else:
+                durability.written(path, self.dir.write(path, parts))
         except OSError as e:
             log.error("write of %r failed: %s", key, e)
             raise StoreError(f"{e.strerror or e}") from e
         self.cache.put(item)
+        self._accessed.pop(key, None)  # the new record holds the access state
         if linked:
             self.total_items += 1
-        if old_size is None:
-            self._account(bucket, 1, item.size)
-        else:
-            self._account(bucket, 0, item.size - old_size)
+        items_delta = 1 if old_size is None else 0
+        bytes_delta = item.size - (old_size or 0)
+        self._account(bucket, items_delta, bytes_delta)
+        if durability.level == ALWAYS:
+            batch = durability.open_batch()
+            replaced = batch.writes.pop(key, None)
+            if replaced is not None:
+                self.dir.abandon(replaced.tmp)
+                # the counts of the two writes add up; undone together
+                items_delta += replaced.items_delta
+                bytes_delta += replaced.bytes_delta
+            batch.writes[key] = PendingWrite(path, tmp, item, bucket, items_delta, bytes_delta)
+            batch.changes += 1
         return item
 
     def _file_size(self, key, path):
-        cached = self.cache.get(key)
+        cached = self.cache.get(key) or self._pending_item(key)
         if cached is not None:
             return cached.size
         return self.dir.size(path)
 
-    def delete(self, key):
-        """Remove a live item; True if there was one."""
+    def delete(self, key, cas_unique=None, invalidate=False, exptime=None, new_cas=None, keep_empty=False):
+        """Remove a live item; True if there was one, False if not.
+
+        The meta options: with cas_unique, only an item of that cas is touched
+        (Result.EXISTS otherwise); `invalidate` keeps the item but marks it
+        stale with a new cas (`new_cas`, or the next one) and clears its
+        recache token, and `exptime` (relative) gives it a new expiry;
+        `keep_empty` (`md ... x`) leaves the item with an empty value (flags,
+        expiry kept, a new cas) instead of removing it.
+        """
         item = self._live(key)
         if item is None:
             return False
+        if cas_unique is not None and item.cas != cas_unique:
+            return Result.EXISTS
+        if invalidate:
+            state = (item.state | record.STALE) & ~record.TOKEN_SENT
+            absolute = None if exptime is None else absolute_expiry(exptime, self.clock())
+            self.mark(item, absolute, state, True if new_cas is None else new_cas)
+            return True
+        if keep_empty:
+            self._write_item(key, item.flags, item.exptime, b"", item, cas=new_cas)
+            return True
         self._unlink(key, item.size)
         return True
 
@@ -300,17 +457,17 @@ class Store:
         value of a set that failed for size)."""
         bucket, path = self.dir.locate(key)
         size = self._file_size(key, path)
-        self.cache.discard(key)
-        if size is not None and self._remove(path):
-            self._account(bucket, -1, -size)
+        if size is not None:
+            self._unlink(key, size)
 
     def touch(self, key, exptime):
-        """Give a live item a new expiry; return it, or None if there is none."""
+        """Give a live item a new expiry; return it, or None if there is none.
+        A touch is an access, as in memcached (fetched, last access now)."""
         item = self._live(key)
         if item is None:
             return None
-        absolute = absolute_expiry(exptime, self.clock())
-        return self._write_item(key, item.flags, absolute, item.value, item, cas=item.cas, linked=False)
+        self.bump(item)
+        return self.mark(item, absolute_expiry(exptime, self.clock()))
 
     def incr_decr(self, key, delta, incr):
         """Add or subtract delta; return the new number, or None if there is no item.
@@ -318,9 +475,27 @@ class Store:
         incr wraps at 2**64, decr stops at 0, and a shorter result is padded with
         spaces to the old length, all as memcached does. Raises NonNumeric.
         """
+        return self.arithmetic(key, delta, incr).value
+
+    def arithmetic(self, key, delta, incr, cas_unique=None, exptime=None, vivify=None, new_cas=None):
+        """incr/decr with the meta options; returns an Arithmetic. Raises NonNumeric.
+
+        With cas_unique only an item of that cas changes (EXISTS otherwise);
+        `exptime` (relative) is set with the change; `vivify` is
+        (initial number, relative exptime) for creating a missing item, whose
+        value is then the initial number, not changed by delta; `new_cas` is
+        the new cas instead of the next one.
+        """
         item = self._live(key)
+        now = self.clock()
         if item is None:
-            return None
+            if vivify is None:
+                return Arithmetic(Result.NOT_FOUND)
+            initial, life = vivify
+            self._write(key, 0, life, b"%d" % initial, new_cas=new_cas)
+            return Arithmetic(Result.STORED, initial, self.peek(key), created=True)
+        if cas_unique is not None and item.cas != cas_unique:
+            return Arithmetic(Result.EXISTS)
         n = parse_u64(item.value) if item.value else None
         if n is None:
             raise NonNumeric()
@@ -329,14 +504,32 @@ class Store:
         in_place = len(digits) <= len(item.value)
         if in_place:
             digits = digits.ljust(len(item.value))
-        self._write_item(key, item.flags, item.exptime, digits, item, linked=not in_place)
-        return n
+        absolute = item.exptime if exptime is None else absolute_expiry(exptime, now)
+        # memcached changes a number that fits in place in the same item (its
+        # state stays); a longer one is a new item
+        state, atime = (item.state, item.atime) if in_place else (0, None)
+        new = self._write_item(
+            key, item.flags, absolute, digits, item, cas=new_cas, linked=not in_place, state=state, atime=atime
+        )
+        return Arithmetic(Result.STORED, n, new, exptime_before=item.exptime)
 
     def _unlink(self, key, size):
         bucket, path = self.dir.locate(key)
         self.cache.discard(key)
-        if self._remove(path):
+        self._accessed.pop(key, None)
+        batch = self.durability.batch if self.durability.level == ALWAYS else None
+        pending = None if batch is None else batch.writes.pop(key, None)
+        if pending is not None:
+            self.dir.abandon(pending.tmp)
+        removed = self._remove(path)
+        if removed or pending is not None:
             self._account(bucket, -1, -size)
+        if self.durability.level == ALWAYS:
+            batch = self.durability.open_batch()
+            batch.dirs.add(os.path.dirname(path))
+            batch.changes += 1
+        elif removed:
+            self.durability.removed([os.path.dirname(path)])
 
     def _remove(self, path):
         try:
@@ -349,6 +542,59 @@ class Store:
         if bucket <= self._counted:
             self.curr_items += items
             self.bytes += nbytes
+
+    # -- durability ---------------------------------------------------------
+
+    @property
+    def batch(self):
+        """The open batch of writes under `always`, or None."""
+        return self.durability.batch
+
+    def commit(self):
+        """Make the open batch durable (`always`): barrier, renames, barrier.
+
+        Afterwards `batch.error` says whether it failed; a failure before the
+        renames leaves every old file in place and forgets the batch's items.
+        """
+        durability = self.durability
+        batch = durability.batch
+        if batch is None:
+            return None
+        durability.batch = None
+        batch.committed = True
+        writes = list(batch.writes.values())
+        installed = 0
+        try:
+            if writes:
+                durability.sync([w.tmp for w in writes], [self.dir.tmp])
+            for w in writes:
+                batch.dirs.update(self.dir.install(w.tmp, w.path))
+                installed += 1
+            durability.sync((), batch.dirs)
+        except OSError as e:
+            batch.error = e.strerror or str(e)
+            log.error("commit of %d writes failed: %s", len(writes), e)
+            for w in writes[installed:]:
+                self._forget(w)
+        return batch
+
+    def _forget(self, pending):
+        # a write that never reached its file: readers go back to the old one
+        self.dir.abandon(pending.tmp)
+        self.cache.discard(pending.item.key)
+        self._account(pending.bucket, -pending.items_delta, -pending.bytes_delta)
+
+    def seconds_to_sync(self):
+        """How long until sync_if_due has work (everysec), or None."""
+        return self.durability.seconds_to_sync()
+
+    def sync_if_due(self):
+        """everysec's timer; raises StoreError if the barrier failed."""
+        try:
+            return self.durability.sync_if_due()
+        except OSError as e:
+            log.error("periodic sync failed: %s", e)
+            raise StoreError(f"sync failed: {e.strerror or e}") from e
 
     # -- flush_all and the walk over every file -----------------------------
 
@@ -374,6 +620,8 @@ class Store:
 
     def tick(self, budget=0.005):
         """Do background work for about budget seconds; False when none is left."""
+        # the walk counts files on disk: pending writes must be in them first
+        self.commit()
         if not self.has_work():
             return False
         deadline = time.monotonic() + budget
@@ -415,27 +663,28 @@ class Store:
             # Within the first pass this bucket is not counted yet, so the
             # _account calls below are no-ops there, as they must be.
             try:
-                head = self.dir.read_head(path, _HEAD_AND_KEY)
+                data = self.dir.read(path)
             except OSError as e:
                 # a directory, an unreadable file: not an item; set it aside
                 self._quarantine(path, size, e)
                 continue
-            if head is None:
+            if data is None:
                 continue
             try:
-                key_len, _, exptime, cas, stored, value_len = record.decode_header(head)
-                if size != record.HEADER_SIZE + key_len + value_len:
-                    raise record.CorruptRecord("length mismatch")
+                r = record.decode(data)
+                if key_hash(r.key) != os.path.basename(path):
+                    raise record.CorruptRecord("key does not match its file name")
             except record.CorruptRecord as e:
                 self._quarantine(path, size, e)
                 continue
+            key, exptime, cas, stored = r.key, r.exptime, r.cas, r.stored
             if self._death(exptime, cas, stored, now) is None:
                 if first:
                     self.curr_items += 1
                     self.bytes += size
                     self.loaded += 1
                 continue
-            self.cache.discard(head[record.HEADER_SIZE : record.HEADER_SIZE + key_len])
+            self.cache.discard(key)
             try:
                 removed = self.dir.remove(path)
             except OSError as e:
@@ -467,7 +716,8 @@ class Store:
         lives throughout appears exactly once (its bucket is fixed by its
         key); one written or deleted meanwhile may or may not appear.
         Read-only: a file that is not a valid record is skipped and left to
-        the background walk, which quarantines it.
+        the background walk, which quarantines it. The access state of an
+        item read since its last write (kept in memory) is the one given.
         """
         for top in range(256):
             top_name = "%02x" % top
@@ -479,7 +729,7 @@ class Store:
 
     def _live_heads_in(self, bucket):
         try:
-            files = self.dir.bucket_heads(bucket, _HEAD_AND_KEY)
+            files = self.dir.bucket_heads(bucket, _HEADER_AND_KEY)
         except OSError as e:
             log.error("cannot list bucket %s: %s", bucket, e)
             return []
@@ -487,21 +737,52 @@ class Store:
         heads = []
         for path, size, head in files:
             try:
-                key_len, flags, exptime, cas, stored, value_len = record.decode_header(head)
+                h = record.decode_header(head)
             except record.CorruptRecord:
                 continue
-            key = head[record.HEADER_SIZE : record.HEADER_SIZE + key_len]
-            if size != record.HEADER_SIZE + key_len + value_len or len(key) != key_len:
+            key = head[h.size : h.size + h.key_len]
+            if size != h.size + h.key_len + h.value_len or len(key) != h.key_len:
                 continue
-            if self._death(exptime, cas, stored, now) is None:
-                heads.append(ItemHead(key, flags, exptime, cas, stored, value_len))
+            if key_hash(key) != os.path.basename(path) or self._death(h.exptime, h.cas, h.stored, now):
+                continue
+            state, atime = h.state, h.atime
+            accessed = self._accessed.get(key)
+            if accessed is not None and accessed.cas == h.cas:
+                state, atime = accessed.state, accessed.atime
+            heads.append(ItemHead(key, h.flags, h.exptime, h.cas, h.stored, h.value_len, state, atime))
         return heads
 
+    def save_access_state(self):
+        """Write the fetched bit and last access of the items read since their
+        last write (a clean close does this). A write that fails is logged;
+        only that access state is lost."""
+        accessed, self._accessed = self._accessed, {}
+        for key, item in accessed.items():
+            live = self._live(key)
+            if live is None or live.cas != item.cas:
+                continue  # changed or gone since: its record is newer
+            try:
+                self.mark(item)
+            except StoreError as e:
+                log.error("could not save the access state of %r: %s", key, e)
+
     def close(self):
-        self.state.close()
-        self.dir.close()
+        """Save the access state, commit, make everything durable, save the
+        state, release the dir."""
+        try:
+            self.save_access_state()
+            self.commit()
+            if self.durability.level != ALWAYS:
+                self.durability.sync_if_due(force=True)
+        except OSError as e:
+            log.error("final sync failed: %s", e)
+        finally:
+            self.durability.close()
+            self.state.close()
+            self.dir.close()
 
 
 def _bucket_of(path):
-    name = path.rsplit("/", 1)[-1]
-    return name[:2] + "/" + name[2:4]
+    # the folders it lies in, not its name: a stray file's name can be anything
+    parts = path.rsplit("/", 3)
+    return parts[-3] + "/" + parts[-2]

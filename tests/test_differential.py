@@ -21,6 +21,16 @@ A case may have several steps; ``{cas}`` in a later step is replaced by the
 last cas value that server itself returned (to test ``cas`` with a good
 token).
 
+The meta commands' cases follow the same rules: the cas in a meta reply
+(``c<n>``, ``cas=<n>``) is normalized like a ``gets`` token, and ``{bk}``
+(``{bkp}``) is ``{k}`` (``{k}!``, which needs padding) in base64 for the ``b``
+flag. Times in meta replies (``t<n>``, ``exp=``, ``la=``, ``l<n>``) are
+rounded to tens of seconds, so that memcached's once-a-second clock ticking
+between two commands of a case cannot fail it: the cases use TTLs that are
+multiples of ten. The flags memcached 1.6.18 does not know and we do (E, md's
+x, ms's N) are not here, since it answers them ``CLIENT_ERROR invalid flag``
+(see README, "differs from memcached"); test_handlers_meta.py covers them.
+
 Every case runs twice: the whole stream in one send, and one byte per send.
 Needs the real memcached; skips without it. Validate this file by pointing
 both sides at memcached: MCLITE_TARGET=memcached.
@@ -28,6 +38,7 @@ both sides at memcached: MCLITE_TARGET=memcached.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import threading
@@ -64,7 +75,9 @@ def case(id: str, *steps: str, closes: bool = False, isolated: bool = False) -> 
     keys = {}
     for suffix, name in (("a", "k"), ("b", "k2"), ("c", "k3")):
         keys[name] = "d" + hashlib.sha1(id.encode()).hexdigest()[:10] + suffix
-    rendered = [b(step.replace("{k}", keys["k"]).replace("{k2}", keys["k2"]).replace("{k3}", keys["k3"]))
+    b64 = {"bk": base64.b64encode(b(keys["k"])).decode(), "bkp": base64.b64encode(b(keys["k"] + "!")).decode()}
+    rendered = [b(step.replace("{bk}", b64["bk"]).replace("{bkp}", b64["bkp"])
+                  .replace("{k}", keys["k"]).replace("{k2}", keys["k2"]).replace("{k3}", keys["k3"]))
                 for step in steps]
     assert all(len(k) == KEY_LEN for k in keys.values())
     return Case(id, rendered, closes=closes, isolated=isolated)
@@ -267,6 +280,119 @@ CASES = [
     case("stats_unknown_subcommand", "stats bogus\r\n"),
     case("stats_reset", "stats reset\r\n", isolated=True),
     case("shutdown_is_not_enabled", "shutdown\r\n", isolated=True),
+    # --- meta commands: mn, me
+    case("mn", "mn\r\nmn extra words\r\n"),
+    case("meta_unknown_two_letter_command", "mx {k}\r\nmgx {k}\r\n"),
+    case("meta_commands_without_key", "mg\r\nms\r\nmd\r\nma\r\nme\r\n"),
+    case("me_hit_and_miss", "set {k} 5 0 3\r\nabc\r\nme {k}\r\nme {k2}\r\n"),
+    case("me_fetch_after_get", "set {k} 0 0 1\r\na\r\nme {k}\r\nget {k}\r\nme {k}\r\n"),
+    case("me_ttl", "set {k} 0 100 1\r\na\r\nme {k}\r\n"),
+    case("me_slab_classes_and_sizes",
+         "set {k} 0 0 34\r\n" + "x" * 34 + "\r\nset {k2} 0 0 35\r\n" + "x" * 35 + "\r\nset {k3} 9 0 1000\r\n"
+         + "x" * 1000 + "\r\nme {k}\r\nme {k2}\r\nme {k3}\r\n"),
+    case("me_large_item_class", f"set {{k}} 0 0 600000\r\n{'y' * 600000}\r\nme {{k}}\r\n"),
+    case("me_base64_key", "ms {bk} 1 b\r\na\r\nme {bk} b\r\nme {k}\r\nme {bk}\r\n"),
+    case("me_bad_base64", "me {k} b\r\nme abc= b\r\n"),
+    case("me_long_key", f"me {K251}\r\n"),
+    # --- mg
+    case("mg_miss", "mg {k}\r\nmg {k} v\r\nmg {k} k O123 v t\r\n"),
+    case("mg_miss_quiet_then_mn", "mg {k} q v\r\nmg {k2} q k\r\nmn\r\n"),
+    case("mg_hit_flags",
+         "set {k} 42 0 5\r\nhello\r\nmg {k}\r\nmg {k} v\r\nmg {k} s v f t c k O99\r\nmg {k} k c f s t O1 v\r\n"),
+    case("mg_hit_quiet_still_answers", "set {k} 0 0 1\r\na\r\nmg {k} q\r\nmg {k} q v\r\nmn\r\n"),
+    case("mg_hit_and_last_access", "set {k} 0 0 1\r\na\r\nmg {k} h l\r\nmg {k} h l\r\n"),
+    case("mg_u_does_not_mark_fetched", "set {k} 0 0 1\r\na\r\nmg {k} u h\r\nmg {k} h\r\nme {k}\r\n"),
+    case("mg_ttl_remaining", "set {k} 0 100 1\r\na\r\nmg {k} t\r\nset {k2} 0 0 1\r\na\r\nmg {k2} t\r\n"),
+    case("mg_touch", "set {k} 0 0 1\r\na\r\nmg {k} T30 t\r\nmg {k} t\r\nmg {k2} T30 t\r\nmg {k} t T60 t\r\n"),
+    case("mg_touch_negative_expires", "set {k} 0 0 1\r\na\r\nmg {k} T-1\r\nmg {k} v\r\n"),
+    case("mg_value_with_crlf", "set {k} 0 0 4\r\n\r\n\r\n\r\nmg {k} v s\r\n"),
+    case("mg_binary_value", f"set {{k}} 0 0 256\r\n{BINARY}\r\nmg {{k}} v\r\n"),
+    case("mg_vivify_on_miss", "mg {k} N30 t v c s\r\nmg {k} N30 t v c\r\nme {k}\r\nms {k} 1\r\nx\r\nmg {k} c v\r\n"),
+    case("mg_vivify_then_touch_order", "mg {k} N30 T60 t\r\nmg {k2} T60 N30 t\r\nmg {k3} t N30\r\n"),
+    case("mg_recache", "set {k} 0 100 1\r\na\r\nmg {k} R30 t\r\nmg {k} R200 t\r\nmg {k} R200 t\r\nmg {k} t R200 T10\r\n"),
+    case("mg_recache_without_ttl_never_wins", "set {k} 0 0 1\r\na\r\nmg {k} R30 t\r\n"),
+    case("mg_stale_after_invalidate",
+         "set {k} 0 100 3\r\nold\r\nmd {k} I T30 k O5\r\nmg {k} v c t\r\nmg {k} c\r\nme {k}\r\n"),
+    case("mg_base64_key", "ms {bk} 2 b\r\nhi\r\nmg {bk} b k v\r\nmg {k} k v s\r\nmg {bkp} b k v\r\n"),
+    case("mg_base64_padded_key", "ms {bkp} 2 b k\r\nhi\r\nmg {bkp} b k v\r\nme {bkp} b\r\n"),
+    case("mg_bad_base64", "mg {k} b v\r\nmg abc b\r\nmg ab=c b\r\n"),
+    case("mg_duplicate_flag", "mg {k} v v\r\nmg {k} Tx Ty\r\nmg {k} O1 O2\r\n"),
+    case("mg_invalid_flag", "mg {k} 1\r\nmg {k} z\r\nmg {k} \xff\r\nmg {k} S5\r\n"),
+    case("mg_bad_tokens", "mg {k} Tx\r\nmg {k} T\r\nmg {k} Tx Rz\r\nmg {k} N\r\nmg {k} R1.5\r\n"),
+    case("mg_opaque_up_to_32_bytes", "mg {k} O" + "x" * 31 + "\r\nmg {k} O" + "x" * 32 + "\r\n"),
+    case("mg_too_many_flags",
+         "mg {k} a b c d e f g h i j k l m n o p q r s\r\nmg {k} c f h k l s t u v O1 P L Q W X Y Z\r\n"),
+    case("mg_proxy_hints_ignored", "set {k} 0 0 1\r\na\r\nmg {k} P L v\r\nmg {k} Pfoo Lbar v\r\n"),
+    case("mg_long_key", f"mg {K251} v\r\n"),
+    case("mg_ignores_other_commands_flags", "set {k} 0 0 1\r\na\r\nmg {k} I MZ J5 D3 C1 F7 v\r\n"),
+    # --- ms
+    case("ms_then_mg", "ms {k} 3 T0 F5 c\r\nabc\r\nmg {k} v c f t s k O123\r\n"),
+    case("ms_quiet", "ms {k} 1 q\r\na\r\nms {k} 1 q ME\r\na\r\nmn\r\n"),
+    case("ms_modes",
+         "ms {k} 1 ME\r\na\r\nms {k} 1 ME\r\nb\r\nms {k} 1 MA\r\nz\r\nms {k} 1 MP\r\n<\r\nms {k} 1 MR\r\n!\r\n"
+         "ms {k2} 1 MR\r\nb\r\nms {k2} 1 MA\r\nb\r\nms {k2} 1 MP\r\nb\r\nms {k} 1 MS F3\r\nS\r\nmg {k} v f\r\n"),
+    case("ms_compare_cas", "ms {k} 1 c\r\na\r\n", "ms {k} 1 C{cas} c\r\nb\r\nms {k} 1 C{cas} c\r\nc\r\nmg {k} v\r\n"),
+    case("ms_compare_cas_missing", "ms {k} 1 C5 c\r\nb\r\nms {k} 1 C5 c MR\r\nb\r\n"),
+    case("ms_compare_cas_append", "ms {k} 1 c\r\na\r\n", "ms {k} 1 C{cas} MA\r\nb\r\nms {k} 1 C{cas} MA\r\nc\r\n"
+         "ms {k} 1 C0 MA\r\nd\r\nms {k} 1 C1 ME\r\ne\r\nmg {k} v\r\n"),
+    case("ms_invalidate_with_older_cas",
+         "ms {k} 3 T100\r\nold\r\nmd {k} I T30\r\nmg {k} v t\r\nms {k} 3 C1 I c\r\nnew\r\nmg {k} v c t\r\n"
+         "ms {k} 3 C999999999 I c\r\nnew\r\n"),
+    case("ms_invalidate_needs_compare_cas", "ms {k} 1\r\na\r\nms {k} 1 I\r\nb\r\nmg {k} v\r\n"),
+    case("ms_key_flags_opaque_echo", "ms {k} 1 k O7 c\r\na\r\nms {k} 1 O8 k ME\r\nb\r\n"),
+    case("ms_base64_key", "ms {bk} 2 b k c\r\nhi\r\nmg {k} k v\r\nme {k}\r\n"),
+    case("ms_bad_base64_swallows_data", "ms {k} 2 b\r\nhi\r\nmg {k} v\r\n"),
+    case("ms_size_flag_is_ignored", "ms {k} 3 s\r\nabc\r\n"),
+    case("ms_no_length", "ms {k}\r\na\r\n"),
+    case("ms_bad_length", "ms {k} x\r\na\r\nms {k} -1\r\na\r\nms {k} 2147483648\r\n"),
+    case("ms_long_key", f"ms {K251} 1\r\na\r\n"),
+    case("ms_bad_flags_swallow_data",
+         "ms {k} 2 Fx\r\nab\r\nms {k} 2 F-1\r\nab\r\nms {k} 2 T\r\nab\r\nms {k} 2 Cx\r\nab\r\nms {k} 2 MZ\r\nab\r\n"
+         "ms {k} 2 MSS\r\nab\r\nms {k} 2 v v\r\nab\r\nms {k} 2 S2\r\nab\r\nmg {k} v\r\n"),
+    case("ms_opaque_too_long", "ms {k} 1 O" + "x" * 32 + "\r\na\r\nms {k} 1 MZ O" + "x" * 32 + "\r\na\r\n"),
+    case("ms_too_many_flags", "ms {k} 1 a b c d e f g h i j k l m n o p q\r\na\r\n"),
+    case("ms_bad_data_chunk", "ms {k} 1\r\nabc\r\nms {k} 1 q\r\nabc\r\nmg {k} v\r\n"),
+    case("ms_flags_wrap_and_exptime", "ms {k} 1 F4294967296 T-1\r\na\r\nmg {k} v\r\nms {k} 1 F4294967295\r\na\r\nmg {k} f\r\n"),
+    case("ms_too_large_drops_the_old_value_in_any_mode",
+         f"ms {{k}} 3 T100\r\nold\r\nms {{k}} {TOO_LARGE} MA\r\n{X_TOO_LARGE}\r\nmg {{k}} v\r\n"),
+    case("ms_too_large_quiet", f"ms {{k}} {TOO_LARGE} q ME\r\n{X_TOO_LARGE}\r\nmg {{k}} v\r\n"),
+    case("ms_empty_value", "ms {k} 0\r\n\r\nmg {k} v s\r\n"),
+    # --- md
+    case("md_hit_and_miss", "ms {k} 1\r\na\r\nmd {k}\r\nmd {k}\r\nmg {k} v\r\n"),
+    case("md_quiet", "ms {k} 1\r\na\r\nmd {k} q\r\nmd {k} q\r\nmn\r\n"),
+    case("md_key_and_opaque", "ms {k} 1\r\na\r\nmd {k} k O1\r\nmd {k} O2 k\r\n"),
+    case("md_compare_cas", "ms {k} 1 c\r\na\r\n", "md {k} C1\r\nmd {k} C0\r\nmd {k} C{cas}\r\nmg {k} v\r\n"),
+    case("md_invalidate", "ms {k} 1 T100\r\na\r\nmd {k} I\r\nmg {k} v t\r\nmd {k} I T30 q\r\nmg {k} v t\r\n"),
+    case("md_ttl_without_invalidate_deletes", "ms {k} 1\r\na\r\nmd {k} T30\r\nmg {k} v\r\n"),
+    case("md_base64_key", "ms {bk} 1 b\r\na\r\nmd {bk} b k\r\nmd {bk} b k\r\n"),
+    case("md_errors", "md {k} v v\r\nmd {k} Cx\r\nmd {k} z\r\nmd {k} b\r\nmd {k} O" + "x" * 32 + "\r\n"
+         "md {k} a b c d e f g h i j k l m n o p q r\r\n"),
+    case("md_long_key", f"md {K251}\r\n"),
+    # --- ma
+    case("ma_incr_decr", "ms {k} 2\r\n10\r\nma {k}\r\nma {k} v\r\nma {k} MD D20 v\r\nma {k} M- v\r\nma {k} M+ D5 v\r\n"
+         "ma {k} MI v\r\nmg {k} v\r\n"),
+    case("ma_miss", "ma {k}\r\nma {k} q\r\nma {k} k O1 v\r\n"),
+    case("ma_quiet_hides_success", "ms {k} 1\r\n1\r\nma {k} q\r\nma {k} q v\r\nma {k} v\r\nmn\r\n"),
+    case("ma_vivify", "ma {k} N0 J5 v\r\nma {k} N0 J5 v\r\nma {k2} q N0 J7 v\r\nma {k3} N0 v c t\r\n"),
+    case("ma_vivify_and_ttl_order",
+         "ma {k} N0 J7 T0 t v\r\nma {k2} T50 N0 J7 t v\r\nma {k3} N100 T50 J7 t v\r\nmg {k3} t\r\n"),
+    case("ma_ttl", "ms {k} 1 T100\r\n1\r\nma {k} t T50 t v\r\nmg {k} t\r\n"),
+    case("ma_compare_cas", "ms {k} 1 c\r\n1\r\n", "ma {k} C1 v\r\nma {k} C{cas} v c\r\nma {k} C0 v\r\n"),
+    case("ma_decr_pads_in_place", "ms {k} 3\r\n100\r\nma {k} MD v\r\nmg {k} v\r\n"),
+    case("ma_wraps", "ms {k} 20\r\n18446744073709551615\r\nma {k} v\r\nmg {k} v s\r\n"),
+    case("ma_non_numeric", "ms {k} 1\r\nx\r\nma {k}\r\nma {k} q\r\n"),
+    case("ma_errors", "ma {k} Mx\r\nma {k} MII\r\nma {k} Dx\r\nma {k} Jx\r\nma {k} Cx\r\nma {k} D-1\r\n"
+         "ma {k} D18446744073709551616\r\nma {k} v v\r\nma {k} b\r\n"),
+    case("ma_opaque_too_long_after_the_change", "ms {k} 1\r\n5\r\nma {k} O" + "x" * 32 + "\r\nmg {k} v\r\n"),
+    case("ma_base64_key", "ms {bk} 1 b\r\n1\r\nma {bk} b k v\r\nma {bkp} b k\r\n"),
+    case("ma_long_key", f"ma {K251}\r\n"),
+    # --- meta and classic on the same items
+    case("classic_and_meta_share_items",
+         "set {k} 3 0 1\r\n1\r\nmg {k} v f\r\nincr {k} 5\r\nma {k} v\r\nappend {k} 0 0 1\r\n0\r\nmg {k} v\r\n"
+         "ms {k2} 2 F9\r\nhi\r\nget {k2}\r\ndelete {k2}\r\nmd {k2}\r\n"),
+    case("meta_pipeline_quiet_batch",
+         "ms {k} 1 q\r\na\r\nms {k2} 1 q\r\nb\r\nmg {k} q v k\r\nmg {k3} q v k\r\nmg {k2} q v k\r\nmd {k3} q\r\n"
+         "ma {k3} q\r\nmn\r\n"),
     # --- streams
     case("pipelined_mixture",
          "set {k} 1 0 1\r\na\r\nadd {k2} 2 0 2\r\nbb\r\nget {k} {k2}\r\nappend {k} 0 0 1\r\n+\r\n"
@@ -321,6 +447,7 @@ def run_case(server, connect, c: Case, bytewise: bool) -> List[bytes]:
             sender.join(30)
         replies.append(reply)
         cas_values = [tokens[4] for tokens, _ in parse(reply) if tokens and len(tokens) == 5]
+        cas_values += re.findall(rb"^(?:HD|VA \d+)\b.*? c(\d+)", reply, flags=re.M)
         if cas_values:
             last_cas = cas_values[-1]
     return replies
@@ -341,6 +468,10 @@ def parse(reply: bytes) -> List[Tuple[Optional[List[bytes]], bytes]]:
             data_end = end + 2 + int(tokens[3]) + 2
             out.append((tokens, reply[pos:data_end]))
             pos = data_end
+        elif tokens[0] == b"VA" and len(tokens) >= 2 and tokens[1].isdigit():
+            data_end = end + 2 + int(tokens[1]) + 2
+            out.append((None, reply[pos:data_end]))  # normalized by its raw bytes
+            pos = data_end
         else:
             out.append((None, line))
             pos = end + 2
@@ -357,9 +488,35 @@ def normalize(reply: bytes, cas_labels: dict) -> bytes:
             out.append(b" ".join(tokens[:4] + [tag]) + b"\r\n" + rest)
         elif raw.startswith(b"VERSION "):
             out.append(re.sub(rb"^VERSION [^\r\n]*", b"VERSION <version>", raw))
+        elif raw[:3] in (b"HD ", b"VA ", b"EN ", b"NS ", b"EX ", b"NF ", b"ME "):
+            out.append(normalize_meta(raw, cas_labels))
         else:
             out.append(raw)
     return b"".join(out)
+
+
+def normalize_meta(raw: bytes, cas_labels: dict) -> bytes:
+    """A meta reply's cas as a label, its times to tens of seconds."""
+    line, sep, rest = raw.partition(b"\r\n")
+
+    def cas(m):
+        if m.group(2) == b"0":
+            return m.group(0)  # "c0": no cas (a failed ms)
+        return m.group(1) + cas_labels.setdefault(m.group(2), b"<cas#%d>" % len(cas_labels))
+
+    def coarse(m):
+        return m.group(1) + b"%d" % (round(int(m.group(2)) / 10) * 10)
+
+    words = line.split(b" ")
+    head, flags = words[:2] if words[0] == b"VA" else words[:1], words[2:] if words[0] == b"VA" else words[1:]
+    if words[0] == b"ME":
+        line = re.sub(rb"( cas=)(\d+)", cas, line)
+        line = re.sub(rb"( (?:exp|la)=)(-?\d+)", lambda m: coarse(m) if m.group(2) != b"-1" else m.group(0), line)
+    else:
+        flags = [re.sub(rb"^(c)(\d+)$", cas, f) for f in flags]
+        flags = [re.sub(rb"^([tl])(\d+)$", coarse, f) for f in flags]
+        line = b" ".join(head + flags)
+    return line + sep + rest
 
 
 def normalized(replies: List[bytes]) -> List[bytes]:

@@ -8,8 +8,8 @@ seconds, since our `la` is the write's time and may be a second later than
 the `exp` computed just before it). Lines are compared as sorted lists: the
 order is memcached's LRU order there, hash order here.
 
-No item is read before the dump, so `fetch` is "no" on both (ours always
-says "no"). Class-list dumps that start no crawl (`metadump ,`) are not
+One item is read before the dumps, so `fetch` is "yes" for it on both and
+"no" for the others. Class-list dumps that start no crawl (`metadump ,`) are not
 sent: memcached 1.6.18 then answers every later metadump with "ERROR an
 unknown error happened".
 """
@@ -31,6 +31,7 @@ ITEMS = [
     (b"mid", 0, 0, 2000),
     (b"bigger", 1, 0, 30000),
     (b"chunked", 0, 0, 600000),
+    (b"fetched", 0, 0, 3),  # read once before the dumps
 ]
 
 
@@ -43,13 +44,14 @@ def pair(module_servers):
                 b"set %s %d %d %d\r\n%s\r\n" % (key, flags, exptime, size, b"v" * size)
                 for key, flags, exptime, size in ITEMS
             )
-            c.sendall(stream)
+            c.sendall(stream + b"get fetched\r\n")
+            expected = b"STORED\r\n" * len(ITEMS) + b"VALUE fetched 0 3\r\nvvv\r\nEND\r\n"
             replies = b""
-            while replies.count(b"\r\n") < len(ITEMS):
+            while len(replies) < len(expected):
                 chunk = c.recv(4096)
                 assert chunk, replies
                 replies += chunk
-        assert replies == b"STORED\r\n" * len(ITEMS), (server, replies)
+        assert replies == expected, (server, replies)
     return servers
 
 

@@ -105,6 +105,20 @@ def test_keys_are_url_encoded_as_memcached_does(session):
     assert keys == {b"b%2520c", b"%FF%01z", b"az-AZ.09_~"}
 
 
+def test_an_item_read_since_its_write_is_fetched_with_the_read_as_last_access(session, clock):
+    put(session, b"r")
+    clock.now += 30
+    session.feed(b"get r\r\n")
+    f = fields(dump_lines(session)[0])
+    assert (f[b"fetch"], f[b"la"]) == (b"yes", b"%d" % (NOW + 30))
+
+
+def test_an_item_never_read_is_not_fetched_and_last_accessed_when_written(session):
+    put(session, b"w")
+    f = fields(dump_lines(session)[0])
+    assert (f[b"fetch"], f[b"la"]) == (b"no", b"%d" % NOW)
+
+
 def test_exp_is_the_absolute_expiry_time(session):
     put(session, b"t", exptime=100)
     assert fields(dump_lines(session)[0])[b"exp"] == b"%d" % (NOW + 100)
@@ -128,11 +142,11 @@ def test_cls_is_the_slab_class_memcached_would_use(session):
 
 
 def test_the_slab_classes_are_memcached_default_chunk_sizes():
-    assert handlers.SLAB_CLASSES == MEMCACHED_CHUNK_SIZES
+    assert handlers._SLAB_SIZES == MEMCACHED_CHUNK_SIZES
 
 
 def test_an_item_larger_than_the_largest_chunk_is_in_the_largest_class():
-    assert handlers.slab_class(600_062) == 39
+    assert handlers._slab_class(600_062) == 39
 
 
 def test_expired_items_are_left_out(session, clock):

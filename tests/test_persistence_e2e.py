@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 
 import pytest
@@ -277,23 +276,6 @@ def test_second_server_on_the_same_data_dir_is_refused(start_mclite, spawn_mclit
     err = second.stderr_text().lower()
     assert "lock" in err or str(first.data_dir).lower() in err or "already" in err, err
     assert get_all(connect(first), [b"mine"]) == {b"mine": (0, b"v")}
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 1 MiB tmpfs mounted for the test (root only), unmounted after it
-    (request it before the server, so the server stops first)."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small file system needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
 
 
 def test_a_full_disk_is_answered_server_error_and_what_was_stored_stays(small_disk, start_mclite, connect):

@@ -5,6 +5,7 @@ look at its connections; the server itself never uses threads.
 """
 
 import errno
+import select
 import socket
 import threading
 import time
@@ -19,9 +20,9 @@ BIG = 1 << 20  # near the largest item
 
 
 class Running:
-    def __init__(self, tmp_path, wrap_listener=None, **settings):
+    def __init__(self, tmp_path, wrap_listener=None, fsync="everysec", **settings):
         self.data_dir = tmp_path / "data"
-        self.store = Store(self.data_dir, item_size_max=2 << 20)
+        self.store = Store(self.data_dir, item_size_max=2 << 20, fsync=fsync)
         self.server = handlers.Server(self.store, handlers.Settings(**settings))
         listener = socket.create_server(("127.0.0.1", 0))
         self.port = listener.getsockname()[1]
@@ -49,6 +50,16 @@ class Running:
 @pytest.fixture
 def running(tmp_path):
     r = Running(tmp_path)
+    yield r
+    if r.thread.is_alive():
+        r.stop()
+
+
+@pytest.fixture(params=["everysec", "always"])
+def at_each_level(tmp_path, request):
+    """A running loop under `--fsync everysec` and under `always`, where every
+    reply is held until its batch is committed."""
+    r = Running(tmp_path, fsync=request.param)
     yield r
     if r.thread.is_alive():
         r.stop()
@@ -103,22 +114,22 @@ def test_a_connection_that_raises_is_closed_and_the_others_are_served(running, m
         assert roundtrip(good, b"get nothing\r\n", b"END\r\n") == b"END\r\n"
 
 
-def test_quit_closes_after_the_replies_before_it(running):
-    with running.connect() as s:
+def test_quit_closes_after_the_replies_before_it(at_each_level):
+    with at_each_level.connect() as s:
         s.sendall(b"get a\r\nquit\r\nget b\r\n")
         assert read_until_closed(s) == b"END\r\n"
 
 
-def test_a_client_that_half_closes_still_gets_its_replies(running):
-    with running.connect() as s:
+def test_a_client_that_half_closes_still_gets_its_replies(at_each_level):
+    with at_each_level.connect() as s:
         s.sendall(b"set k 0 0 2\r\nhi\r\nget k\r\n")
         s.shutdown(socket.SHUT_WR)
         assert read_until_closed(s) == b"STORED\r\nVALUE k 0 2\r\nhi\r\nEND\r\n"
 
 
-def test_a_client_that_half_closes_after_a_long_pipeline_gets_every_reply(running):
+def test_a_client_that_half_closes_after_a_long_pipeline_gets_every_reply(at_each_level):
     count = reactor.REQS_PER_EVENT * 10
-    with running.connect() as s:
+    with at_each_level.connect() as s:
         s.sendall(b"".join(b"set k%d 0 0 1\r\nv\r\n" % i for i in range(count)))
         s.shutdown(socket.SHUT_WR)
         assert read_until_closed(s) == b"STORED\r\n" * count
@@ -262,3 +273,103 @@ def test_failing_background_work_is_logged_and_backed_off_while_serving_goes_on(
         assert 1 <= len(calls) <= 2
     finally:
         r.stop()
+
+
+# -- --fsync always: group commit ------------------------------------------------
+
+
+class PeekingBarrier:
+    """A barrier that looks, at each call, whether any reply has reached the
+    clients yet (loopback delivers a send at once), and counts the writes it
+    made durable."""
+
+    name = "peeking"
+    needs_paths = True
+
+    def __init__(self):
+        self.clients = []
+        self.calls = []  # (temp files made durable, replies already arrived)
+
+    def sync(self, files, dirs):
+        arrived = 0
+        for c in self.clients:
+            # (the client sockets have timeouts, so recv would wait: poll first)
+            if select.select([c], [], [], 0)[0]:
+                arrived += len(c.recv(1 << 16, socket.MSG_PEEK))
+        self.calls.append((len(files), arrived))
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def always(tmp_path):
+    r = Running(tmp_path, fsync="always")
+    r.barrier = PeekingBarrier()
+    r.store.durability.barrier = r.barrier
+    yield r
+    if r.thread.is_alive():
+        r.stop()
+
+
+def test_always_sends_no_reply_before_the_write_is_durable(always):
+    with always.connect() as s:
+        always.barrier.clients.append(s)
+        assert roundtrip(s, b"set k 0 0 1\r\nv\r\n", b"STORED\r\n") == b"STORED\r\n"
+        assert always.barrier.calls == [(1, 0), (0, 0)]
+
+
+def test_always_commits_the_writes_of_many_connections_together(always, monkeypatch):
+    # The first set holds the loop until the seven other clients have sent
+    # theirs (on loopback, a finished sendall is in the server's socket
+    # buffer), so the next select finds all seven readable: one batch.
+    clients = 8
+    others_sent = threading.Event()
+    real = handlers.Session._complete_storage
+    first = []
+
+    def complete(self, block):
+        if not first:
+            first.append(self)
+            others_sent.wait(10)
+        real(self, block)
+
+    monkeypatch.setattr(handlers.Session, "_complete_storage", complete)
+    socks = [always.connect() for _ in range(clients)]
+    try:
+        # (the first client's reply may be read at any moment: watch the others)
+        always.barrier.clients.extend(socks[1:])
+        socks[0].sendall(b"set k0 0 0 1\r\nv\r\n")
+        wait_for(lambda: first)
+        for i, s in enumerate(socks[1:], 1):
+            s.sendall(b"set k%d 0 0 1\r\nv\r\n" % i)
+        others_sent.set()
+        for s in socks:
+            assert read_exactly(s, 8) == b"STORED\r\n"
+    finally:
+        for s in socks:
+            s.close()
+    # (temp files made durable, replies already at the seven): two batches,
+    # and none of the seven replies left before its batch was durable
+    assert always.barrier.calls == [(1, 0), (0, 0), (clients - 1, 0), (0, 0)]
+
+
+def test_always_commits_a_long_pipeline_a_turn_at_a_time(always):
+    count = reactor.REQS_PER_EVENT * 10
+    with always.connect() as s:
+        s.sendall(b"".join(b"set k%d 0 0 1\r\nv\r\n" % i for i in range(count)))
+        assert read_exactly(s, 8 * count) == b"STORED\r\n" * count
+    # a turn of REQS_PER_EVENT commands is one batch of two barriers, not one
+    # batch per command
+    assert len(always.barrier.calls) <= 2 * (count // reactor.REQS_PER_EVENT) + 2
+
+
+def test_stop_commits_and_sends_what_was_owed(always):
+    with always.connect() as s:
+        roundtrip(s, b"set k 0 0 1\r\nv\r\n", b"STORED\r\n")
+    always.stop()
+    reopened = Store(always.data_dir)
+    try:
+        assert reopened.get(b"k").value == b"v"
+    finally:
+        reopened.close()

@@ -19,7 +19,14 @@ def make(key=KEY, flags=7, exptime=1_700_000_000, cas=42, stored=1_699_999_999.2
 
 def test_round_trip_returns_every_field():
     data = make()
-    assert record.decode(data) == (KEY, 7, 1_700_000_000, 42, 1_699_999_999.25, VALUE)
+    assert record.decode(data) == (KEY, 7, 1_700_000_000, 42, 1_699_999_999.25, VALUE, 0, 1_699_999_999.25)
+
+
+def test_round_trip_keeps_the_meta_state_and_last_access():
+    state = record.STALE | record.TOKEN_SENT | record.FETCHED | record.KEY_BINARY
+    data = record.encode(KEY, 7, 0, 42, 1.0, VALUE, state=state, atime=5.5) + KEY + VALUE
+    got = record.decode(data)
+    assert (got.state, got.atime) == (state, 5.5)
 
 
 @pytest.mark.parametrize(
@@ -34,7 +41,7 @@ def test_round_trip_returns_every_field():
 def test_round_trip_at_the_edges_of_each_field(fields):
     key, flags, exptime, cas, stored, value = fields
     data = record.encode(key, flags, exptime, cas, stored, value) + key + value
-    assert record.decode(data) == fields
+    assert record.decode(data)[:6] == fields
 
 
 def test_header_size_is_what_encode_writes():
@@ -50,7 +57,9 @@ def test_decode_accepts_bytearray_and_memoryview():
 def test_decode_header_reads_the_header_alone():
     data = make()
     head = data[: record.HEADER_SIZE]
-    assert record.decode_header(head) == (len(KEY), 7, 1_700_000_000, 42, 1_699_999_999.25, len(VALUE))
+    assert record.decode_header(head) == (
+        record.HEADER_SIZE, len(KEY), 7, 1_700_000_000, 42, 1_699_999_999.25, len(VALUE), 0, 1_699_999_999.25
+    )
 
 
 def test_record_truncated_at_every_length_is_corrupt():
@@ -111,19 +120,31 @@ def test_zeroed_file_is_corrupt():
         record.decode(bytes(len(make())))
 
 
-def _with_version(version, key=KEY, value=VALUE):
-    # A record that is whole and correctly checksummed, written by another version.
-    head = struct.pack("<4sHHIqQdI", record.MAGIC, version, len(key), 0, 0, 1, 0.0, len(value))
+def _with_version(version, key=KEY, value=VALUE, stored=0.0):
+    # A record that is whole and correctly checksummed, in the version 1 layout.
+    head = struct.pack("<4sHHIqQdI", record.MAGIC, version, len(key), 0, 0, 1, stored, len(value))
+    crc = zlib.crc32(value, zlib.crc32(key, zlib.crc32(head)))
+    return head + struct.pack("<I", crc) + key + value
+
+
+def _v2_by_hand(key=KEY, value=VALUE):
+    head = struct.pack("<4sHHIqQdIHd", record.MAGIC, 2, len(key), 0, 0, 1, 0.0, len(value), 0, 0.0)
     crc = zlib.crc32(value, zlib.crc32(key, zlib.crc32(head)))
     return head + struct.pack("<I", crc) + key + value
 
 
 def test_record_of_this_version_built_by_hand_decodes():
-    # The hand-built layout in _with_version matches encode's.
-    assert _with_version(record.VERSION) == make(flags=0, exptime=0, cas=1, stored=0.0)
+    # The hand-built layout matches encode's.
+    assert _v2_by_hand() == make(flags=0, exptime=0, cas=1, stored=0.0)
 
 
-@pytest.mark.parametrize("version", [0, 2, 0xFFFF])
+def test_a_version_1_record_is_read_with_no_state_and_last_access_at_its_write():
+    got = record.decode(_with_version(1, stored=3.25))
+    assert got == (KEY, 0, 0, 1, 3.25, VALUE, 0, 3.25)
+    assert record.decode_header(_with_version(1)).size == record.HEADER_SIZE - 10
+
+
+@pytest.mark.parametrize("version", [0, 3, 0xFFFF])
 def test_other_version_is_unsupported(version):
     with pytest.raises(UnsupportedVersion):
         record.decode(_with_version(version))

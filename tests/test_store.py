@@ -924,8 +924,10 @@ def _corrupt_after_restart(stores, store, key, damage, before_scan=False):
 
 
 def _garbage(path):
+    # as long as the record it replaces, as bit rot would leave it
+    size = os.path.getsize(path)
     with open(path, "wb") as f:
-        f.write(b"this is not a record at all, not even close....................")
+        f.write(b"this is not a record at all, not even close".ljust(size, b"."))
 
 
 def _truncate_half(path):
@@ -951,7 +953,7 @@ def _flip_value_byte(path):
 def _other_version(path):
     with open(path, "r+b") as f:
         f.seek(4)
-        f.write((2).to_bytes(2, "little"))
+        f.write((3).to_bytes(2, "little"))
 
 
 def _record_of_another_key(path):
@@ -1106,6 +1108,31 @@ def test_quarantine_during_a_partial_scan_keeps_counts_exact(stores, store):
     assert store.curr_items == len(keys) - len(keys[::7])
 
 
+def test_a_stray_file_named_for_another_bucket_keeps_the_counts_exact(stores, store):
+    # its name says bucket 00/00, which the scan has passed; the folder it lies
+    # in is not counted yet, so quarantining it must not change the totals
+    set_(store, b"k", b"value")
+    bucket_dir = os.path.dirname(store.dir.locate(b"k")[1])
+    store = stores.reopen(store, scan=False)
+    with open(os.path.join(bucket_dir, "0" * 32), "wb") as f:
+        f.write(b"not a record")
+    finish_scan(store)
+    assert store.quarantined == 1
+    assert_counts_match_disk(store)
+
+
+def test_the_start_up_scan_quarantines_a_record_filed_under_another_keys_name(stores, store):
+    set_(store, b"a", b"1")
+    set_(store, b"b", b"2")
+    store = stores.reopen(store, scan=False)
+    shutil.copyfile(store.dir.locate(b"a")[1], store.dir.locate(b"b")[1])
+    finish_scan(store)
+    assert store.quarantined == 1
+    assert value_of(store, b"b") is None
+    assert value_of(store, b"a") == b"1"
+    assert_counts_match_disk(store)
+
+
 # == the data directory: temp files, lock, format =============================
 
 
@@ -1130,7 +1157,7 @@ def test_writes_leave_no_temp_files(store, data_dir):
 
 def test_layout_of_a_new_data_dir(store, data_dir):
     assert sorted(os.listdir(data_dir)) == ["FORMAT", "items", "lock", "quarantine", "state", "tmp"]
-    assert (data_dir / "FORMAT").read_text() == "memcached-lite 1\n"
+    assert (data_dir / "FORMAT").read_text() == "memcached-lite 2\n"
 
 
 def test_a_second_store_on_an_open_dir_is_refused(stores, store, data_dir):
@@ -1161,11 +1188,11 @@ def test_a_crashed_stores_dir_can_be_opened_again(stores, store):
 
 def test_a_dir_of_another_format_is_refused(data_dir):
     data_dir.mkdir()
-    (data_dir / "FORMAT").write_text("memcached-lite 2\n")
+    (data_dir / "FORMAT").write_text("memcached-lite 3\n")
     with pytest.raises(DataDirError) as info:
         Store(str(data_dir))
-    assert "format" in str(info.value) and "memcached-lite 2" in str(info.value)
-    assert (data_dir / "FORMAT").read_text() == "memcached-lite 2\n"
+    assert "format" in str(info.value) and "memcached-lite 3" in str(info.value)
+    assert (data_dir / "FORMAT").read_text() == "memcached-lite 3\n"
     assert not (data_dir / "items").exists()
 
 

@@ -1,0 +1,521 @@
+"""Durability levels (store/durability.py, the store's batch, the session's held
+replies): what each `--fsync` level makes durable, in which order, and what a
+client is told when the disk refuses.
+
+The barrier is replaced by a recorder that notes what was on disk at each
+call, so the order "data durable, then renamed, then the rename durable, then
+the reply" is checked without a power cut. Time is a fake clock; nothing
+sleeps.
+"""
+
+import os
+
+import pytest
+
+from handlers import Server, Session, Settings
+from store import ALWAYS, EVERYSEC, NO, Mode, Result, Store, StoreError
+from store import durability as durability_mod
+from store.durability import FsyncBarrier, SyncfsBarrier, make_barrier
+
+T0 = 1_700_000_000.0
+
+
+class Clock:
+    def __init__(self, now=T0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += seconds
+
+
+class RecordingBarrier:
+    """Stands in for syncfs: records each call with the item files present
+    and the temp files waiting, and fails when told to."""
+
+    name = "recording"
+    needs_paths = True
+
+    def __init__(self, store):
+        self.store = store
+        self.calls = []
+        self.fail_with = None
+
+    def sync(self, files, dirs):
+        self.calls.append(
+            {"files": list(files), "dirs": set(dirs), "items": item_files(self.store), "tmp": tmp_files(self.store)}
+        )
+        if self.fail_with is not None:
+            raise OSError(self.fail_with, os.strerror(self.fail_with))
+
+    def close(self):
+        pass
+
+
+def item_files(store):
+    out = set()
+    for root, _, names in os.walk(store.dir.items):
+        out.update(names)
+    return out
+
+
+def tmp_files(store):
+    return set(os.listdir(store.dir.tmp))
+
+
+def file_name(store, key):
+    return os.path.basename(store.dir.locate(key)[1])
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def open_store(tmp_path, clock):
+    opened = []
+
+    def open_(level=ALWAYS, name="data", **kw):
+        store = Store(str(tmp_path / name), clock=clock, fsync=level, **kw)
+        while store.tick():  # the start-up walk of an empty dir
+            pass
+        opened.append(store)
+        return store
+
+    yield open_
+    for store in opened:
+        if store.dir._lock_fd is not None:
+            store.close()
+
+
+@pytest.fixture
+def store(open_store):
+    return open_store(ALWAYS)
+
+
+@pytest.fixture
+def barrier(store):
+    recorder = RecordingBarrier(store)
+    store.durability.barrier = recorder
+    return recorder
+
+
+def set_(store, key, value, flags=0):
+    return store.store(Mode.SET, key, flags, 0, value)
+
+
+# == always: the batch ==========================================================
+
+
+def test_always_keeps_a_write_out_of_its_file_until_the_commit(store, barrier):
+    set_(store, b"k", b"v")
+    assert file_name(store, b"k") not in item_files(store)
+    store.commit()
+    assert file_name(store, b"k") in item_files(store)
+
+
+def test_always_serves_a_write_of_the_open_batch_to_readers(store, barrier):
+    set_(store, b"k", b"v", flags=5)
+    item = store.get(b"k")
+    assert (item.flags, item.value) == (5, b"v")
+
+
+def test_always_serves_a_pending_write_even_when_the_cache_has_no_room(open_store):
+    store = open_store(ALWAYS, memory_limit=10)
+    store.durability.barrier = RecordingBarrier(store)
+    set_(store, b"k", b"a value far larger than the cache")
+    assert store.get(b"k").value == b"a value far larger than the cache"
+
+
+def test_always_commits_data_before_renaming_and_renames_before_the_second_barrier(store, barrier):
+    set_(store, b"a", b"1")
+    set_(store, b"b", b"2")
+    store.commit()
+    first, second = barrier.calls
+    names = {file_name(store, b"a"), file_name(store, b"b")}
+    # first barrier: both values wait in temp files, neither is renamed yet
+    assert len(first["tmp"]) == 2 and not names & first["items"]
+    assert sorted(first["files"]) == sorted(os.path.join(store.dir.tmp, t) for t in first["tmp"])
+    # second barrier: both are in place, and their folders are the ones synced
+    assert names <= second["items"] and not second["tmp"]
+    assert {os.path.dirname(store.dir.locate(k)[1]) for k in (b"a", b"b")} <= second["dirs"]
+
+
+def test_always_makes_one_batch_of_many_writes_with_two_barriers(store, barrier):
+    for i in range(50):
+        set_(store, b"k%d" % i, b"v")
+    store.commit()
+    assert len(barrier.calls) == 2
+    assert store.durability.calls == 2
+
+
+def test_always_syncs_the_parents_of_new_bucket_folders(store, barrier):
+    set_(store, b"k", b"v")
+    store.commit()
+    bucket = os.path.dirname(store.dir.locate(b"k")[1])
+    top = os.path.dirname(bucket)
+    assert {bucket, top, store.dir.items} <= barrier.calls[1]["dirs"]
+
+
+def test_always_commits_a_batch_of_deletes_with_one_barrier(store, barrier):
+    set_(store, b"k", b"v")
+    store.commit()
+    barrier.calls.clear()
+    assert store.delete(b"k")
+    store.commit()
+    assert len(barrier.calls) == 1
+    assert file_name(store, b"k") not in barrier.calls[0]["items"]
+
+
+def test_always_with_nothing_written_makes_no_barrier(store, barrier):
+    store.get(b"nothing")
+    assert store.commit() is None
+    assert barrier.calls == []
+
+
+def test_always_two_writes_of_one_key_in_a_batch_leave_the_last(store, barrier):
+    set_(store, b"k", b"first")
+    set_(store, b"k", b"second")
+    store.commit()
+    assert len(barrier.calls[0]["files"]) == 1
+    assert not tmp_files(store)
+    store.cache.clear()
+    assert store.get(b"k").value == b"second"
+    assert (store.curr_items, store.bytes) == (1, store.get(b"k").size)
+
+
+def test_always_a_write_then_delete_in_one_batch_leaves_nothing(store, barrier):
+    set_(store, b"k", b"v")
+    assert store.delete(b"k")
+    store.commit()
+    assert file_name(store, b"k") not in item_files(store)
+    assert not tmp_files(store)
+    assert (store.curr_items, store.bytes) == (0, 0)
+
+
+def test_always_a_delete_then_write_in_one_batch_leaves_the_new_value(store, barrier):
+    set_(store, b"k", b"old")
+    store.commit()
+    store.delete(b"k")
+    set_(store, b"k", b"new")
+    store.commit()
+    store.cache.clear()
+    assert store.get(b"k").value == b"new"
+    assert store.curr_items == 1
+
+
+def test_always_append_in_the_batch_builds_on_the_pending_value(store, barrier):
+    set_(store, b"k", b"a")
+    assert store.store(Mode.APPEND, b"k", 0, 0, b"b") is Result.STORED
+    store.commit()
+    store.cache.clear()
+    assert store.get(b"k").value == b"ab"
+
+
+def test_always_a_failed_first_barrier_keeps_every_old_value(store, barrier):
+    set_(store, b"k", b"old")
+    store.commit()
+    barrier.fail_with = 5  # EIO
+    set_(store, b"k", b"new")
+    set_(store, b"fresh", b"x")
+    batch = store.commit()
+    assert batch.error == "Input/output error"
+    barrier.fail_with = None
+    assert store.get(b"k").value == b"old"
+    assert store.get(b"fresh") is None
+    assert not tmp_files(store)
+    assert (store.curr_items, store.bytes) == (1, store.get(b"k").size)
+
+
+def test_always_a_failed_first_barrier_leaves_old_values_after_a_restart(open_store, store, barrier):
+    set_(store, b"k", b"old")
+    store.commit()
+    barrier.fail_with = 28  # ENOSPC
+    set_(store, b"k", b"new")
+    store.commit()
+    store.close()
+    again = open_store(ALWAYS)
+    assert again.get(b"k").value == b"old"
+
+
+def test_always_the_store_works_again_after_a_failed_commit(store, barrier):
+    barrier.fail_with = 5
+    set_(store, b"k", b"lost")
+    store.commit()
+    barrier.fail_with = None
+    set_(store, b"k", b"kept")
+    assert store.commit().error is None
+    store.cache.clear()
+    assert store.get(b"k").value == b"kept"
+
+
+def test_always_counts_barrier_calls_time_and_errors(store, barrier):
+    set_(store, b"k", b"v")
+    store.commit()
+    barrier.fail_with = 5
+    set_(store, b"k", b"w")
+    store.commit()
+    d = store.durability
+    assert (d.calls, d.errors) == (3, 1)
+    assert d.seconds >= 0
+
+
+def test_the_background_walk_commits_the_open_batch_first(open_store):
+    store = open_store(ALWAYS)
+    store.durability.barrier = RecordingBarrier(store)
+    set_(store, b"k", b"v")
+    store.tick()
+    assert store.batch is None
+    assert file_name(store, b"k") in item_files(store)
+
+
+def test_close_commits_the_open_batch(open_store, store, barrier):
+    set_(store, b"k", b"v")
+    store.close()
+    assert open_store(ALWAYS).get(b"k").value == b"v"
+
+
+# == everysec and no ============================================================
+
+
+@pytest.fixture
+def ticking(monkeypatch):
+    """The monotonic clock everysec's timer reads, moved by the test."""
+    now = [1000.0]
+    monkeypatch.setattr(durability_mod.time, "monotonic", lambda: now[0])
+    return now
+
+
+def test_everysec_writes_the_file_at_once(open_store, ticking):
+    store = open_store(EVERYSEC)
+    set_(store, b"k", b"v")
+    assert store.batch is None
+    assert file_name(store, b"k") in item_files(store)
+
+
+def test_everysec_syncs_once_a_second_after_writes(open_store, ticking):
+    store = open_store(EVERYSEC)
+    recorder = store.durability.barrier = RecordingBarrier(store)
+    set_(store, b"k", b"v")
+    assert store.sync_if_due() is False
+    assert 0 < store.seconds_to_sync() <= 1.0
+    ticking[0] += 1.0
+    assert store.sync_if_due() is True
+    assert len(recorder.calls) == 1
+    assert file_name(store, b"k") in recorder.calls[0]["items"]
+
+
+def test_everysec_makes_no_barrier_without_writes(open_store, ticking):
+    store = open_store(EVERYSEC)
+    recorder = store.durability.barrier = RecordingBarrier(store)
+    ticking[0] += 5.0
+    assert store.sync_if_due() is False
+    assert store.seconds_to_sync() is None
+    assert recorder.calls == []
+
+
+def test_everysec_counts_deletes_as_writes(open_store, ticking):
+    store = open_store(EVERYSEC)
+    set_(store, b"k", b"v")
+    ticking[0] += 1.0
+    store.sync_if_due()
+    store.delete(b"k")
+    assert store.seconds_to_sync() is not None
+
+
+def test_everysec_retries_a_failed_sync_at_the_next_tick(open_store, ticking):
+    store = open_store(EVERYSEC)
+    recorder = store.durability.barrier = RecordingBarrier(store)
+    set_(store, b"k", b"v")
+    ticking[0] += 1.0
+    recorder.fail_with = 5
+    with pytest.raises(StoreError):
+        store.sync_if_due()
+    recorder.fail_with = None
+    ticking[0] += 1.0
+    assert store.sync_if_due() is True
+    assert store.durability.errors == 1
+
+
+def test_everysec_fsync_barrier_gets_the_written_files_and_folders(open_store, ticking):
+    store = open_store(EVERYSEC, fsync_method="fsync")
+    recorder = RecordingBarrier(store)
+    store.durability.barrier = recorder
+    set_(store, b"k", b"v")
+    ticking[0] += 1.0
+    store.sync_if_due()
+    path = store.dir.locate(b"k")[1]
+    assert recorder.calls[0]["files"] == [path]
+    assert os.path.dirname(path) in recorder.calls[0]["dirs"]
+
+
+def test_everysec_close_makes_what_is_left_durable(open_store, ticking):
+    store = open_store(EVERYSEC)
+    recorder = store.durability.barrier = RecordingBarrier(store)
+    set_(store, b"k", b"v")
+    store.close()
+    assert len(recorder.calls) == 1
+
+
+def test_no_never_makes_a_barrier(open_store, ticking):
+    store = open_store(NO)
+    recorder = store.durability.barrier = RecordingBarrier(store)
+    set_(store, b"k", b"v")
+    store.delete(b"k")
+    ticking[0] += 10.0
+    assert store.sync_if_due() is False
+    store.close()
+    assert recorder.calls == []
+
+
+# == the barriers ===============================================================
+
+
+def test_auto_picks_syncfs_where_the_c_library_has_it(tmp_path):
+    barrier = make_barrier("auto", str(tmp_path))
+    try:
+        expected = SyncfsBarrier if durability_mod._SYNCFS is not None else FsyncBarrier
+        assert isinstance(barrier, expected)
+    finally:
+        barrier.close()
+
+
+def test_an_unknown_level_or_method_is_refused(tmp_path):
+    with pytest.raises(ValueError):
+        Store(str(tmp_path / "a"), fsync="sometimes")
+    with pytest.raises(ValueError):
+        Store(str(tmp_path / "b"), fsync_method="prayer")
+
+
+@pytest.mark.skipif(durability_mod._SYNCFS is None, reason="no syncfs in this C library")
+def test_syncfs_barrier_runs(tmp_path):
+    barrier = SyncfsBarrier(str(tmp_path))
+    try:
+        barrier.sync([], [])
+    finally:
+        barrier.close()
+
+
+def test_fsync_barrier_syncs_each_file_and_folder(tmp_path, monkeypatch):
+    synced = []
+    monkeypatch.setattr(os, "fdatasync", lambda fd: synced.append(("file", os.readlink(f"/proc/self/fd/{fd}"))))
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(("dir", os.readlink(f"/proc/self/fd/{fd}"))))
+    f = tmp_path / "f"
+    f.write_bytes(b"x")
+    FsyncBarrier(str(tmp_path)).sync([str(f)], [str(tmp_path)])
+    assert synced == [("file", str(f)), ("dir", str(tmp_path))]
+
+
+# == the session holds replies until the batch is durable =======================
+
+
+@pytest.fixture
+def server(store, clock):
+    return Server(store, Settings(), clock=clock)
+
+
+def session_of(server):
+    return Session(server)
+
+
+def commit_and_release(server, *sessions):
+    server.commit()
+    return [s.release() for s in sessions]
+
+
+def test_a_write_under_always_is_answered_only_after_the_commit(server, barrier):
+    s = session_of(server)
+    assert s.feed(b"set k 0 0 1\r\nv\r\n") == b""
+    assert s.holding
+    assert barrier.calls == []
+    assert commit_and_release(server, s) == [b"STORED\r\n"]
+    assert len(barrier.calls) == 2
+    assert not s.holding
+
+
+def test_every_reply_of_the_iteration_waits_and_keeps_its_order(server, barrier):
+    s = session_of(server)
+    stream = b"get k\r\nset k 0 0 1\r\nv\r\nget k\r\ndelete k\r\nget k\r\n"
+    assert s.feed(stream) == b""
+    (reply,) = commit_and_release(server, s)
+    assert reply == b"END\r\nSTORED\r\nVALUE k 0 1\r\nv\r\nEND\r\nDELETED\r\nEND\r\n"
+
+
+def test_another_connection_does_not_see_a_pending_value_before_it_is_durable(server, barrier):
+    writer, reader = session_of(server), session_of(server)
+    writer.feed(b"set k 0 0 1\r\nv\r\n")
+    assert reader.feed(b"get k\r\n") == b""
+    assert commit_and_release(server, writer, reader) == [b"STORED\r\n", b"VALUE k 0 1\r\nv\r\nEND\r\n"]
+
+
+def test_reads_are_answered_at_once_while_no_batch_is_open(server, barrier):
+    s = session_of(server)
+    assert s.feed(b"get k\r\n") == b"END\r\n"
+    assert not s.holding
+
+
+def test_a_failed_commit_answers_every_write_of_the_batch_server_error(server, barrier):
+    s = session_of(server)
+    s.feed(b"set k 0 0 3\r\nold\r\n")
+    commit_and_release(server, s)
+    barrier.fail_with = 5
+    s.feed(b"set k 0 0 3\r\nnew\r\nget k\r\ntouch k 10\r\n")
+    (reply,) = commit_and_release(server, s)
+    error = b"SERVER_ERROR Input/output error\r\n"
+    # the get in between answers what it read then; the writes are refused
+    assert reply == error + b"VALUE k 0 3\r\nnew\r\nEND\r\n" + error
+    barrier.fail_with = None
+    assert s.feed(b"get k\r\n") == b"VALUE k 0 3\r\nold\r\nEND\r\n"
+
+
+def test_a_failed_commit_is_reported_even_under_noreply(server, barrier):
+    s = session_of(server)
+    barrier.fail_with = 28
+    s.feed(b"set k 0 0 1 noreply\r\nv\r\n")
+    assert commit_and_release(server, s) == [b"SERVER_ERROR No space left on device\r\n"]
+
+
+def test_noreply_writes_are_silent_once_durable(server, barrier):
+    s = session_of(server)
+    s.feed(b"set k 0 0 1 noreply\r\nv\r\n")
+    assert commit_and_release(server, s) == [b""]
+
+
+def test_a_failed_commit_counts_a_persist_error(server, barrier):
+    s = session_of(server)
+    barrier.fail_with = 5
+    s.feed(b"set k 0 0 1\r\nv\r\n")
+    commit_and_release(server, s)
+    assert server.counters.persist_errors == 1
+
+
+def test_a_gat_under_always_waits_for_its_touch(server, barrier):
+    s = session_of(server)
+    s.feed(b"set k 0 0 1\r\nv\r\n")
+    commit_and_release(server, s)
+    assert s.feed(b"gat 100 k\r\n") == b""
+    assert commit_and_release(server, s) == [b"VALUE k 0 1\r\nv\r\nEND\r\n"]
+
+
+def test_stats_show_the_level_and_the_barrier_counters(server, barrier):
+    s = session_of(server)
+    s.feed(b"set k 0 0 1\r\nv\r\n")
+    commit_and_release(server, s)
+    general = s.feed(b"stats\r\n")
+    assert b"STAT fsync_level always\r\n" in general
+    assert b"STAT fsync_calls 2\r\n" in general
+    assert b"STAT fsync_errors 0\r\n" in general
+    assert b"STAT fsync_seconds " in general
+    settings = s.feed(b"stats settings\r\n")
+    assert b"STAT fsync always\r\n" in settings
+    assert b"STAT fsync_method recording\r\n" in settings
+
+
+def test_everysec_sessions_answer_at_once(open_store, clock):
+    store = open_store(EVERYSEC)
+    s = Session(Server(store, Settings(), clock=clock))
+    assert s.feed(b"set k 0 0 1\r\nv\r\n") == b"STORED\r\n"
+    assert not s.holding
