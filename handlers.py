@@ -29,6 +29,7 @@ import os
 import re
 import resource
 import time
+import urllib.parse
 
 from store import (
     Mode, NonNumeric, Result, StoreError, absolute_expiry, parse_c_integer, parse_u64, record,
@@ -57,6 +58,8 @@ NON_NUMERIC = b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n
 TOO_LARGE = b"SERVER_ERROR object too large for cache\r\n"
 DELETE_USAGE = b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"
 END = b"END\r\n"
+BADCLASS = b"BADCLASS invalid class id\r\n"
+NOTSTARTED = b"NOTSTARTED no items to crawl\r\n"
 
 _STORAGE_MODES = {
     b"set": Mode.SET,
@@ -111,6 +114,54 @@ class Deferred:
 
 def _render(parts):
     return b"".join(p if isinstance(p, bytes) else p.render() for p in parts)
+
+
+# -- lru_crawler metadump: what memcached would say of an item --------------
+
+
+# the bytes memcached's uriencode leaves as they are
+_URI_SAFE = re.compile(rb"[A-Za-z0-9._~-]*")
+# memcached accepts class ids 1..63 in `lru_crawler metadump 1,2,...`
+MAX_SLAB_CLASS_ID = 63
+
+
+def metadump_classes(token):
+    """The class ids of `lru_crawler metadump <token>`: None for every class
+    (`all`, `hash`), a set for a comma list, BADCLASS for a bad one."""
+    if token in (b"all", b"hash"):
+        return None
+    classes = set()
+    for part in token.split(b","):
+        if not part:
+            continue  # strtok skips empty fields
+        n = strtoul32(part)
+        if n is None or not 1 <= n <= MAX_SLAB_CLASS_ID:
+            return BADCLASS
+        classes.add(n)
+    return classes
+
+
+def _uriencode(key):
+    if _URI_SAFE.fullmatch(key):
+        return key  # most keys: no copy, no per-byte work
+    return urllib.parse.quote_from_bytes(key, safe="").encode("ascii")
+
+
+def metadump_line(head, size, classes=None):
+    """memcached 1.6.18's metadump line for one item of memcached's `size`
+    (Store.item_total), or None if its slab class is not asked for."""
+    cls = _slab_class(size)
+    if classes is not None and cls not in classes:
+        return None
+    return b"key=%s exp=%d la=%d cas=%d fetch=%s cls=%d size=%d\n" % (
+        _uriencode(head.key),
+        head.exptime if head.exptime else -1,
+        int(head.atime),
+        head.cas,
+        b"yes" if head.state & record.FETCHED else b"no",
+        cls,
+        size,
+    )
 
 
 # -- what all sessions of one server share ---------------------------------
@@ -315,6 +366,7 @@ class Session:
         self._out = []
         self._room = None  # reply bytes the current command may still make
         self._retrieval = None  # a get paused at the output limit: what is left
+        self._metadump = None  # a metadump under way: (live_heads generator, classes)
         self._held = []  # replies waiting for the store's batch
         # feed() stopped at a limit with work left (commands or a paused get)
         self.stopped_early = False
@@ -386,6 +438,11 @@ class Session:
                 keys, with_cas, exptime = self._retrieval
                 self._retrieval = None
                 self._retrieve_keys(keys, with_cas, exptime)
+            elif self._metadump is not None:
+                # a bucket of the dump counts as a command, so a dump of a
+                # million items takes turns with the other clients
+                commands += 1
+                self._metadump_bucket()
             elif self._state is LINE:
                 nl = buf.find(b"\n", pos)
                 if nl < 0:
@@ -659,6 +716,39 @@ class Session:
         if self._persist(self.store.flush_all, delay) is FAILED:
             return
         self._reply(noreply, b"OK\r\n")
+
+    # -- lru_crawler metadump ---------------------------------------------
+
+    def _lru_crawler(self, words):
+        # memcached 1.6.18 also knows crawl, tocrawl, sleep, enable and
+        # disable; they steer its slab crawler thread, which we do not have
+        if len(words) != 3 or words[1] != b"metadump":
+            self._out.append(ERROR)
+            return
+        classes = metadump_classes(words[2])
+        if classes is BADCLASS:
+            self._out.append(BADCLASS)
+        elif classes is not None and not classes:
+            self._out.append(NOTSTARTED)
+        else:
+            # answered a bucket at a time by feed(), which pauses between
+            # buckets at its limits; ended with END, as memcached's issue 667
+            # asks, so a client knows the dump is whole without a timeout
+            self._metadump = (self.store.live_heads(), classes)
+
+    def _metadump_bucket(self):
+        heads, classes = self._metadump
+        try:
+            bucket = next(heads)
+        except StopIteration:
+            self._metadump = None
+            self._out.append(END)
+            return
+        total = self.store.item_total
+        lines = [metadump_line(h, total(len(h.key), h.value_len, h.flags), classes) for h in bucket]
+        lines = [line for line in lines if line is not None]
+        if lines:
+            self._out.append(b"".join(lines))
 
     # -- server commands --------------------------------------------------
 
@@ -1024,6 +1114,7 @@ _COMMANDS = {
     b"cache_memlimit": (Session._cache_memlimit, 2, 3),
     b"stats": (Session._stats, 1, None),
     b"shutdown": (Session._shutdown, 1, None),
+    b"lru_crawler": (Session._lru_crawler, 2, None),
     b"mg": (Session._meta_get, 2, None),
     b"ms": (Session._meta_set, 2, None),
     b"md": (Session._meta_delete, 2, None),

@@ -14,6 +14,7 @@ the last-access time: those are kept in memory (`_accessed`) and reach the
 disk with the item's next write, or at a clean close, so a `get` never writes.
 """
 
+import collections
 import enum
 import logging
 import os
@@ -35,6 +36,8 @@ MAX_U64 = (1 << 64) - 1
 # memcached keeps an item in a chunk of key + value + 59 bytes of header (+4
 # when flags are non-zero); an item whose chunk passes -I is refused.
 ITEM_OVERHEAD = 59
+# What an enumeration reads of a record: the largest header and a key.
+_HEADER_AND_KEY = record.HEADER_SIZE + 250
 # Items whose access state (fetched, last access) waits in memory for a write;
 # past this many the oldest are forgotten (their record keeps the older state).
 ACCESSED_MAX = 10_000
@@ -101,6 +104,13 @@ class Arithmetic:
         self.item = item
         self.created = created
         self.exptime_before = exptime_before  # the item's, before this change
+
+
+class ItemHead(collections.namedtuple("ItemHead", "key flags exptime cas stored value_len state atime")):
+    """What a record's header says of an item, without its value; `state`
+    holds record.py's bits (FETCHED...), `atime` the last access."""
+
+    __slots__ = ()
 
 
 def absolute_expiry(exptime, now):
@@ -694,6 +704,53 @@ class Store:
     @property
     def scan_done(self):
         return self._counted == "~"
+
+    # -- enumerating the live items (lru_crawler metadump) ------------------
+
+    def live_heads(self):
+        """Every live item's header, one bucket at a time, in hash order.
+
+        Yields a list of ItemHead per bucket (often empty), so a caller can
+        stop between any two buckets and go on later: only one bucket is
+        ever held in memory, and no index of keys is needed. An item that
+        lives throughout appears exactly once (its bucket is fixed by its
+        key); one written or deleted meanwhile may or may not appear.
+        Read-only: a file that is not a valid record is skipped and left to
+        the background walk, which quarantines it. The access state of an
+        item read since its last write (kept in memory) is the one given.
+        """
+        for top in range(256):
+            top_name = "%02x" % top
+            if not self.dir.has_top(top_name):
+                yield []
+                continue
+            for sub in range(256):
+                yield self._live_heads_in("%s/%02x" % (top_name, sub))
+
+    def _live_heads_in(self, bucket):
+        try:
+            files = self.dir.bucket_heads(bucket, _HEADER_AND_KEY)
+        except OSError as e:
+            log.error("cannot list bucket %s: %s", bucket, e)
+            return []
+        now = self.clock()
+        heads = []
+        for path, size, head in files:
+            try:
+                h = record.decode_header(head)
+            except record.CorruptRecord:
+                continue
+            key = head[h.size : h.size + h.key_len]
+            if size != h.size + h.key_len + h.value_len or len(key) != h.key_len:
+                continue
+            if key_hash(key) != os.path.basename(path) or self._death(h.exptime, h.cas, h.stored, now):
+                continue
+            state, atime = h.state, h.atime
+            accessed = self._accessed.get(key)
+            if accessed is not None and accessed.cas == h.cas:
+                state, atime = accessed.state, accessed.atime
+            heads.append(ItemHead(key, h.flags, h.exptime, h.cas, h.stored, h.value_len, state, atime))
+        return heads
 
     def save_access_state(self):
         """Write the fetched bit and last access of the items read since their
