@@ -38,7 +38,7 @@ import sys
 import time
 
 import handlers
-from store import EVERYSEC, LEVELS, METHODS, DataDirError, Store
+from store import DISK_POLICIES, EVERYSEC, LEVELS, METHODS, DataDirError, Store
 
 log = logging.getLogger("memcached-lite")
 
@@ -198,6 +198,7 @@ class Reactor:
             self.conns.add(conn)
             log.debug("connection from %s", peer)
             self._set_events(conn)
+            conn.session.attach(sock.fileno(), peer, self.listener.getsockname(), _unsent_of(conn))
 
     def _resume_accepting(self):
         until = self._accept_paused_until
@@ -359,6 +360,11 @@ def _discard_input(sock):
         pass
 
 
+def _unsent_of(conn):
+    # for `stats conns`: a connection whose replies wait for the client is conn_mwrite
+    return lambda: conn.out_size
+
+
 def _take(out, n):
     for i, part in enumerate(out):
         if i == n:
@@ -376,8 +382,8 @@ def default_data_dir(port):
 
 
 def parse_size(text):
-    """memcached's -I: bytes, or with a k/m suffix."""
-    units = {"k": 1 << 10, "m": 1 << 20}
+    """memcached's -I: bytes, or with a k/m (or g) suffix."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
     text = text.strip().lower()
     try:
         if text and text[-1] in units:
@@ -424,7 +430,32 @@ def parse_args(argv):
         "(each file and folder), auto: syncfs where available (default: auto)",
     )
     p.add_argument("-v", "--verbose", action="count", default=0, help="-v connections, -vv every command")
+    # issue 7: observability, the disk quota, safe defaults
+    p.add_argument(
+        "-D", dest="prefix_delimiter", type=os.fsencode,
+        help="the character that ends a key's prefix for `stats detail`; turns detail on (default: ':')",
+    )
+    p.add_argument(
+        "-X", "--disable-dumping", action="store_true",
+        help="refuse key dumps: `stats cachedump` and `lru_crawler metadump`",
+    )
+    p.add_argument(
+        "-Y", "--auth-file", type=auth_file,
+        help="memcached's ASCII authentication: a file of user:password lines; a client "
+        "authenticates with `set <any> 0 0 <n>` and `<user> <password>` as the data",
+    )
+    p.add_argument(
+        "--max-disk", type=parse_size, default=None,
+        help="most bytes of item records the data dir may hold, e.g. 100m or 2g (default: no limit)",
+    )
+    p.add_argument(
+        "--disk-policy", choices=DISK_POLICIES, default="refuse",
+        help="past --max-disk: refuse (SERVER_ERROR out of memory storing object, as memcached's -M) "
+        "or evict the least recently written files (default: refuse)",
+    )
     args = p.parse_args(argv)
+    if args.prefix_delimiter is not None and len(args.prefix_delimiter) != 1:
+        p.error("-D takes one character")
     if not 0 < args.port < 65536:
         p.error("port must be 1-65535")
     if args.conn_limit < 1 or args.memory_limit < 1:
@@ -433,6 +464,27 @@ def parse_args(argv):
         p.error("-I must be between 1k and 1024m")
     args.data_dir = args.data_dir or default_data_dir(args.port)
     return args
+
+
+def auth_file(path):
+    """-Y: the path, once it is known to load."""
+    try:
+        handlers.load_auth_file(path)
+    except handlers.AuthFileError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return path
+
+
+def configure_stats(server, args, listener):
+    """Hand -D, -X, -Y and the listening socket (for `stats conns`) to the protocol."""
+    settings = server.settings
+    if args.prefix_delimiter is not None:
+        settings.prefix_delimiter = args.prefix_delimiter
+        settings.detail_enabled = True  # as memcached's -D
+    settings.dump_enabled = not args.disable_dumping
+    if args.auth_file is not None:
+        server.load_auth(args.auth_file)
+    server.listener = (listener.fileno(), listener.getsockname())
 
 
 def ensure_descriptors(connections):
@@ -460,6 +512,8 @@ def main(argv=None):
             item_size_max=args.max_item_size,
             fsync=args.fsync,
             fsync_method=args.fsync_method,
+            max_disk=args.max_disk,
+            disk_policy=args.disk_policy,
         )
     except (DataDirError, ValueError) as e:
         log.error("%s", e)
@@ -478,6 +532,7 @@ def main(argv=None):
         log.error("cannot listen on %s:%d: %s", args.listen, args.port, e.strerror)
         return 1
     reactor = Reactor(handlers.Server(store, settings), listener)
+    configure_stats(reactor.server, args, listener)
 
     def on_signal(signum, frame):
         log.info("%s: shutting down", signal.Signals(signum).name)
