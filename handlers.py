@@ -248,7 +248,9 @@ class Server:
             ("bytes", s.bytes),
             ("curr_items", s.curr_items),
             ("total_items", s.total_items),
-            ("evictions", 0),  # leaving memory loses nothing: the item stays on disk
+            # leaving memory loses nothing (the item stays on disk): only files
+            # removed under --disk-policy evict count
+            ("evictions", s.evictions),
             ("reclaimed", s.reclaimed),
             ("cache_items", len(s.cache)),
             ("cache_bytes", s.cache.used),
@@ -1013,7 +1015,7 @@ class Session:
             return "conn_nread"
         if self._unsent is not None and self._unsent():
             return "conn_mwrite"
-        return "conn_read" if self.commands_run else "conn_new_cmd"
+        return "conn_read" if self.commands_run or self._buf else "conn_new_cmd"
 
     def _stats_detail(self, words):
         settings = self.server.settings
