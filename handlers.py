@@ -339,7 +339,8 @@ class Server:
             ("detail_enabled", "yes" if st.detail_enabled else "no"),
             ("binding_protocol", "ascii"),
             ("auth_enabled_sasl", "no"),
-            ("auth_enabled_ascii", "yes" if self.auth is not None else "no"),
+            # memcached shows the -Y file's path here
+            ("auth_enabled_ascii", st.auth_file if self.auth is not None else "no"),
             ("maxconns_fast", "yes"),
             ("hashpower_init", 16),
             ("dump_enabled", "yes" if st.dump_enabled else "no"),

@@ -465,9 +465,9 @@ def test_auth_attempts_and_failures_are_counted(guest):
     assert (rows["auth_cmds"], rows["auth_errors"], rows["cmd_set"]) == ("2", "1", "0")
 
 
-def test_stats_settings_show_ascii_auth_enabled(guest):
+def test_stats_settings_show_the_auth_file_as_memcached(guest):
     guest.feed(b"set a 0 0 12\r\nalice secret\r\n")
-    assert stats(guest, b"settings")["auth_enabled_ascii"] == "yes"
+    assert stats(guest, b"settings")["auth_enabled_ascii"] == guest.server.settings.auth_file
 
 
 def test_reload_reads_the_auth_file_again(auth_server, tmp_path):
