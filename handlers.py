@@ -24,16 +24,19 @@ calls the same store methods as its classic counterpart.
 """
 
 import base64
+import hmac
 import logging
 import os
 import re
 import resource
+import selectors
 import time
 import urllib.parse
 
 from store import (
     Mode, NonNumeric, Result, StoreError, absolute_expiry, parse_c_integer, parse_u64, record,
 )
+from store import DiskFull
 
 log = logging.getLogger("memcached-lite.protocol")
 
@@ -48,6 +51,7 @@ MEMLIMIT_MIN_MB = 8
 
 LINE, DATA = "LINE", "DATA"
 FAILED = object()  # a store change that could not be persisted
+AUTH = object()  # DATA: the authentication `set`'s "<user> <password>"
 
 ERROR = b"ERROR\r\n"
 BAD_FORMAT = b"CLIENT_ERROR bad command line format\r\n"
@@ -56,6 +60,8 @@ BAD_EXPTIME = b"CLIENT_ERROR invalid exptime argument\r\n"
 BAD_DELTA = b"CLIENT_ERROR invalid numeric delta argument\r\n"
 NON_NUMERIC = b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
 TOO_LARGE = b"SERVER_ERROR object too large for cache\r\n"
+NO_MEMORY = b"SERVER_ERROR out of memory storing object\r\n"  # --max-disk reached
+BAD_AUTH_FORMAT = b"CLIENT_ERROR bad authentication token format\r\n"
 DELETE_USAGE = b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"
 END = b"END\r\n"
 BADCLASS = b"BADCLASS invalid class id\r\n"
@@ -174,6 +180,11 @@ class Settings:
         self.max_connections = max_connections
         self.port = port
         self.listen = listen
+        # issue 7's observability and safety switches (-D, -X, -Y, --max-disk)
+        self.prefix_delimiter = b":"  # -D: where a key's prefix ends for `stats detail`
+        self.detail_enabled = False  # `stats detail on`, or -D
+        self.dump_enabled = True  # -X turns off key dumps (`stats cachedump`, metadump)
+        self.auth_file = None  # -Y: memcached's ASCII authentication
         self.verbosity = 0
         self.shutdown_enabled = False  # -A
         self.flush_enabled = True  # -F turns it off
@@ -196,6 +207,7 @@ class Counters:
         "store_too_large persist_errors sync_errors bytes_read bytes_written "
         "rejected_connections idle_kicks"
     ).split()
+    NAMES += ("cmd_meta", "store_no_memory", "auth_cmds", "auth_errors", "conn_yields")
 
     def __init__(self):
         for name in self.NAMES:
@@ -219,6 +231,11 @@ class Server:
         self.settings = settings or Settings()
         self.counters = Counters()
         self.clock = clock
+        self.sessions = set()  # the open connections' sessions, for `stats conns`
+        self.listener = None  # (fd, address) of the listening socket, set by the reactor
+        self.prefixes = PrefixStats()  # `stats detail`
+        self.auth = None  # the -Y file's (user, password) pairs, or None: no auth
+        self.conn_structs = 1  # memcached's connection_structures: the most at once, listener included
         self.started = clock()
         # set by the reactor: request_stop(graceful) ends the loop (`shutdown`)
         self.request_stop = None
@@ -257,7 +274,7 @@ class Server:
         c, s, st = self.counters, self.store, self.settings
         now = self.clock()
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        return [
+        rows = [
             ("pid", os.getpid()),
             ("uptime", int(now - self.started)),
             ("time", int(now)),
@@ -297,7 +314,9 @@ class Server:
             ("bytes", s.bytes),
             ("curr_items", s.curr_items),
             ("total_items", s.total_items),
-            ("evictions", 0),  # leaving memory loses nothing: the item stays on disk
+            # leaving memory loses nothing (the item stays on disk): only files
+            # removed under --disk-policy evict count
+            ("evictions", s.evictions),
             ("reclaimed", s.reclaimed),
             ("cache_items", len(s.cache)),
             ("cache_bytes", s.cache.used),
@@ -312,10 +331,11 @@ class Server:
             ("fsync_errors", s.durability.errors),
             ("sync_errors", c.sync_errors),
         ]
+        return in_memcached_order(rows + self._more_general_stats(), GENERAL_STATS_ORDER)
 
     def settings_stats(self):
         st, s = self.settings, self.store
-        return [
+        rows = [
             ("maxbytes", s.cache.limit),
             ("maxconns", st.max_connections),
             ("tcpport", st.port),
@@ -337,6 +357,215 @@ class Server:
             ("fsync", s.durability.level),
             ("fsync_method", s.durability.method),
         ]
+        return in_memcached_order(rows + self._more_settings_stats(), SETTINGS_STATS_ORDER)
+
+    # -- issue 7: the rest of memcached's stats, auth -------------------------
+
+    def _more_general_stats(self):
+        """memcached 1.6's general stats besides the ones above, where they mean
+        something here. Those whose mechanism does not exist here but which
+        tools read are 0 or constant, each said so below."""
+        c, s = self.counters, self.store
+        buffered = [len(session._buf) for session in self.sessions if session._buf]
+        return [
+            # not libevent: the loop is Python's selectors, named as such
+            ("libevent", selectors.DefaultSelector.__name__),
+            ("connection_structures", self.conn_structs),
+            # replies are bytes objects, not memcached's response objects: no pool
+            ("response_obj_oom", 0),
+            ("response_obj_count", 0),
+            ("response_obj_bytes", 0),
+            # the sessions' input buffers hold what is not parsed yet
+            ("read_buf_count", len(buffered)),
+            ("read_buf_bytes", sum(buffered)),
+            ("read_buf_bytes_free", 0),
+            ("read_buf_oom", 0),
+            ("cmd_meta", c.cmd_meta),
+            ("store_no_memory", c.store_no_memory),
+            ("auth_cmds", c.auth_cmds),
+            ("auth_errors", c.auth_errors),
+            # over -c a connection is answered and closed (maxconns_fast): the
+            # listener is never disabled
+            ("accepting_conns", 1),
+            ("listen_disabled_num", 0),
+            ("time_in_listen_disabled_us", 0),
+            ("conn_yields", c.conn_yields),
+            # the "hash table" is the data dir's 65,536 buckets (two hex bytes of
+            # the key's hash), on disk: no memory, never expanded
+            ("hash_power_level", 16),
+            ("hash_bytes", 0),
+            ("hash_is_expanding", 0),
+            # the background walk over the buckets is our LRU crawler: it
+            # checks every file and reclaims dead ones
+            ("lru_crawler_running", int(s.walking)),
+            ("lru_crawler_starts", s.walks),
+            ("crawler_reclaimed", s.reclaimed),
+            ("crawler_items_checked", s.items_checked),
+        ]
+
+    def _more_settings_stats(self):
+        st, s = self.settings, self.store
+        return [
+            ("domain_socket", "NULL"),
+            ("num_threads", 1),
+            ("stat_key_prefix", st.prefix_delimiter.decode("latin-1")),
+            ("detail_enabled", "yes" if st.detail_enabled else "no"),
+            ("binding_protocol", "ascii"),
+            ("auth_enabled_sasl", "no"),
+            # memcached shows the -Y file's path here
+            ("auth_enabled_ascii", st.auth_file if self.auth is not None else "no"),
+            ("maxconns_fast", "yes"),
+            ("hashpower_init", 16),
+            ("dump_enabled", "yes" if st.dump_enabled else "no"),
+            ("hash_algorithm", "blake2b"),
+            ("track_sizes", "no"),
+            ("max_disk", s.max_disk or 0),
+            ("disk_policy", s.disk_policy),
+        ]
+
+    def load_auth(self, path):
+        """Read -Y's file of `user:password` lines and require authentication;
+        raises AuthFileError (the old entries stay, as memcached keeps them
+        when a reload fails)."""
+        self.auth = load_auth_file(path)
+        self.settings.auth_file = path
+
+    def reload_auth(self):
+        """Read the -Y file again (memcached does on SIGHUP); True if it
+        loaded, False (logged, the old entries kept) if not, None without -Y."""
+        if self.settings.auth_file is None:
+            return None
+        try:
+            self.load_auth(self.settings.auth_file)
+        except AuthFileError as e:
+            log.error("auth file not reloaded, the old one stays: %s", e)
+            return False
+        log.info("auth file %s reloaded: %d users", self.settings.auth_file, len(self.auth))
+        return True
+
+    def check_auth(self, user, password):
+        """Whether the pair is in the -Y file (compared in constant time)."""
+        found = False
+        for u, p in self.auth or ():
+            found |= hmac.compare_digest(u, user) & hmac.compare_digest(p, password)
+        return found
+
+
+# memcached 1.6.18's `stats` and `stats settings` names in the order it sends
+# them; rows of ours that memcached lacks keep their order after these.
+GENERAL_STATS_ORDER = (
+    "pid uptime time version libevent pointer_size rusage_user rusage_system max_connections "
+    "curr_connections total_connections rejected_connections connection_structures response_obj_oom "
+    "response_obj_count response_obj_bytes read_buf_count read_buf_bytes read_buf_bytes_free "
+    "read_buf_oom reserved_fds cmd_get cmd_set cmd_flush cmd_touch cmd_meta get_hits get_misses "
+    "get_expired get_flushed delete_misses delete_hits incr_misses incr_hits decr_misses decr_hits "
+    "cas_misses cas_hits cas_badval touch_hits touch_misses store_too_large store_no_memory auth_cmds "
+    "auth_errors idle_kicks bytes_read bytes_written limit_maxbytes accepting_conns listen_disabled_num "
+    "time_in_listen_disabled_us threads conn_yields hash_power_level hash_bytes hash_is_expanding "
+    "slab_reassign_rescues slab_reassign_chunk_rescues slab_reassign_evictions_nomem "
+    "slab_reassign_inline_reclaim slab_reassign_busy_items slab_reassign_busy_deletes "
+    "slab_reassign_running slabs_moved lru_crawler_running lru_crawler_starts lru_maintainer_juggles "
+    "malloc_fails log_worker_dropped log_worker_written log_watcher_skipped log_watcher_sent "
+    "log_watchers unexpected_napi_ids round_robin_fallback bytes curr_items total_items "
+    "slab_global_page_pool expired_unfetched evicted_unfetched evicted_active evictions reclaimed "
+    "crawler_reclaimed crawler_items_checked lrutail_reflocked moves_to_cold moves_to_warm "
+    "moves_within_lru direct_reclaims lru_bumps_dropped"
+).split()
+SETTINGS_STATS_ORDER = (
+    "maxbytes maxconns tcpport udpport inter verbosity oldest evictions domain_socket umask "
+    "shutdown_command growth_factor chunk_size num_threads num_threads_per_udp stat_key_prefix "
+    "detail_enabled reqs_per_event cas_enabled tcp_backlog binding_protocol auth_enabled_sasl "
+    "auth_enabled_ascii item_size_max maxconns_fast hashpower_init slab_reassign slab_automove "
+    "slab_automove_ratio slab_automove_window slab_chunk_max lru_crawler lru_crawler_sleep "
+    "lru_crawler_tocrawl tail_repair_time flush_enabled dump_enabled hash_algorithm "
+    "lru_maintainer_thread lru_segmented hot_lru_pct warm_lru_pct hot_max_factor warm_max_factor "
+    "temp_lru temporary_ttl idle_timeout watcher_logbuf_size worker_logbuf_size read_buf_mem_limit "
+    "track_sizes inline_ascii_response ext_item_size ext_item_age ext_low_ttl ext_recache_rate "
+    "ext_wbuf_size ext_compact_under ext_drop_under ext_max_sleep ext_max_frag "
+    "slab_automove_freeratio ext_drop_unread ssl_enabled ssl_chain_cert ssl_key ssl_verify_mode "
+    "ssl_keyformat ssl_ciphers ssl_ca_cert ssl_wbuf_size ssl_session_cache ssl_kernel_tls "
+    "ssl_min_version num_napi_ids memory_file"
+).split()
+
+
+def in_memcached_order(rows, order):
+    """rows sorted by memcached's order of their names; names memcached does
+    not send keep their order, after all of memcached's."""
+    rank = {name: i for i, name in enumerate(order)}
+    end = len(order)
+    return sorted(rows, key=lambda row: rank.get(row[0], end))
+
+
+class PrefixStats:
+    """memcached's `stats detail`: get, hit, set and delete counts per key
+    prefix (the key up to the -D delimiter; keys without one are not counted).
+    At most MAX prefixes are kept: memcached's table has no bound, but here
+    a client inventing prefixes must not grow the server without one."""
+
+    MAX = 10_000
+
+    def __init__(self):
+        self._counts = {}  # prefix -> [gets, hits, sets, deletes]
+
+    def record(self, key, delimiter, column, hit=False):
+        """Count one get (column 0, with hit), set (2) or delete (3) of key."""
+        end = key.find(delimiter)
+        if end < 0:
+            return
+        prefix = key[:end]
+        counts = self._counts.get(prefix)
+        if counts is None:
+            if len(self._counts) >= self.MAX:
+                return
+            counts = self._counts[prefix] = [0, 0, 0, 0]
+        counts[column] += 1
+        if hit:
+            counts[1] += 1
+
+    def dump(self):
+        return b"".join(
+            b"PREFIX %s get %d hit %d set %d del %d\r\n" % (prefix, *counts)
+            for prefix, counts in self._counts.items()
+        ) + END
+
+    def clear(self):
+        self._counts.clear()
+
+
+class AuthFileError(Exception):
+    """The -Y file cannot be read, or a line of it is not `user:password`."""
+
+
+def load_auth_file(path):
+    """The (user, password) pairs of a file of `user:password` lines, as
+    memcached's authfile_load reads them: the user ends at the first ':', the
+    password at the line's end (a '\\r' before it dropped). Blank lines are
+    skipped; memcached's limit of 8 entries is not imitated."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise AuthFileError(f"cannot read the auth file {path}: {e.strerror}") from e
+    entries = []
+    for number, line in enumerate(data.split(b"\n"), 1):
+        line = line.rstrip(b"\r")
+        if not line:
+            continue
+        user, colon, password = line.partition(b":")
+        if not colon or not user:
+            raise AuthFileError(f"{path} line {number}: not user:password")
+        entries.append((user, password))
+    if not entries:
+        raise AuthFileError(f"{path} holds no user:password line")
+    return entries
+
+
+def _address(addr):
+    """A socket address as memcached's `stats conns` shows it."""
+    if addr is None:
+        return "unknown"
+    host, port = addr[0], addr[1]
+    return f"tcp6:[{host}]:{port}" if ":" in host else f"tcp:{host}:{port}"
 
 
 # -- one connection's protocol ----------------------------------------------
@@ -373,10 +602,27 @@ class Session:
         self.commands = 0  # command lines run so far: the reactor's idle clock
         self.counters.curr_connections += 1
         self.counters.total_connections += 1
+        # `stats conns`: the socket's description, filled in by attach()
+        self.fd = None
+        self.addr = None
+        self.listen_addr = None
+        self._unsent = None
+        self.last_command = server.clock()
+        self.commands_run = 0
+        self.authenticated = server.auth is None
+        server.sessions.add(self)
+        server.conn_structs = max(server.conn_structs, len(server.sessions) + 1)
+
+    def attach(self, fd, addr, listen_addr, unsent=None):
+        """What the reactor tells about the socket, for `stats conns`: its file
+        descriptor, peer and local address, and unsent() the bytes of replies
+        the kernel has not taken yet."""
+        self.fd, self.addr, self.listen_addr, self._unsent = fd, addr, listen_addr, unsent
 
     def close(self):
         """The connection is gone."""
         self.counters.curr_connections -= 1
+        self.server.sessions.discard(self)
 
     @property
     def state(self):
@@ -429,6 +675,8 @@ class Session:
         while not self.closing:
             if (limit is not None and size >= limit) or (max_commands is not None and commands >= max_commands):
                 self.stopped_early = True
+                if max_commands is not None and commands >= max_commands:
+                    self.counters.conn_yields += 1  # memcached's reqs_per_event yield
                 break
             before = len(out)
             batch = self.store.batch
@@ -502,6 +750,10 @@ class Session:
         if b"\0" in line:
             line = line[: line.index(b"\0")]  # memcached reads the line as a C string
         words = [w for w in line.split(b" ") if w]
+        self.last_command = self.server.clock()
+        self.commands_run += 1
+        if not self.authenticated:
+            return self._unauthenticated(words)
         if self.server.settings.verbosity > 1:
             log.debug("<%s", line[:200])
         if not words or len(words[0]) < 2:
@@ -542,6 +794,8 @@ class Session:
             return self._reply(noreply, BAD_FORMAT)
         self._state = DATA
         self._need = length + 2
+        if self.server.settings.detail_enabled:
+            self.server.prefixes.record(key, self.server.settings.prefix_delimiter, 2)
         if not self.store.item_fits(len(key), length, flags):
             self.counters.store_too_large += 1
             self._pending = None  # the data will be read and dropped
@@ -562,6 +816,8 @@ class Session:
 
     def _complete_storage(self, block):
         # `meta` is an ms's MetaRequest (None for the classic commands)
+        if self._pending[0] is AUTH:
+            return self._complete_auth(block)
         mode, key, flags, exptime, cas_unique, noreply, meta = self._pending
         self._pending = None
         self.counters.cmd_set += 1
@@ -571,6 +827,8 @@ class Session:
         options = {} if meta is None else meta.store_options
         result = self._persist(self.store.store, mode, key, flags, exptime, block[:-2], cas_unique, **options)
         if result is FAILED:
+            if mode is Mode.SET and self._out[-1] == NO_MEMORY:
+                self._drop_old_value(key)  # as memcached: no stale value after a refused set
             return
         if mode is Mode.CAS:
             self.counters.bump(_CAS_COUNTERS[result])
@@ -584,7 +842,10 @@ class Session:
         try:
             return change(*args, **options)
         except StoreError as e:
-            self.counters.persist_errors += 1
+            if isinstance(e, DiskFull):
+                self.counters.store_no_memory += 1  # --max-disk, as memcached's -M
+            else:
+                self.counters.persist_errors += 1
             # like memcached's out_errstring, shown even under noreply
             self._out.append(b"SERVER_ERROR " + str(e).encode("utf-8", "replace") + b"\r\n")
             return FAILED
@@ -627,6 +888,8 @@ class Session:
             if item is FAILED:
                 return  # the SERVER_ERROR stands in for the rest of the reply
             c.bump("cmd_" + kind)
+            if self.server.settings.detail_enabled:
+                self.server.prefixes.record(key, self.server.settings.prefix_delimiter, 0, item is not None)
             if item is None:
                 c.bump(kind + "_misses")
                 continue
@@ -658,6 +921,8 @@ class Session:
         key = words[1]
         if len(key) > KEY_MAX_LENGTH:
             return self._reply(noreply, BAD_FORMAT)
+        if self.server.settings.detail_enabled:
+            self.server.prefixes.record(key, self.server.settings.prefix_delimiter, 3)
         deleted = self._persist(self.store.delete, key)
         if deleted is not FAILED:
             self._hit_or_miss(noreply, "delete", b"DELETED\r\n" if deleted else None)
@@ -724,6 +989,9 @@ class Session:
         # disable; they steer its slab crawler thread, which we do not have
         if len(words) != 3 or words[1] != b"metadump":
             self._out.append(ERROR)
+            return
+        if not self.server.settings.dump_enabled:
+            self._out.append(b"ERROR metadump not allowed\r\n")
             return
         classes = metadump_classes(words[2])
         if classes is BADCLASS:
@@ -802,15 +1070,163 @@ class Session:
         elif sub == b"reset":
             self.counters.reset()
             self.store.reset_stats()
+            self.server.prefixes.clear()
             self._out.append(b"RESET\r\n")
             return
         else:
-            self._out.append(ERROR)
+            group = _STATS_GROUPS.get(sub)
+            if group is None:
+                self._out.append(ERROR)
+            else:
+                group(self, words)
             return
         self._out.append(
             b"".join(b"STAT %s %s\r\n" % (name.encode(), str(value).encode()) for name, value in rows)
             + END
         )
+
+    # -- the other stats groups (issue 7) ------------------------------------
+
+    def _stat_lines(self, rows):
+        self._out.append(
+            b"".join(b"STAT %s %s\r\n" % (name.encode(), str(value).encode()) for name, value in rows) + END
+        )
+
+    def _stats_items(self, words):
+        # One class: items are files, not slab chunks. Where memcached's
+        # segmented LRU has counters of its own, everything is "cold".
+        s, c = self.store, self.counters
+        if not s.curr_items:
+            return self._out.append(END)
+        oldest = s.cache.oldest()
+        age = 0 if oldest is None else max(0, int(self.store.clock() - oldest.atime))
+        values = {
+            "number": s.curr_items, "number_cold": s.curr_items, "age": age, "mem_requested": s.bytes,
+            "evicted": s.evictions, "outofmemory": c.store_no_memory, "reclaimed": s.reclaimed,
+            "crawler_reclaimed": s.reclaimed, "crawler_items_checked": s.items_checked,
+            "hits_to_cold": c.get_hits,
+        }
+        self._stat_lines(("items:1:" + name, values.get(name, 0)) for name in _ITEMS_NAMES)
+
+    def _stats_slabs(self, words):
+        # One honest class: a chunk is a file, as large as -I allows, one per
+        # "page"; nothing is allocated ahead, so nothing is free.
+        s, c = self.store, self.counters
+        rows = []
+        if s.curr_items:
+            n = s.curr_items
+            rows = [
+                ("1:chunk_size", s.item_size_max), ("1:chunks_per_page", 1), ("1:total_pages", n),
+                ("1:total_chunks", n), ("1:used_chunks", n), ("1:free_chunks", 0), ("1:free_chunks_end", 0),
+            ] + [("1:" + name, getattr(c, name)) for name in _SLAB_COUNTERS]
+        rows += [("active_slabs", 1 if s.curr_items else 0), ("total_malloced", s.bytes)]
+        self._stat_lines(rows)
+
+    def _stats_sizes(self, words):
+        # memcached's answer without -o track_sizes: there is no size histogram
+        self._stat_lines([("sizes_status", "disabled")])
+
+    def _stats_conns(self, words):
+        now = self.server.clock()
+        rows = []
+        if self.server.listener is not None:
+            fd, addr = self.server.listener
+            rows += [
+                ("%d:addr" % fd, _address(addr)),
+                ("%d:state" % fd, "conn_listening"),
+                ("%d:secs_since_last_cmd" % fd, int(now - self.server.started)),
+            ]
+        for session in sorted((s for s in self.server.sessions if s.fd is not None), key=lambda s: s.fd):
+            fd = session.fd
+            rows += [
+                ("%d:addr" % fd, _address(session.addr)),
+                ("%d:listen_addr" % fd, _address(session.listen_addr)),
+                ("%d:state" % fd, session._conn_state(self)),
+                ("%d:secs_since_last_cmd" % fd, int(now - session.last_command)),
+            ]
+        self._stat_lines(rows)
+
+    def _conn_state(self, asking):
+        """memcached's name for what this connection is doing."""
+        if self is asking:
+            return "conn_parse_cmd"
+        if self.closing:
+            return "conn_closing"
+        if self._state is DATA:
+            return "conn_nread"
+        if self._unsent is not None and self._unsent():
+            return "conn_mwrite"
+        return "conn_read" if self.commands_run or self._buf else "conn_new_cmd"
+
+    def _stats_detail(self, words):
+        settings = self.server.settings
+        what = words[2] if len(words) > 2 else None
+        if what == b"on" or what == b"off":
+            settings.detail_enabled = what == b"on"
+            self._out.append(b"OK\r\n")
+        elif what == b"dump":
+            # memcached 1.6.18 dumps prefixes under -X too: they are counts, not keys
+            self._out.append(self.server.prefixes.dump())
+        else:
+            self._out.append(b"CLIENT_ERROR usage: stats detail on|off|dump\r\n")
+
+    def _stats_cachedump(self, words):
+        if len(words) < 4:
+            return self._out.append(b"CLIENT_ERROR bad command line\r\n")
+        if not self.server.settings.dump_enabled:
+            return self._out.append(b"CLIENT_ERROR stats cachedump not allowed\r\n")
+        class_id, limit = strtoul32(words[2]), strtoul32(words[3])
+        if class_id is None or limit is None:
+            return self._out.append(BAD_FORMAT)
+        if class_id >= SLAB_CLASSES_MAX:
+            return self._out.append(b"CLIENT_ERROR Illegal slab id\r\n")
+        lines = []
+        if class_id == 1:
+            # memcached's: limit 0 is everything that fits in 2 MB of reply
+            size = 0
+            heads = (h for bucket in self.store.live_heads() for h in bucket)
+            for h in heads:
+                line = b"ITEM %s [%d b; %d s]\r\n" % (h.key, h.value_len, max(h.exptime, 0))
+                size += len(line)
+                if size > CACHEDUMP_MAX:
+                    break
+                lines.append(line)
+                if len(lines) == limit:
+                    break
+        self._out.append(b"".join(lines) + END)
+
+    # -- -Y: memcached's ASCII authentication --------------------------------
+
+    def _unauthenticated(self, words):
+        """Before a client authenticates, only `set <any> <any> <any> <size>`
+        with `<user> <password>` as its data is read (memcached's
+        try_read_command_asciiauth); every other line is refused, and the
+        connection stays open."""
+        size = strtoul32(words[4]) if len(words) >= 5 and words[0] == b"set" else None
+        if size is None:
+            return self._out.append(b"CLIENT_ERROR unauthenticated\r\n")
+        self._state = DATA
+        self._need = size + 2
+        if size > MAX_LINE:
+            # memcached would wait for it in a buffer it cannot grow; drop it
+            self._pending = None
+            return self._out.append(BAD_AUTH_FORMAT)
+        self._pending = (AUTH,)
+
+    def _complete_auth(self, block):
+        self._pending = None
+        if block[-2:] != b"\r\n":
+            return self._out.append(b"CLIENT_ERROR bad command line termination\r\n")
+        tokens = [w for w in block[:-2].split(b"\0")[0].split(b" ") if w]
+        if len(tokens) < 2:
+            return self._out.append(BAD_AUTH_FORMAT)
+        self.counters.auth_cmds += 1
+        if self.server.check_auth(tokens[0], tokens[1]):
+            self.authenticated = True
+            # the reply is STORED even under noreply, as memcached's
+            return self._out.append(b"STORED\r\n")
+        self.counters.auth_errors += 1
+        self._out.append(b"CLIENT_ERROR authentication failure\r\n")
 
     # == meta commands ==========================================================
     #
@@ -1050,6 +1466,7 @@ class Session:
         return req
 
     def _meta_debug(self, words):
+        self.counters.cmd_meta += 1  # memcached 1.6.18 counts cmd_meta for `me` alone
         if len(words) < 2 or len(words[1]) > KEY_MAX_LENGTH:
             return self._out.append(BAD_FORMAT)
         key = words[1]
@@ -1122,6 +1539,28 @@ _COMMANDS = {
     b"me": (Session._meta_debug, 1, None),
     b"mn": (Session._meta_noop, 1, None),
 }
+
+# `stats <group>` -> handler, besides the general stats, settings and reset
+_STATS_GROUPS = {
+    b"items": Session._stats_items,
+    b"slabs": Session._stats_slabs,
+    b"sizes": Session._stats_sizes,
+    b"conns": Session._stats_conns,
+    b"detail": Session._stats_detail,
+    b"cachedump": Session._stats_cachedump,
+}
+# memcached 1.6.18's `stats items` names for a class, in its order
+_ITEMS_NAMES = (
+    "number number_hot number_warm number_cold age_hot age_warm age mem_requested evicted "
+    "evicted_nonzero evicted_time outofmemory tailrepairs reclaimed expired_unfetched "
+    "evicted_unfetched evicted_active crawler_reclaimed crawler_items_checked lrutail_reflocked "
+    "moves_to_cold moves_to_warm moves_within_lru direct_reclaims hits_to_hot hits_to_warm "
+    "hits_to_cold hits_to_temp"
+).split()
+# the per-class counters of `stats slabs`, which here are the general ones
+_SLAB_COUNTERS = "get_hits cmd_set delete_hits incr_hits decr_hits cas_hits cas_badval touch_hits".split()
+SLAB_CLASSES_MAX = 64  # memcached's MAX_NUMBER_OF_SLAB_CLASSES: ids above are illegal
+CACHEDUMP_MAX = 2 << 20  # memcached's cachedump stops at 2 MB of reply
 
 
 # -- meta commands: flag parsing and small formatting helpers ----------------

@@ -52,7 +52,7 @@ import sys
 import time
 
 import handlers
-from store import EVERYSEC, LEVELS, METHODS, DataDirError, Store
+from store import DISK_POLICIES, EVERYSEC, LEVELS, METHODS, DataDirError, Store
 
 log = logging.getLogger("memcached-lite")
 
@@ -304,6 +304,7 @@ class Reactor:
             self.conns.add(conn)
             log.debug("connection from %s%s", conn.peer, " (TLS)" if conn.tls else "", extra=conn.log_extra())
             self._set_events(conn)
+            conn.session.attach(sock.fileno(), peer, self.listener.getsockname(), _unsent_of(conn))
 
     def _reject(self, sock, peer):
         # memcached's answer when -c is reached, in clear text even under TLS
@@ -582,6 +583,11 @@ def _discard_input(sock):
         pass
 
 
+def _unsent_of(conn):
+    # for `stats conns`: a connection whose replies wait for the client is conn_mwrite
+    return lambda: conn.out_size
+
+
 def _take(out, n):
     for i, part in enumerate(out):
         if i == n:
@@ -599,8 +605,8 @@ def default_data_dir(port):
 
 
 def parse_size(text):
-    """memcached's -I: bytes, or with a k/m suffix."""
-    units = {"k": 1 << 10, "m": 1 << 20}
+    """memcached's -I: bytes, or with a k/m (or g) suffix."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
     text = text.strip().lower()
     try:
         if text and text[-1] in units:
@@ -686,7 +692,32 @@ def parse_args(argv):
         "-v", "--verbose", action="count", default=0,
         help="-v connections and errors, -vv every command and reply, -vvv state transitions",
     )
+    # issue 7: observability, the disk quota, safe defaults
+    p.add_argument(
+        "-D", dest="prefix_delimiter", type=os.fsencode,
+        help="the character that ends a key's prefix for `stats detail`; turns detail on (default: ':')",
+    )
+    p.add_argument(
+        "-X", "--disable-dumping", action="store_true",
+        help="refuse key dumps: `stats cachedump` and `lru_crawler metadump`",
+    )
+    p.add_argument(
+        "-Y", "--auth-file", type=auth_file,
+        help="memcached's ASCII authentication: a file of user:password lines; a client "
+        "authenticates with `set <any> 0 0 <n>` and `<user> <password>` as the data",
+    )
+    p.add_argument(
+        "--max-disk", type=parse_size, default=None,
+        help="most bytes of item records the data dir may hold, e.g. 100m or 2g (default: no limit)",
+    )
+    p.add_argument(
+        "--disk-policy", choices=DISK_POLICIES, default="refuse",
+        help="past --max-disk: refuse (SERVER_ERROR out of memory storing object, as memcached's -M) "
+        "or evict the least recently written files (default: refuse)",
+    )
     args = p.parse_args(argv)
+    if args.prefix_delimiter is not None and len(args.prefix_delimiter) != 1:
+        p.error("-D takes one character")
     if not 0 < args.port < 65536:
         p.error("port must be 1-65535")
     if args.conn_limit < 1 or args.memory_limit < 1:
@@ -724,6 +755,27 @@ def tls_context(args):
         ctx.load_verify_locations(args.tls_ca)
     ctx.verify_mode = VERIFY_MODES[args.tls_verify_mode]
     return ctx
+
+
+def auth_file(path):
+    """-Y: the path, once it is known to load."""
+    try:
+        handlers.load_auth_file(path)
+    except handlers.AuthFileError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return path
+
+
+def configure_stats(server, args, listener):
+    """Hand -D, -X, -Y and the listening socket (for `stats conns`) to the protocol."""
+    settings = server.settings
+    if args.prefix_delimiter is not None:
+        settings.prefix_delimiter = args.prefix_delimiter
+        settings.detail_enabled = True  # as memcached's -D
+    settings.dump_enabled = not args.disable_dumping
+    if args.auth_file is not None:
+        server.load_auth(args.auth_file)
+    server.listener = (listener.fileno(), listener.getsockname())
 
 
 def ensure_descriptors(connections):
@@ -817,7 +869,8 @@ def remove_pidfile(path):
 
 
 def install_signals(reactor, log_handler):
-    """SIGTERM, SIGINT and SIGUSR1 stop gracefully; SIGHUP reopens the log."""
+    """SIGTERM, SIGINT and SIGUSR1 stop gracefully; SIGHUP reopens the log
+    and reads the -Y auth file again, as memcached does."""
 
     def on_stop(signum, frame):
         log.info("%s: shutting down", signal.Signals(signum).name)
@@ -825,6 +878,7 @@ def install_signals(reactor, log_handler):
 
     def on_hup(signum, frame):
         reactor.call_soon(lambda: reopen_log(log_handler))
+        reactor.call_soon(reactor.server.reload_auth)
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
         signal.signal(signum, on_stop)
@@ -868,6 +922,8 @@ def main(argv=None):
             item_size_max=args.max_item_size,
             fsync=args.fsync,
             fsync_method=args.fsync_method,
+            max_disk=args.max_disk,
+            disk_policy=args.disk_policy,
         )
     except (DataDirError, ValueError) as e:
         log.error("%s", e)
@@ -888,6 +944,7 @@ def main(argv=None):
             log.error("cannot write the pid file %s: %s", args.pidfile, e.strerror)
             return 1
     reactor = Reactor(handlers.Server(store, make_settings(args)), listener, context)
+    configure_stats(reactor.server, args, listener)
     install_signals(reactor, log_handler)
     log.info(
         "memcached-lite %s listening on %s:%d%s, data in %s, fsync %s (%s)",

@@ -3,17 +3,19 @@ cache in front, memcached's storage semantics, expiry, cas and flush epoch.
 Knows no protocol."""
 
 from .durability import ALWAYS, EVERYSEC, LEVELS, METHODS, NO
-from .errors import DataDirError, StoreError
-from .items import Arithmetic, Item, Mode, NonNumeric, Result, Store, absolute_expiry, parse_c_integer, parse_u64
+from .errors import DataDirError, DiskFull, StoreError
+from .items import DISK_POLICIES, Arithmetic, Item, Mode, NonNumeric, Result, Store, absolute_expiry, parse_c_integer, parse_u64
 
 __all__ = [
     "ALWAYS",
+    "DISK_POLICIES",
     "EVERYSEC",
     "LEVELS",
     "METHODS",
     "NO",
     "Arithmetic",
     "DataDirError",
+    "DiskFull",
     "Item",
     "Mode",
     "NonNumeric",

@@ -48,6 +48,10 @@ class LRUCache:
             self.used -= gone.size
             self.evictions += 1
 
+    def oldest(self):
+        """The least recently used item in memory, or None."""
+        return next(iter(self._items.values()), None)
+
     def __len__(self):
         return len(self._items)
 

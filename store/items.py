@@ -24,7 +24,7 @@ import time
 from . import record
 from .cache import LRUCache
 from .durability import ALWAYS, EVERYSEC, Durability, PendingWrite
-from .errors import StoreError
+from .errors import DiskFull, StoreError
 from .files import DataDir, key_hash
 from .state import PersistentState
 
@@ -41,6 +41,13 @@ _HEADER_AND_KEY = record.HEADER_SIZE + 250
 # Items whose access state (fetched, last access) waits in memory for a write;
 # past this many the oldest are forgotten (their record keeps the older state).
 ACCESSED_MAX = 10_000
+# --disk-policy: past --max-disk, refuse the write (memcached's -M) or evict
+REFUSE, EVICT = "refuse", "evict"
+DISK_POLICIES = (REFUSE, EVICT)
+# Evicting for one write looks at this many buckets at most, and evicts at most
+# this many files: a write never waits for a walk of the whole dir.
+EVICT_BUCKETS = 256
+EVICT_FILES = 64
 
 
 class Result(enum.Enum):
@@ -173,8 +180,16 @@ class Store:
         clock=time.time,
         fsync=EVERYSEC,
         fsync_method="auto",
+        max_disk=None,
+        disk_policy=REFUSE,
     ):
         self.clock = clock
+        self.max_disk = max_disk  # bytes of item records, like `bytes`; None: no quota
+        self.disk_policy = disk_policy
+        self.evictions = 0  # files removed to stay under max_disk
+        self._evict_cursor = 0  # the next bucket the evict policy samples
+        self.walks = 0  # background walks started (lru_crawler_starts)
+        self.items_checked = 0  # files the walks read (crawler_items_checked)
         self.item_size_max = item_size_max
         self.dir = DataDir(data_dir)
         try:
@@ -387,6 +402,8 @@ class Store:
         (touch and an incr that fits in place make none)."""
         bucket, path = self.dir.locate(key)
         old_size = old.size if old is not None else self._file_size(key, path)
+        if self.max_disk is not None:
+            self._make_room(path, record.HEADER_SIZE + len(key) + len(value) - (old_size or 0))
         if cas is None:
             cas = self.state.next_cas()
         item = Item(key, flags, exptime, cas, self.clock(), value, state, atime)
@@ -419,6 +436,60 @@ class Store:
             batch.writes[key] = PendingWrite(path, tmp, item, bucket, items_delta, bytes_delta)
             batch.changes += 1
         return item
+
+    def _make_room(self, path, growth):
+        """--max-disk: raise DiskFull unless `growth` more bytes fit, after
+        evicting under the evict policy. Until the start-up scan is done,
+        `bytes` counts only the buckets behind it, so the quota holds from
+        then on and, before, against what has been counted."""
+        if growth <= 0 or self.bytes + growth <= self.max_disk:
+            return
+        if self.disk_policy == EVICT:
+            for _ in range(EVICT_FILES):
+                if not self._evict_one(path):
+                    break
+                if self.bytes + growth <= self.max_disk:
+                    return
+        raise DiskFull()
+
+    def _evict_one(self, keep):
+        """Remove the least recently written file (oldest mtime) of the next
+        non-empty bucket (up to EVICT_BUCKETS looked at), never `keep`;
+        False if there was none. Without an index of all keys, the order is
+        approximate, as Redis's sampled LRU: a bucket at a time."""
+        for _ in range(EVICT_BUCKETS):
+            cursor = self._evict_cursor
+            self._evict_cursor = (cursor + 1) % 65536
+            bucket = "%02x/%02x" % (cursor >> 8, cursor & 255)
+            if cursor & 255 == 0 and not self.dir.has_top(bucket[:2]):
+                self._evict_cursor = (cursor + 256) % 65536
+                continue
+            victims = []
+            for file_path, size in self.dir.bucket_files(bucket):
+                if file_path == keep:
+                    continue
+                try:
+                    victims.append((os.stat(file_path).st_mtime, file_path, size))
+                except FileNotFoundError:
+                    continue
+            if not victims:
+                continue
+            _, victim, size = min(victims)
+            head = self.dir.read_head(victim, record.MIN_HEADER_SIZE + 512)
+            try:
+                h = record.decode_header(head or b"")
+            except record.CorruptRecord:
+                continue  # the walk quarantines it
+            key = bytes(head[h.size : h.size + h.key_len])
+            self._unlink(key, size)
+            self.evictions += 1
+            return True
+        return False
+
+    @property
+    def walking(self):
+        """A background walk over the buckets is running."""
+        return self._scan is not None
 
     def _file_size(self, key, path):
         cached = self.cache.get(key) or self._pending_item(key)
@@ -636,6 +707,7 @@ class Store:
 
         Yields after each bucket so the caller can stop between any two.
         """
+        self.walks += 1
         for top in range(256):
             top_name = "%02x" % top
             if not self.dir.has_top(top_name):
@@ -660,6 +732,7 @@ class Store:
             log.error("cannot list bucket %s: %s", bucket, e)
             return
         for path, size in files:
+            self.items_checked += 1
             # Within the first pass this bucket is not counted yet, so the
             # _account calls below are no-ops there, as they must be.
             try:

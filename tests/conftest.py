@@ -109,6 +109,8 @@ class ServerProcess:
         self._stderr_cond = threading.Condition()
         self._stderr_done = False
         self._reader: Optional[threading.Thread] = None
+        # under -Y the readiness probe must authenticate first: b"<user> <password>"
+        self.probe_auth: Optional[bytes] = None
 
     # -- facts
 
@@ -245,6 +247,8 @@ class ServerProcess:
                 with socket.create_connection(self.address, timeout=1.0) as probe:
                     # the port was free a moment ago: make sure the server that
                     # answers is this process, not another that took the port
+                    if self.probe_auth is not None:
+                        probe.sendall(b"set auth 0 0 %d\r\n%s\r\n" % (len(self.probe_auth), self.probe_auth))
                     probe.sendall(b"stats\r\n")
                     reply = b""
                     while not reply.endswith(b"END\r\n"):
@@ -467,10 +471,13 @@ class ServerSet:
         self.started.append(server)
         return server.start()
 
-    def memcached(self, extra_args: Sequence[str] = ()) -> ServerProcess:
+    def memcached(self, extra_args: Sequence[str] = (), auth: Optional[bytes] = None) -> ServerProcess:
+        """Real memcached; with -Y among extra_args, ``auth`` (b"<user> <password>")
+        lets the readiness probe in."""
         if MEMCACHED_BIN is None:
             pytest.skip(NO_MEMCACHED)
         server = ServerProcess("memcached", extra_args=extra_args)
+        server.probe_auth = auth
         self.started.append(server)
         return server.start()
 

@@ -468,6 +468,21 @@ def test_sighup_without_a_log_file_is_logged_and_changes_nothing(start_mclite, c
     connect(server).assert_in_step()
 
 
+@ours_only
+def test_sighup_reads_the_auth_file_again(start_mclite, connect, tmp_path):
+    users = tmp_path / "users"
+    users.write_text("alice:secret\n")
+    server = start_mclite(extra_args=["-Y", str(users)])
+    users.write_text("bob:hunter2\n")
+    os.kill(server.pid, signal.SIGHUP)
+    wait_for(lambda: "auth file" in server.stderr_text() and "reloaded" in server.stderr_text(),
+             what="the reload line")
+    c = connect(server)
+    assert c.exchange(b"set auth 0 0 11\r\nbob hunter2\r\n") == b"STORED\r\n"
+    c = connect(server)
+    assert c.exchange(b"set auth 0 0 12\r\nalice secret\r\n") == b"CLIENT_ERROR authentication failure\r\n"
+
+
 def test_json_logs_are_one_object_a_line_with_time_level_message_and_peer(start_mclite, connect):
     server = start_mclite(extra_args=["--log-format", "json", "-v"])
     connect(server).assert_in_step()
