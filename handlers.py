@@ -46,6 +46,9 @@ KEY_MAX_LENGTH = 250
 MAX_LINE = 2048
 # ...unless it is a get, whose key list may be long; this bounds its memory.
 MAX_GET_LINE = 8 << 20
+# Keys a multi-get looks up before the other connections get a turn (when the
+# reactor sets limits): a few times a typical multi-get.
+KEYS_PER_TURN = 1000
 INT32_MAX = (1 << 31) - 1
 MEMLIMIT_MIN_MB = 8
 
@@ -251,10 +254,7 @@ class Server:
     def commit(self):
         """Make the writes of this loop iteration durable (`--fsync always`);
         afterwards the sessions holding replies may release them."""
-        batch = self.store.commit()
-        if batch is not None and batch.error is not None:
-            self.counters.persist_errors += 1
-        return batch
+        return self.store.commit()
 
     def seconds_to_sync(self):
         """How long the loop may sleep before sync_if_due has work, or None."""
@@ -594,9 +594,11 @@ class Session:
         self._pending = None  # DATA: the storage command, or None to drop the data
         self._out = []
         self._room = None  # reply bytes the current command may still make
-        self._retrieval = None  # a get paused at the output limit: what is left
+        self._retrieval = None  # a get paused at a limit: (keys, next index, with_cas, exptime)
         self._metadump = None  # a metadump under way: (live_heads generator, classes)
         self._held = []  # replies waiting for the store's batch
+        self._searched = 0  # bytes of the unended line known to hold no "\n"
+        self._turn_over = False  # a multi-get paused after KEYS_PER_TURN keys
         # feed() stopped at a limit with work left (commands or a paused get)
         self.stopped_early = False
         self.commands = 0  # command lines run so far: the reactor's idle clock
@@ -641,9 +643,14 @@ class Session:
         return bool(self._held)
 
     def release(self):
-        """The held replies, once the reactor committed the store's batch."""
-        reply = _render(self._held)
-        self._held.clear()
+        """The held replies, once the reactor committed the store's batch;
+        each command refused because its batch failed counts a persist error."""
+        held = self._held
+        self.counters.persist_errors += sum(
+            1 for p in held if isinstance(p, Deferred) and p.batch.error is not None
+        )
+        reply = _render(held)
+        held.clear()
         self.counters.bytes_written += len(reply)
         return reply
 
@@ -671,9 +678,16 @@ class Session:
         size = 0
         pos = 0
         commands = 0
+        deferred = False
+        searched, self._searched = self._searched, 0
         self.stopped_early = False
         while not self.closing:
-            if (limit is not None and size >= limit) or (max_commands is not None and commands >= max_commands):
+            if (
+                (limit is not None and size >= limit)
+                or (max_commands is not None and commands >= max_commands)
+                or self._turn_over
+            ):
+                self._turn_over = False
                 self.stopped_early = True
                 if max_commands is not None and commands >= max_commands:
                     self.counters.conn_yields += 1  # memcached's reqs_per_event yield
@@ -683,17 +697,22 @@ class Session:
             changes = 0 if batch is None else batch.changes
             self._room = None if limit is None else limit - size
             if self._retrieval is not None:
-                keys, with_cas, exptime = self._retrieval
+                keys, start, with_cas, exptime = self._retrieval
                 self._retrieval = None
-                self._retrieve_keys(keys, with_cas, exptime)
+                self._retrieve_keys(keys, with_cas, exptime, start)
             elif self._metadump is not None:
                 # a bucket of the dump counts as a command, so a dump of a
                 # million items takes turns with the other clients
                 commands += 1
                 self._metadump_bucket()
             elif self._state is LINE:
-                nl = buf.find(b"\n", pos)
+                nl = buf.find(b"\n", pos + searched)
+                searched = 0
                 if nl < 0:
+                    # a line still without its end: the next feed searches
+                    # only what arrives, so a long line trickling in costs
+                    # O(bytes), not O(bytes^2)
+                    self._searched = len(buf) - pos
                     self._check_unended_line(buf, pos)
                     break
                 end = nl - 1 if nl > pos and buf[nl - 1] == 13 else nl
@@ -718,13 +737,19 @@ class Session:
                 self._complete_storage(block)
             joined = self.store.batch
             if joined is not None and (joined is not batch or joined.changes != changes):
-                # this command changed items in the batch: its reply is known
-                # only once the batch is durable
+                pass  # it changed (or read a change of) the open batch
+            elif batch is not None and batch.changes != changes:
+                joined = batch  # the same, and the batch was committed meanwhile
+            else:
+                joined = None
+            if joined is not None:
+                # the command's reply is known only once that batch is durable
                 out[before:] = [Deferred(joined, b"".join(out[before:]))]
+                deferred = True
             if limit is not None:
                 size += sum(len(p) for p in out[before:])
         del buf[:pos]
-        if self._held or self.store.batch is not None:
+        if deferred or self._held or self.store.batch is not None:
             if out:
                 self._held.extend(out)
                 out.clear()
@@ -868,17 +893,20 @@ class Session:
             return
         self._retrieve_keys(keys, with_cas, exptime)
 
-    def _retrieve_keys(self, keys, with_cas, exptime):
-        # Values are only referenced, and a long key list pauses once the
-        # reply passes the room feed() gives it, so `get k k k ...` of a large
-        # item cannot make the server hold gigabytes of copies.
+    def _retrieve_keys(self, keys, with_cas, exptime, start=0):
+        # A long key list pauses once the reply passes the room feed() gives
+        # it, so `get k k k ...` of a large item cannot make the server hold
+        # gigabytes of replies; and after KEYS_PER_TURN keys, so a list of a
+        # million misses cannot hold up the other clients for seconds.
         c = self.counters
         parts = []
         made = 0
-        for i, key in enumerate(keys):
-            if self._room is not None and made >= self._room:
+        for i in range(start, len(keys)):
+            key = keys[i]
+            if self._room is not None and (made >= self._room or i - start >= KEYS_PER_TURN):
                 self._out.extend(parts)
-                self._retrieval = (keys[i:], with_cas, exptime)
+                self._retrieval = (keys, i, with_cas, exptime)
+                self._turn_over = True
                 return
             # memcached counts gat/gats as touches, not gets
             if exptime is None:

@@ -119,30 +119,32 @@ def make_barrier(method, path):
 
 
 class PendingWrite:
-    """One write of a batch: its item, waiting in a temporary file."""
+    """One change of a batch: a write waiting in its temp file, or (tmp and
+    item None) a delete whose file the commit removes."""
 
-    __slots__ = ("path", "tmp", "item", "bucket", "items_delta", "bytes_delta")
+    __slots__ = ("key", "path", "tmp", "item", "bucket", "items_delta", "bytes_delta")
 
-    def __init__(self, path, tmp, item, bucket, items_delta, bytes_delta):
+    def __init__(self, key, path, tmp, item, bucket, items_delta, bytes_delta):
+        self.key = key
         self.path = path
         self.tmp = tmp
         self.item = item
         self.bucket = bucket
-        self.items_delta = items_delta  # what the write did to the counts,
+        self.items_delta = items_delta  # what the change did to the counts,
         self.bytes_delta = bytes_delta  # undone if the batch fails
 
 
 class Batch:
-    """The writes and unlinks of one loop iteration under `always`.
+    """The writes and deletes of one loop iteration under `always`.
 
-    Readers find a key's pending item here until the batch is committed.
-    `changes` grows with every write or unlink that joins, so a caller can
-    tell whether a command joined; `error` is the reason the commit failed,
-    or None once it succeeded.
+    Readers find a key's pending change here until the batch is committed.
+    `changes` grows with every change that joins and every read of a pending
+    change, so a caller can tell whether a command depends on the batch;
+    `error` is the reason the commit failed, or None once it succeeded.
     """
 
     def __init__(self):
-        self.writes = {}  # key -> PendingWrite
+        self.writes = {}  # key -> PendingWrite (the key's last change)
         self.dirs = set()  # folders whose entries changed (for FsyncBarrier)
         self.changes = 0
         self.committed = False
@@ -199,40 +201,47 @@ class Durability:
     # -- everysec ------------------------------------------------------------
 
     def written(self, path, dirs):
-        """A file was renamed into place (everysec and no)."""
-        if self.level != EVERYSEC:
-            return
+        """A file was renamed into place (everysec and no: for `no` only the
+        barrier at a clean stop, as Redis makes its last write durable then)."""
         self.dirty = True
-        if self.barrier.needs_paths:
+        if self.barrier.needs_paths and self.level == EVERYSEC:
             self._dirty_files.add(path)
             self._dirty_dirs.update(dirs)
 
     def removed(self, dirs):
         """A file was unlinked (everysec and no)."""
-        if self.level != EVERYSEC:
-            return
         self.dirty = True
-        if self.barrier.needs_paths:
+        if self.barrier.needs_paths and self.level == EVERYSEC:
             self._dirty_dirs.update(dirs)
 
     def seconds_to_sync(self):
         """How long the loop may sleep before sync_if_due has work; None if never."""
-        if not self.dirty:
+        if not self.dirty or self.level != EVERYSEC:
             return None
         return max(0.0, self._next_sync - self._clock())
 
     def sync_if_due(self, force=False):
-        """everysec's timer: a barrier once a second while there are writes.
-        Returns True if it ran one; raises OSError if it failed."""
+        """everysec's timer: a barrier once a second while there are writes;
+        `force` (a clean stop, any level) makes one now if anything was
+        written. Returns True if it ran one; raises OSError if it failed."""
         now = self._clock()
-        if not self.dirty or (not force and now < self._next_sync):
+        if not self.dirty:
+            return False
+        if not force and (self.level != EVERYSEC or now < self._next_sync):
             return False
         self._next_sync = now + EVERYSEC_INTERVAL
         files, dirs = self._dirty_files, self._dirty_dirs
         self._dirty_files, self._dirty_dirs = set(), set()
         self.dirty = False
         try:
-            self.sync([f for f in files if os.path.exists(f)], dirs)
+            if self.level == NO and self.barrier.needs_paths:
+                # `no` keeps no list of what it wrote (it would only grow)
+                start = time.perf_counter()
+                os.sync()
+                self.calls += 1
+                self.seconds += time.perf_counter() - start
+            else:
+                self.sync([f for f in files if os.path.exists(f)], dirs)
         except OSError:
             # still not durable: try again at the next tick
             self.dirty = True

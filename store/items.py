@@ -242,11 +242,20 @@ class Store:
             del accessed[next(iter(accessed))]
 
     def _live(self, key, counting=False):
-        item = self.cache.get(key) or self._pending_item(key)
-        if item is None:
-            item = self._read(key)
+        pending = self._pending(key)
+        if pending is not None:
+            # a change of the open batch: what this command answers depends
+            # on it, so its reply waits for the batch (and fails with it)
+            self.durability.batch.changes += 1
+            item = pending.item
             if item is None:
-                return None
+                return None  # deleted in this batch
+        else:
+            item = self.cache.get(key)
+            if item is None:
+                item = self._read(key)
+                if item is None:
+                    return None
         death = self._death(item.exptime, item.cas, item.stored, self.clock())
         if death is None:
             return item
@@ -258,13 +267,10 @@ class Store:
         self._reclaim(key, item.size)
         return None
 
-    def _pending_item(self, key):
-        # under `always`, an item written this iteration is not in its file yet
+    def _pending(self, key):
+        # under `always`, a change made this iteration is not in the files yet
         batch = self.durability.batch
-        if batch is None:
-            return None
-        pending = batch.writes.get(key)
-        return None if pending is None else pending.item
+        return None if batch is None else batch.writes.get(key)
 
     def _death(self, exptime, cas, stored, now):
         """Why an item is dead ("expired", "flushed"), or None if it lives."""
@@ -275,9 +281,18 @@ class Store:
         return None
 
     def _reclaim(self, key, size):
-        # a dead item's file; if it cannot go now, the walk retries later
+        # A dead item's file: dead by rule whether or not its removal is
+        # durable, so it goes at once, outside any batch (unless the batch
+        # holds the dead write). If it cannot go now, the walk retries later.
         try:
-            self._unlink(key, size)
+            if self._pending(key) is not None:
+                self._unlink(key, size)
+                return
+            bucket, path = self.dir.locate(key)
+            self.cache.discard(key)
+            self._accessed.pop(key, None)
+            if self._remove(path):
+                self._account(bucket, -1, -size)
         except StoreError:
             self._scan_wanted = True
 
@@ -406,6 +421,8 @@ class Store:
             self._make_room(path, record.HEADER_SIZE + len(key) + len(value) - (old_size or 0))
         if cas is None:
             cas = self.state.next_cas()
+        else:
+            self.state.observe(cas)
         item = Item(key, flags, exptime, cas, self.clock(), value, state, atime)
         header = record.encode(key, flags, exptime, cas, item.stored, value, item.state, item.atime)
         parts = [header, key, value]
@@ -426,16 +443,21 @@ class Store:
         bytes_delta = item.size - (old_size or 0)
         self._account(bucket, items_delta, bytes_delta)
         if durability.level == ALWAYS:
-            batch = durability.open_batch()
-            replaced = batch.writes.pop(key, None)
-            if replaced is not None:
-                self.dir.abandon(replaced.tmp)
-                # the counts of the two writes add up; undone together
-                items_delta += replaced.items_delta
-                bytes_delta += replaced.bytes_delta
-            batch.writes[key] = PendingWrite(path, tmp, item, bucket, items_delta, bytes_delta)
-            batch.changes += 1
+            self._join_batch(key, PendingWrite(key, path, tmp, item, bucket, items_delta, bytes_delta))
         return item
+
+    def _join_batch(self, key, change):
+        """Put a write or a delete in the open batch, in place of the key's
+        earlier change there (whose counts add to this one's: undone together)."""
+        batch = self.durability.open_batch()
+        replaced = batch.writes.pop(key, None)
+        if replaced is not None:
+            if replaced.tmp is not None:
+                self.dir.abandon(replaced.tmp)
+            change.items_delta += replaced.items_delta
+            change.bytes_delta += replaced.bytes_delta
+        batch.writes[key] = change
+        batch.changes += 1
 
     def _make_room(self, path, growth):
         """--max-disk: raise DiskFull unless `growth` more bytes fit, after
@@ -492,7 +514,11 @@ class Store:
         return self._scan is not None
 
     def _file_size(self, key, path):
-        cached = self.cache.get(key) or self._pending_item(key)
+        """The size the counts hold for the key's item, or None if none."""
+        pending = self._pending(key)
+        if pending is not None:
+            return None if pending.item is None else pending.item.size
+        cached = self.cache.get(key)
         if cached is not None:
             return cached.size
         return self.dir.size(path)
@@ -585,21 +611,21 @@ class Store:
         return Arithmetic(Result.STORED, n, new, exptime_before=item.exptime)
 
     def _unlink(self, key, size):
+        """Delete the key's item (of `size` in the counts). Under `always` the
+        file is removed by the commit, after the batch's first barrier, so a
+        failed commit leaves it; readers see the delete at once."""
         bucket, path = self.dir.locate(key)
         self.cache.discard(key)
         self._accessed.pop(key, None)
-        batch = self.durability.batch if self.durability.level == ALWAYS else None
-        pending = None if batch is None else batch.writes.pop(key, None)
-        if pending is not None:
-            self.dir.abandon(pending.tmp)
-        removed = self._remove(path)
-        if removed or pending is not None:
-            self._account(bucket, -1, -size)
         if self.durability.level == ALWAYS:
-            batch = self.durability.open_batch()
-            batch.dirs.add(os.path.dirname(path))
-            batch.changes += 1
-        elif removed:
+            pending = self._pending(key)
+            if pending is not None and pending.item is not None:
+                size = pending.item.size  # what the counts hold for it now
+            self._account(bucket, -1, -size)
+            self._join_batch(key, PendingWrite(key, path, None, None, bucket, -1, -size))
+            return
+        if self._remove(path):
+            self._account(bucket, -1, -size)
             self.durability.removed([os.path.dirname(path)])
 
     def _remove(self, path):
@@ -622,10 +648,12 @@ class Store:
         return self.durability.batch
 
     def commit(self):
-        """Make the open batch durable (`always`): barrier, renames, barrier.
+        """Make the open batch durable (`always`): barrier (the temp files),
+        renames and unlinks, barrier (the folders).
 
-        Afterwards `batch.error` says whether it failed; a failure before the
-        renames leaves every old file in place and forgets the batch's items.
+        Afterwards `batch.error` says whether it failed. What had not reached
+        the files when it failed is forgotten, its counts undone: after a
+        failed first barrier every old file, deleted ones included, stays.
         """
         durability = self.durability
         batch = durability.batch
@@ -633,27 +661,35 @@ class Store:
             return None
         durability.batch = None
         batch.committed = True
-        writes = list(batch.writes.values())
-        installed = 0
+        changes = list(batch.writes.values())
+        writes = [c for c in changes if c.tmp is not None]
+        done = set()
         try:
             if writes:
                 durability.sync([w.tmp for w in writes], [self.dir.tmp])
-            for w in writes:
-                batch.dirs.update(self.dir.install(w.tmp, w.path))
-                installed += 1
+            for change in changes:
+                if change.tmp is not None:
+                    batch.dirs.update(self.dir.install(change.tmp, change.path))
+                else:
+                    self.dir.remove(change.path)
+                    batch.dirs.add(os.path.dirname(change.path))
+                done.add(change.key)
             durability.sync((), batch.dirs)
         except OSError as e:
             batch.error = e.strerror or str(e)
-            log.error("commit of %d writes failed: %s", len(writes), e)
-            for w in writes[installed:]:
-                self._forget(w)
+            log.error("commit of %d changes failed: %s", len(changes), e)
+            for change in changes:
+                if change.key not in done:
+                    self._forget(change)
         return batch
 
-    def _forget(self, pending):
-        # a write that never reached its file: readers go back to the old one
-        self.dir.abandon(pending.tmp)
-        self.cache.discard(pending.item.key)
-        self._account(pending.bucket, -pending.items_delta, -pending.bytes_delta)
+    def _forget(self, change):
+        # a change that never reached the files: readers go back to them
+        if change.tmp is not None:
+            self.dir.abandon(change.tmp)
+        self.cache.discard(change.key)
+        self._accessed.pop(change.key, None)
+        self._account(change.bucket, -change.items_delta, -change.bytes_delta)
 
     def seconds_to_sync(self):
         """How long until sync_if_due has work (everysec), or None."""
@@ -794,10 +830,14 @@ class Store:
         """
         for top in range(256):
             top_name = "%02x" % top
+            # the listing reads files: the open batch's changes must be in
+            # them first (its replies still wait for the end of the iteration)
+            self.commit()
             if not self.dir.has_top(top_name):
                 yield []
                 continue
             for sub in range(256):
+                self.commit()
                 yield self._live_heads_in("%s/%02x" % (top_name, sub))
 
     def _live_heads_in(self, bucket):

@@ -15,6 +15,7 @@ import json
 from .errors import DataDirError, StoreError
 
 CAS_BLOCK = 1 << 20
+OBSERVE_MAX = 1 << 63
 
 
 class PersistentState:
@@ -42,6 +43,16 @@ class PersistentState:
             self._save(cas_reserved=cas + CAS_BLOCK)
         self._next_cas = cas + 1
         return cas
+
+    def observe(self, cas):
+        """A cas the client chose (meta E): the counter moves past it, so no
+        later write is handed the same cas and a later flush_all covers it.
+        Values from 2**63 up are left alone, so the counter never nears the
+        64-bit end. Raises StoreError if the reservation cannot be saved."""
+        if self._next_cas <= cas < OBSERVE_MAX:
+            if cas + 1 > self._reserved:
+                self._save(cas_reserved=cas + 1 + CAS_BLOCK)
+            self._next_cas = cas + 1
 
     def flush(self, now, when=None):
         """Record a flush_all: now, or at `when` (an absolute time)."""

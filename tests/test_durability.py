@@ -360,13 +360,30 @@ def test_everysec_close_makes_what_is_left_durable(open_store, ticking):
     assert len(recorder.calls) == 1
 
 
-def test_no_never_makes_a_barrier(open_store, ticking):
+def test_no_makes_no_barrier_while_running(open_store, ticking):
     store = open_store(NO)
     recorder = store.durability.barrier = RecordingBarrier(store)
     set_(store, b"k", b"v")
     store.delete(b"k")
     ticking[0] += 10.0
     assert store.sync_if_due() is False
+    assert store.seconds_to_sync() is None
+    assert recorder.calls == []
+
+
+def test_no_makes_one_barrier_at_a_clean_stop(open_store, ticking):
+    store = open_store(NO)
+    recorder = store.durability.barrier = RecordingBarrier(store)
+    recorder.needs_paths = False  # as syncfs (the fsync method would os.sync)
+    set_(store, b"k", b"v")
+    store.close()
+    assert len(recorder.calls) == 1
+
+
+def test_a_clean_stop_with_nothing_written_makes_no_barrier(open_store):
+    store = open_store(NO)
+    recorder = store.durability.barrier = RecordingBarrier(store)
+    store.get(b"k")
     store.close()
     assert recorder.calls == []
 
@@ -457,18 +474,43 @@ def test_reads_are_answered_at_once_while_no_batch_is_open(server, barrier):
     assert not s.holding
 
 
-def test_a_failed_commit_answers_every_write_of_the_batch_server_error(server, barrier):
+def test_a_failed_commit_answers_every_command_that_depends_on_the_batch_server_error(server, barrier):
     s = session_of(server)
     s.feed(b"set k 0 0 3\r\nold\r\n")
     commit_and_release(server, s)
     barrier.fail_with = 5
-    s.feed(b"set k 0 0 3\r\nnew\r\nget k\r\ntouch k 10\r\n")
+    s.feed(b"set k 0 0 3\r\nnew\r\nget k\r\ntouch k 10\r\nget other\r\n")
     (reply,) = commit_and_release(server, s)
     error = b"SERVER_ERROR Input/output error\r\n"
-    # the get in between answers what it read then; the writes are refused
-    assert reply == error + b"VALUE k 0 3\r\nnew\r\nEND\r\n" + error
+    # the get of the pending value is refused with the writes; the get of a
+    # key the batch does not hold answers what is durable
+    assert reply == error * 3 + b"END\r\n"
     barrier.fail_with = None
     assert s.feed(b"get k\r\n") == b"VALUE k 0 3\r\nold\r\nEND\r\n"
+
+
+def test_another_connection_reading_a_pending_value_is_refused_when_its_batch_fails(server, barrier):
+    writer, reader = session_of(server), session_of(server)
+    barrier.fail_with = 5
+    writer.feed(b"set k 0 0 5\r\nfresh\r\n")
+    reader.feed(b"get k\r\nmg k v\r\n")
+    error = b"SERVER_ERROR Input/output error\r\n"
+    assert commit_and_release(server, writer, reader) == [error, error * 2]
+
+
+def test_a_delete_in_a_batch_whose_first_barrier_fails_leaves_the_item(server, store, barrier):
+    # (a batch of deletes alone has only the second barrier, after the unlinks)
+    s = session_of(server)
+    s.feed(b"set k 0 0 3\r\nold\r\n")
+    commit_and_release(server, s)
+    barrier.fail_with = 5
+    s.feed(b"set other 0 0 1\r\nx\r\ndelete k\r\nget k\r\n")
+    (reply,) = commit_and_release(server, s)
+    assert reply == b"SERVER_ERROR Input/output error\r\n" * 3
+    barrier.fail_with = None
+    assert s.feed(b"get k\r\n") == b"VALUE k 0 3\r\nold\r\nEND\r\n"
+    assert s.feed(b"get other\r\n") == b"END\r\n"
+    assert store.curr_items == 1
 
 
 def test_a_failed_commit_is_reported_even_under_noreply(server, barrier):
@@ -484,12 +526,32 @@ def test_noreply_writes_are_silent_once_durable(server, barrier):
     assert commit_and_release(server, s) == [b""]
 
 
-def test_a_failed_commit_counts_a_persist_error(server, barrier):
+def test_a_failed_commit_counts_a_persist_error_per_refused_command(server, barrier):
     s = session_of(server)
     barrier.fail_with = 5
-    s.feed(b"set k 0 0 1\r\nv\r\n")
+    s.feed(b"set k 0 0 1\r\nv\r\nset j 0 0 1 noreply\r\nv\r\nget k\r\nget nothing\r\n")
     commit_and_release(server, s)
-    assert server.counters.persist_errors == 1
+    assert server.counters.persist_errors == 3
+
+
+def test_a_failed_meta_touch_is_forgotten_with_its_batch(server, store, barrier):
+    s = session_of(server)
+    s.feed(b"set k 0 100 1\r\nv\r\n")
+    commit_and_release(server, s)
+    barrier.fail_with = 5
+    s.feed(b"mg k T30 v\r\n")
+    assert commit_and_release(server, s) == [b"SERVER_ERROR Input/output error\r\n"]
+    barrier.fail_with = None
+    # the old expiry, as on disk: nothing of the failed touch is left
+    assert s.feed(b"mg k t v\r\n") == b"VA 1 t100\r\nv\r\n"
+
+
+def test_a_metadump_lists_the_writes_of_the_open_batch(server, barrier):
+    s = session_of(server)
+    s.feed(b"set k 0 0 1\r\nv\r\nlru_crawler metadump all\r\n")
+    (reply,) = commit_and_release(server, s)
+    assert reply.startswith(b"STORED\r\nkey=k ")
+    assert reply.endswith(b"END\r\n")
 
 
 def test_a_gat_under_always_waits_for_its_touch(server, barrier):

@@ -156,6 +156,24 @@ def test_ms_with_an_explicit_cas_stores_it(session):
     assert cas_of(session, b"k") == 12345
 
 
+def test_an_explicit_cas_moves_the_counter_past_it(session):
+    session.feed(b"ms k 1 E1000000000000\r\na\r\n")
+    assert session.feed(b"ms j 1 c\r\nb\r\n") == b"HD c1000000000001\r\n"
+
+
+def test_flush_all_kills_an_item_stored_with_a_high_explicit_cas(session):
+    session.feed(b"ms k 1 E1000000000000\r\na\r\n")
+    assert session.feed(b"flush_all\r\nmg k v\r\n") == b"OK\r\nEN\r\n"
+
+
+def test_an_explicit_cas_survives_a_restart_as_the_counters_floor(opened):
+    first = opened()
+    first.feed(b"ms k 1 E5000000\r\na\r\n")
+    first.store.close()
+    again = opened()
+    assert again.feed(b"ms j 1 c\r\nb\r\n") == b"HD c5000001\r\n"
+
+
 def test_mg_vivify_with_an_explicit_cas_gives_the_new_item_that_cas(session):
     assert session.feed(b"mg k N30 E777 c\r\n") == b"HD c777 W\r\n"
 
