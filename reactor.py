@@ -427,9 +427,10 @@ class Reactor:
         later waits in `ready` for the next turn, or, if the client is
         HIGH_WATER behind on reading, until it catches up."""
         session = conn.session
-        state = session.state
+        tracing = self.server.settings.verbosity > 2
+        state = session.state if tracing else None
         reply = session.feed(data, limit=HIGH_WATER, max_commands=REQS_PER_EVENT)
-        if session.state is not state:
+        if tracing and session.state is not state:
             self._trace(conn, "%s -> %s" % (state, session.state))
         if session.holding:
             self.held.add(conn)

@@ -213,7 +213,9 @@ class Store:
         self._scan = self._walk(first=True)
         self._scan_wanted = False
         # key -> item whose fetched bit / last access changed since its write
-        self._accessed = {}
+        # (an OrderedDict: dropping the oldest of a plain dict again and again
+        # makes next(iter()) walk the holes its deletions leave)
+        self._accessed = collections.OrderedDict()
 
     # -- reading ----------------------------------------------------------
 
@@ -236,13 +238,16 @@ class Store:
         item.state |= record.FETCHED
         item.atime = self.clock()
         accessed = self._accessed
-        accessed.pop(item.key, None)
-        accessed[item.key] = item
-        if len(accessed) > ACCESSED_MAX:
-            del accessed[next(iter(accessed))]
+        # (an item already waiting keeps its place: the bound is on memory,
+        # and moving it on every read would cost each get a pop)
+        if item.key not in accessed:
+            accessed[item.key] = item
+            if len(accessed) > ACCESSED_MAX:
+                accessed.popitem(last=False)
 
     def _live(self, key, counting=False):
-        pending = self._pending(key)
+        batch = self.durability.batch
+        pending = None if batch is None else batch.writes.get(key)
         if pending is not None:
             # a change of the open batch: what this command answers depends
             # on it, so its reply waits for the batch (and fails with it)
@@ -869,7 +874,7 @@ class Store:
         """Write the fetched bit and last access of the items read since their
         last write (a clean close does this). A write that fails is logged;
         only that access state is lost."""
-        accessed, self._accessed = self._accessed, {}
+        accessed, self._accessed = self._accessed, collections.OrderedDict()
         for key, item in accessed.items():
             live = self._live(key)
             if live is None or live.cas != item.cas:
