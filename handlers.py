@@ -29,7 +29,6 @@ import logging
 import os
 import re
 import resource
-import selectors
 import time
 import urllib.parse
 
@@ -198,6 +197,9 @@ class Settings:
         self.tls_key = None
         self.tls_ca = None
         self.tls_verify_mode = 0
+        # what `stats` names in memcached's `libevent` row: the reactor's
+        # selector class (the protocol knows no I/O of its own)
+        self.event_loop = "selectors"
 
 
 class Counters:
@@ -369,7 +371,7 @@ class Server:
         buffered = [len(session._buf) for session in self.sessions if session._buf]
         return [
             # not libevent: the loop is Python's selectors, named as such
-            ("libevent", selectors.DefaultSelector.__name__),
+            ("libevent", self.settings.event_loop),
             ("connection_structures", self.conn_structs),
             # replies are bytes objects, not memcached's response objects: no pool
             ("response_obj_oom", 0),

@@ -118,6 +118,7 @@ class Reactor:
         self.listener = listener
         self.tls_context = tls_context
         self.sel = selectors.DefaultSelector()
+        server.settings.event_loop = type(self.sel).__name__
         self.conns = set()
         self.ready = set()  # connections with input parsed only in part
         self.held = set()  # connections whose replies wait for the store's batch

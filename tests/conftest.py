@@ -650,3 +650,27 @@ def small_disk(tmp_path):
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+
+
+# --------------------------------------------------------------------------
+# the unit suites' clock
+
+
+class FakeClock:
+    """A time.time that only moves when a test says so: expiry, delayed
+    flushes and last-access times are tested by moving it, never by sleeping."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        # a realistic "now": far above 30 days, so absolute times make sense
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()

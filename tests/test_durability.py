@@ -17,18 +17,6 @@ from store import ALWAYS, EVERYSEC, NO, Mode, Result, Store, StoreError
 from store import durability as durability_mod
 from store.durability import FsyncBarrier, SyncfsBarrier, make_barrier
 
-T0 = 1_700_000_000.0
-
-
-class Clock:
-    def __init__(self, now=T0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        self.now += seconds
 
 
 class RecordingBarrier:
@@ -67,11 +55,6 @@ def tmp_files(store):
 
 def file_name(store, key):
     return os.path.basename(store.dir.locate(key)[1])
-
-
-@pytest.fixture
-def clock():
-    return Clock()
 
 
 @pytest.fixture

@@ -62,24 +62,6 @@ from replies import (  # noqa: E402
 pytestmark = pytest.mark.usefixtures("no_fsync")
 
 
-class FakeClock:
-    """A clock that only moves when told to."""
-
-    def __init__(self, now=NOW):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        self.now += seconds
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
-
-
 @pytest.fixture
 def store(tmp_path, clock):
     s = Store(str(tmp_path / "data"), item_size_max=ITEM_SIZE_MAX, clock=clock)
@@ -100,8 +82,6 @@ def session(server):
 
 
 # -- helpers -------------------------------------------------------------------
-
-
 
 
 def set_cmd(key, data, flags=0, exptime=0, verb=b"set"):

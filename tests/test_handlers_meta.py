@@ -18,21 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from handlers import Server, Session, Settings  # noqa: E402
 from store import Store  # noqa: E402
 
-NOW = 1_700_000_000.0
 pytestmark = pytest.mark.usefixtures("no_fsync")
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = NOW
-
-    def __call__(self):
-        return self.now
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
 
 
 @pytest.fixture

@@ -25,22 +25,6 @@ STORED = b"STORED\r\n"
 pytestmark = pytest.mark.usefixtures("no_fsync")
 
 
-class FakeClock:
-    def __init__(self, now=NOW):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        self.now += seconds
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
-
-
 def finish_scan(store):
     """Run the start-up walk to its end: curr_items and bytes are exact from then on."""
     while store.tick(1.0):

@@ -34,19 +34,6 @@ MEMCACHED_CHUNK_SIZES = [
 pytestmark = pytest.mark.usefixtures("no_fsync")
 
 
-class FakeClock:
-    def __init__(self, now=NOW):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
-
-
 @pytest.fixture
 def store(tmp_path, clock):
     s = Store(str(tmp_path / "data"), clock=clock)

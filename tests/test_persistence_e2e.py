@@ -8,7 +8,6 @@ skips.
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 

@@ -19,19 +19,6 @@ from store.items import MAX_U64, REALTIME_MAXDELTA
 T0 = 1_700_000_000.0  # a realistic "now": far above 30 days, so absolute times make sense
 
 
-class Clock:
-    """A fake time.time: tests move it, nothing sleeps."""
-
-    def __init__(self, now=T0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        self.now += seconds
-
-
 class Stores:
     """Opens Stores on one data dir and closes whatever is still open at teardown."""
 
@@ -69,11 +56,6 @@ class Stores:
 def finish_scan(store):
     while store.tick():
         pass
-
-
-@pytest.fixture
-def clock():
-    return Clock()
 
 
 @pytest.fixture
