@@ -170,6 +170,11 @@ def test_a_server_error_is_shown_and_the_shell_goes_on(shell, key):
 
 def test_ctrl_c_cancels_the_line_being_typed(shell, key):
     shell.child.send(f"set {key} typed-but-cancelled")
+    # As a user does: Ctrl-C once the text is on the screen. (CPython's
+    # readline only notices a SIGINT that arrives while it waits in select();
+    # one arriving while it is still handling typed keys waits for the next
+    # key, so sending both at once would race.)
+    shell.child.expect_exact("typed-but-cancelled")
     shell.child.send(CTRL_C)
     shell.wait_prompt()
     assert "(not found)" in shell.run(f"get {key}")
