@@ -255,6 +255,22 @@ class DataDir:
 
     # -- walking every item, a bucket at a time ---------------------------
 
+    def sub_buckets(self, top):
+        """The numbers of the bucket folders under items/<top>, sorted."""
+        try:
+            names = os.listdir(os.path.join(self.items, top))
+        except FileNotFoundError:
+            return []
+        out = []
+        for name in names:
+            if len(name) != 2:
+                continue  # not a bucket: the walk sets such things aside
+            try:
+                out.append(int(name, 16))
+            except ValueError:
+                continue
+        return sorted(out)
+
     def has_top(self, top):
         return os.path.isdir(os.path.join(self.items, top))
 

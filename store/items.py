@@ -485,12 +485,16 @@ class Store:
         False if there was none. Without an index of all keys, the order is
         approximate, as Redis's sampled LRU: a bucket at a time."""
         for _ in range(EVICT_BUCKETS):
+            # the next bucket folder that exists: a sparse store has few, and
+            # stepping through 65,536 names would rarely reach one
             cursor = self._evict_cursor
-            self._evict_cursor = (cursor + 1) % 65536
-            bucket = "%02x/%02x" % (cursor >> 8, cursor & 255)
-            if cursor & 255 == 0 and not self.dir.has_top(bucket[:2]):
-                self._evict_cursor = (cursor + 256) % 65536
+            top, sub = cursor >> 8, cursor & 255
+            later = [b for b in self.dir.sub_buckets("%02x" % top) if b >= sub]
+            if not later:
+                self._evict_cursor = ((top + 1) % 256) << 8
                 continue
+            self._evict_cursor = ((top << 8) + later[0] + 1) % 65536
+            bucket = "%02x/%02x" % (top, later[0])
             victims = []
             for file_path, size in self.dir.bucket_files(bucket):
                 if file_path == keep:
@@ -624,7 +628,9 @@ class Store:
         self._accessed.pop(key, None)
         if self.durability.level == ALWAYS:
             pending = self._pending(key)
-            if pending is not None and pending.item is not None:
+            if pending is not None and pending.item is None:
+                return  # already deleted in this batch (its file is still there)
+            if pending is not None:
                 size = pending.item.size  # what the counts hold for it now
             self._account(bucket, -1, -size)
             self._join_batch(key, PendingWrite(key, path, None, None, bucket, -1, -size))

@@ -15,6 +15,7 @@ import pytest
 from handlers import Server, Session, Settings
 from store import ALWAYS, EVERYSEC, NO, Mode, Result, Store, StoreError
 from store import durability as durability_mod
+from store import record
 from store.durability import FsyncBarrier, SyncfsBarrier, make_barrier
 
 
@@ -244,6 +245,24 @@ def test_always_counts_barrier_calls_time_and_errors(store, barrier):
     d = store.durability
     assert (d.calls, d.errors) == (3, 1)
     assert d.seconds >= 0
+
+
+def test_always_evicting_for_the_disk_quota_in_one_batch_keeps_the_counts_exact(open_store):
+    record_size = record.HEADER_SIZE + 2 + 200
+    store = open_store(ALWAYS, max_disk=4 * record_size, disk_policy="evict")
+    store.durability.barrier = RecordingBarrier(store)
+    for i in range(4):
+        set_(store, b"a%d" % i, b"v" * 200)
+    store.commit()
+    # each of these needs an eviction; an evicted file stays on disk until
+    # the commit, and must not be evicted (and counted) twice
+    for i in range(3):
+        set_(store, b"b%d" % i, b"v" * 200)
+    store.commit()
+    files = item_files(store)
+    assert store.curr_items == len(files) == 4
+    assert store.bytes == 4 * record_size
+    assert store.evictions == 3
 
 
 def test_the_background_walk_commits_the_open_batch_first(open_store):

@@ -1115,6 +1115,22 @@ def test_the_start_up_scan_quarantines_a_record_filed_under_another_keys_name(st
     assert_counts_match_disk(store)
 
 
+def test_the_evict_policy_finds_the_files_of_a_sparse_store(stores):
+    # four files among 65,536 buckets: each write past the quota evicts one
+    size = record.HEADER_SIZE + 2 + 200
+    store = Store(str(stores.data_dir / "sparse"), max_disk=4 * size, disk_policy="evict", clock=stores.clock)
+    try:
+        finish_scan(store)
+        for i in range(4):
+            set_(store, b"a%d" % i, b"v" * 200)
+        for i in range(4):
+            assert set_(store, b"b%d" % i, b"v" * 200) is Result.STORED
+        assert store.evictions == 4
+        assert_counts_match_disk(store)
+    finally:
+        store.close()
+
+
 # == the data directory: temp files, lock, format =============================
 
 
