@@ -512,6 +512,9 @@ class Store:
             except record.CorruptRecord:
                 continue  # the walk quarantines it
             key = bytes(head[h.size : h.size + h.key_len])
+            pending = self._pending(key)
+            if pending is not None and pending.item is None:
+                continue  # deleted in the open batch: its file goes at the commit
             self._unlink(key, size)
             self.evictions += 1
             return True
