@@ -265,6 +265,59 @@ def test_always_evicting_for_the_disk_quota_in_one_batch_keeps_the_counts_exact(
     assert store.evictions == 3
 
 
+class FailFirst(RecordingBarrier):
+    """Fails the first barrier of the next commit when told to."""
+
+    def sync(self, files, dirs):
+        fail, self.fail_with = self.fail_with, None
+        self.calls.append({"files": list(files)})
+        if fail is not None:
+            raise OSError(fail, os.strerror(fail))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_always_random_batches_leave_the_store_as_the_last_durable_state(open_store, seed):
+    # Random sets, appends and deletes over a few keys, committed in random
+    # batches, some of whose first barrier fails: the items (read through the
+    # store and, after a restart, from disk) and the counts are always those
+    # of the batches that succeeded. (A batch of deletes alone has no barrier
+    # before its unlinks: if its one barrier fails, the deletes are done.)
+    import random
+
+    rng = random.Random(seed)
+    store = open_store(ALWAYS)
+    barrier = store.durability.barrier = FailFirst(store)
+    durable = {}
+    keys = [b"k%d" % i for i in range(6)]
+    for _ in range(25):
+        model = dict(durable)
+        for _ in range(rng.randrange(1, 8)):
+            key, op = rng.choice(keys), rng.choice(["set", "set", "append", "delete"])
+            if op == "set":
+                value = b"v%d" % rng.randrange(1000)
+                set_(store, key, value)
+                model[key] = value
+            elif op == "append":
+                if store.store(Mode.APPEND, key, 0, 0, b"+") is Result.STORED:
+                    model[key] += b"+"
+            elif store.delete(key):
+                del model[key]
+        failing = rng.random() < 0.3
+        barrier.fail_with = 5 if failing else None
+        batch = store.commit()
+        if batch is not None:
+            writes = any(change.tmp is not None for change in batch.writes.values())
+            if batch.error is None or not writes:
+                durable = model
+        assert {k: store.get(k).value for k in keys if store.get(k)} == durable
+        assert (store.curr_items, store.bytes) == (len(durable), sum(
+            record.HEADER_SIZE + len(k) + len(v) for k, v in durable.items()))
+        assert not tmp_files(store)
+    store.close()
+    again = open_store(ALWAYS)
+    assert {k: again.get(k).value for k in keys if again.get(k)} == durable
+
+
 def test_the_background_walk_commits_the_open_batch_first(open_store):
     store = open_store(ALWAYS)
     store.durability.barrier = RecordingBarrier(store)
