@@ -320,30 +320,35 @@ def test_always_sends_no_reply_before_the_write_is_durable(always):
 
 
 def test_always_commits_the_writes_of_many_connections_together(always, monkeypatch):
-    # The first set holds the loop until the seven other clients have sent
-    # theirs (on loopback, a finished sendall is in the server's socket
-    # buffer), so the next select finds all seven readable: one batch.
+    # The first set holds the loop until the seven other clients' sets are
+    # readable on the server's side of their sockets (looked at with select,
+    # so loopback delivery delays under load change nothing); the next select
+    # then finds all seven: one batch.
     clients = 8
-    others_sent = threading.Event()
     real = handlers.Session._complete_storage
     first = []
+
+    def others_readable():
+        others = [c.sock for c in list(always.reactor.conns) if c.session is not first[0]]
+        return len(others) == clients - 1 and len(select.select(others, [], [], 0)[0]) == clients - 1
 
     def complete(self, block):
         if not first:
             first.append(self)
-            others_sent.wait(10)
+            wait_for(others_readable)
         real(self, block)
 
     monkeypatch.setattr(handlers.Session, "_complete_storage", complete)
     socks = [always.connect() for _ in range(clients)]
     try:
+        # every connection accepted before the first set holds the loop
+        wait_for(lambda: len(always.reactor.conns) == clients)
         # (the first client's reply may be read at any moment: watch the others)
         always.barrier.clients.extend(socks[1:])
         socks[0].sendall(b"set k0 0 0 1\r\nv\r\n")
         wait_for(lambda: first)
         for i, s in enumerate(socks[1:], 1):
             s.sendall(b"set k%d 0 0 1\r\nv\r\n" % i)
-        others_sent.set()
         for s in socks:
             assert read_exactly(s, 8) == b"STORED\r\n"
     finally:
