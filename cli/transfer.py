@@ -181,11 +181,35 @@ def dump(host, port, out, timeout=10.0, connect_timeout=3.0, progress=None):
 
 
 def _exptime(ttl, server_now):
+    """The exptime of a set for `ttl` seconds left: relative up to 30 days,
+    past that an absolute time on the server's clock (`server_now()`)."""
     if ttl == 0:
         return 0
     if ttl <= REALTIME_MAXDELTA:
         return ttl
-    return server_now + ttl
+    return server_now() + ttl
+
+
+def _server_clock(host, port, timeout, connect_timeout):
+    """A function giving the server's unix time, asked once, when a TTL
+    first needs it, on a connection of its own: a proxy such as twemproxy
+    refuses `stats` by closing the connection, and then the local clock
+    stands in for the server's."""
+    known = []
+
+    def now():
+        if not known:
+            try:
+                probe = Client(host, port, timeout, connect_timeout)
+                try:
+                    known.append(int(probe.stats()["time"]))
+                finally:
+                    probe.close()
+            except (ClientError, KeyError, ValueError):
+                known.append(int(time.time()))
+        return known[0]
+
+    return now
 
 
 def load(host, port, inp, noreply=False, timeout=10.0, connect_timeout=3.0, progress=None):
@@ -199,7 +223,7 @@ def load(host, port, inp, noreply=False, timeout=10.0, connect_timeout=3.0, prog
     client = Client(host, port, timeout, connect_timeout)
     try:
         reader = Reader(inp)
-        server_now = int(client.stats().get("time", b"%d" % time.time()))
+        server_now = _server_clock(host, port, timeout, connect_timeout)
         bar = Progress("load", None, enabled=progress)
         sent = 0
         nbytes = 0
