@@ -674,3 +674,21 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+def server(store, clock):
+    """A protocol server over the requesting module's ``store`` fixture."""
+    from handlers import Server, Settings  # the unit suites' only need of the server modules
+
+    return Server(store, Settings(), clock=clock)
+
+
+@pytest.fixture
+def session(server):
+    """One sans-I/O session of ``server``, closed at teardown."""
+    from handlers import Session
+
+    s = Session(server)
+    yield s
+    s.close()

@@ -19,7 +19,6 @@ from store import record
 from store.durability import FsyncBarrier, SyncfsBarrier, make_barrier
 
 
-
 class RecordingBarrier:
     """Stands in for syncfs: records each call with the item files present
     and the temp files waiting, and fails when told to."""
@@ -482,11 +481,6 @@ def test_fsync_barrier_syncs_each_file_and_folder(tmp_path, monkeypatch):
 
 
 # == the session holds replies until the batch is durable =======================
-
-
-@pytest.fixture
-def server(store, clock):
-    return Server(store, Settings(), clock=clock)
 
 
 def session_of(server):

@@ -24,7 +24,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import handlers  # noqa: E402
-from handlers import Server, Session, Settings  # noqa: E402
 from store import Store  # noqa: E402
 
 NOW = 1_700_000_000.0
@@ -65,18 +64,6 @@ pytestmark = pytest.mark.usefixtures("no_fsync")
 @pytest.fixture
 def store(tmp_path, clock):
     s = Store(str(tmp_path / "data"), item_size_max=ITEM_SIZE_MAX, clock=clock)
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def server(store, clock):
-    return Server(store, Settings(), clock=clock)
-
-
-@pytest.fixture
-def session(server):
-    s = Session(server)
     yield s
     s.close()
 

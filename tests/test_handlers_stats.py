@@ -40,18 +40,6 @@ def store(tmp_path, clock):
 
 
 @pytest.fixture
-def server(store, clock):
-    return Server(store, Settings(), clock=clock)
-
-
-@pytest.fixture
-def session(server):
-    s = Session(server)
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def auth_server(server, tmp_path):
     path = tmp_path / "auth"
     path.write_bytes(b"alice:secret\nbob:pw2\r\n")

@@ -16,7 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import handlers  # noqa: E402
-from handlers import Server, Session, Settings  # noqa: E402
+from handlers import Session  # noqa: E402
 from store import Store  # noqa: E402
 
 from replies import END, ERROR, VERSION  # noqa: E402
@@ -37,13 +37,6 @@ pytestmark = pytest.mark.usefixtures("no_fsync")
 @pytest.fixture
 def store(tmp_path, clock):
     s = Store(str(tmp_path / "data"), clock=clock)
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def session(store, clock):
-    s = Session(Server(store, Settings(), clock=clock))
     yield s
     s.close()
 
