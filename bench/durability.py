@@ -49,7 +49,6 @@ floor rows; run it on a quiet machine for figures to publish.
 """
 
 import argparse
-import ctypes
 import hashlib
 import multiprocessing
 import os
@@ -68,6 +67,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from store import Store, record  # noqa: E402  (the path above comes first)
+from store.durability import HAVE_SYNCFS, syncfs  # noqa: E402  (the same calls the server makes)
+from store.files import fsync_dir  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WARMUP = 1.0
@@ -445,34 +446,6 @@ def print_write_path(rows, value_size, nkeys, seconds):
 # -- the file-system floor --------------------------------------------------
 
 
-def _load_syncfs():
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.syncfs
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-_SYNCFS = _load_syncfs()
-
-
-def syncfs(fd):
-    if _SYNCFS(fd) != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code))
-
-
-def fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class Floor:
     """Files laid out as the store lays them out, written without a server."""
 
@@ -576,7 +549,7 @@ def bench_floor(base, seconds, value_size, nkeys):
                 ("write temp + rename (no sync)", 1, lambda i: floor.per_op(i % n, False)),
                 ("write + fdatasync + rename + fsync folder, per op", 1, lambda i: floor.per_op(i % n, True)),
             ]
-            if _SYNCFS is not None:
+            if HAVE_SYNCFS:
                 cases += [
                     ("write, syncfs, rename, syncfs: batch 1", 1, lambda i: floor.batch(i, 1, "syncfs")),
                     ("50 writes, syncfs, 50 renames, syncfs: batch 50", 50, lambda i: floor.batch(i, 50, "syncfs")),
@@ -648,7 +621,7 @@ def startup_dir(n, value_size):
         st.close()
     fd = os.open(data, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        if _SYNCFS is not None:
+        if HAVE_SYNCFS:
             syncfs(fd)  # so the measurement does not share the disk with writeback
         else:
             os.sync()

@@ -62,6 +62,14 @@ def _load_syncfs():
 
 
 _SYNCFS = _load_syncfs()
+HAVE_SYNCFS = _SYNCFS is not None
+
+
+def syncfs(fd):
+    """syncfs(2) on the file system holding fd; raises OSError."""
+    if _SYNCFS(fd) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
 
 
 class SyncfsBarrier:
@@ -74,9 +82,7 @@ class SyncfsBarrier:
         self._fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
 
     def sync(self, files, dirs):
-        if _SYNCFS(self._fd) != 0:
-            code = ctypes.get_errno()
-            raise OSError(code, os.strerror(code))
+        syncfs(self._fd)
 
     def close(self):
         if self._fd is not None:
