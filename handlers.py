@@ -603,7 +603,7 @@ class Session:
         self._turn_over = False  # a multi-get paused after KEYS_PER_TURN keys
         # feed() stopped at a limit with work left (commands or a paused get)
         self.stopped_early = False
-        self.commands = 0  # command lines run so far: the reactor's idle clock
+        self.commands = 0  # command lines run so far: the idle timer's clock, `stats conns`
         self.counters.curr_connections += 1
         self.counters.total_connections += 1
         # `stats conns`: the socket's description, filled in by attach()
@@ -612,7 +612,6 @@ class Session:
         self.listen_addr = None
         self._unsent = None
         self.last_command = server.clock()
-        self.commands_run = 0
         self.authenticated = server.auth is None
         server.sessions.add(self)
         server.conn_structs = max(server.conn_structs, len(server.sessions) + 1)
@@ -778,7 +777,6 @@ class Session:
             line = line[: line.index(b"\0")]  # memcached reads the line as a C string
         words = [w for w in line.split(b" ") if w]
         self.last_command = self.server.clock()
-        self.commands_run += 1
         if not self.authenticated:
             return self._unauthenticated(words)
         if self.server.settings.verbosity > 1:
@@ -1186,7 +1184,7 @@ class Session:
             return "conn_nread"
         if self._unsent is not None and self._unsent():
             return "conn_mwrite"
-        return "conn_read" if self.commands_run or self._buf else "conn_new_cmd"
+        return "conn_read" if self.commands or self._buf else "conn_new_cmd"
 
     def _stats_detail(self, words):
         settings = self.server.settings
