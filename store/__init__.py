@@ -4,7 +4,18 @@ Knows no protocol."""
 
 from .durability import ALWAYS, EVERYSEC, LEVELS, METHODS, NO
 from .errors import DataDirError, DiskFull, StoreError
-from .items import DISK_POLICIES, Arithmetic, Item, Mode, NonNumeric, Result, Store, absolute_expiry, parse_c_integer, parse_u64
+from .items import (
+    DISK_POLICIES,
+    Arithmetic,
+    Item,
+    Mode,
+    NonNumeric,
+    Result,
+    Store,
+    absolute_expiry,
+    parse_c_integer,
+    parse_u64,
+)
 
 __all__ = [
     "ALWAYS",
