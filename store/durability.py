@@ -128,10 +128,11 @@ class PendingWrite:
     """One change of a batch: a write waiting in its temp file, or (tmp and
     item None) a delete whose file the commit removes."""
 
-    __slots__ = ("key", "path", "tmp", "item", "bucket", "items_delta", "bytes_delta")
+    __slots__ = ("key", "path", "tmp", "item", "bucket", "items_delta", "bytes_delta", "old_size")
 
-    def __init__(self, key, path, tmp, item, bucket, items_delta, bytes_delta):
+    def __init__(self, key, path, tmp, item, bucket, items_delta, bytes_delta, old_size=None):
         self.key = key
+        self.old_size = old_size  # of the file on disk the commit replaces (None: none)
         self.path = path
         self.tmp = tmp
         self.item = item

@@ -5,8 +5,10 @@ and removed without ever leaving a torn file or touching a path outside the dir.
                                (version 1 dirs are adopted: see _check_format)
     <data-dir>/lock            flock'd by the one server using the dir
     <data-dir>/state           persisted counters (see state.py)
-    <data-dir>/tmp/            files being written; anything here at start-up
-                               is the debris of a crash and is removed
+    <data-dir>/tmp/            files being written, and spares (the inodes of
+                               replaced records, written over by later writes:
+                               spares.py); at start-up a spare may restore an
+                               item torn by a power loss, then all are removed
     <data-dir>/items/ab/cd/abcd…  one record per key, named by the key's hash
     <data-dir>/quarantine/     corrupt records moved aside, never served
 
@@ -21,6 +23,7 @@ import itertools
 import os
 
 from .errors import DataDirError
+from .spares import FULL_DISK, SparePool, is_spare
 
 FORMAT_VERSION = 2
 _FORMAT_LINE = f"memcached-lite {FORMAT_VERSION}\n"
@@ -51,7 +54,6 @@ class DataDir:
         try:
             self._check_format()
             os.makedirs(self.tmp, exist_ok=True)
-            self.removed_temp_files = self._clear_tmp()
             os.makedirs(self.items, exist_ok=True)
             os.makedirs(self.quarantine_dir, exist_ok=True)
         except BaseException:
@@ -60,6 +62,8 @@ class DataDir:
         self._names = itertools.count()
         self._pid = os.getpid()
         self._known_dirs = set()
+        self.spares = SparePool(self.tmp, self._pid)
+        self.removed_temp_files = 0
 
     # -- whole-directory housekeeping ------------------------------------
 
@@ -104,6 +108,15 @@ class DataDir:
                 f"data dir {self.path} has format {found.strip()!r}; "
                 f"this server reads {_FORMAT_LINE.strip()!r}"
             )
+
+    def leftover_spares(self):
+        """The spares a crash left in tmp/ (read them before clear_tmp)."""
+        return [e.path for e in os.scandir(self.tmp) if is_spare(e.name)]
+
+    def clear_tmp(self):
+        """Remove what a crash left in tmp/ (temp files, spares); once, at
+        start-up, before the first write."""
+        self.removed_temp_files = self._clear_tmp()
 
     def _clear_tmp(self):
         removed = 0
@@ -168,62 +181,111 @@ class DataDir:
         except FileNotFoundError:
             return None
 
-    def write(self, path, parts):
+    def write(self, path, parts, old_size=None):
         """Write parts to path atomically: the old file or the new, never a torn one.
 
-        Returns the folders whose entries changed. Raises OSError (disk full,
-        permissions...) with the temp file removed.
+        `old_size` is the size of the file being replaced (None: there is
+        none). Returns the folders whose entries changed. Raises OSError (disk
+        full, permissions...) with the temp file removed.
         """
-        tmp = self.write_temp(parts)
+        tmp = self.write_temp(parts, os.path.basename(path))
         try:
-            return self.install(tmp, path)
+            return self.install(tmp, path, old_size)
         except BaseException:
             self.abandon(tmp)
             raise
 
-    def write_temp(self, parts):
-        """Write parts to a new file in tmp/ and return its path; raises
-        OSError with nothing left behind."""
-        tmp = os.path.join(self.tmp, f"{self._pid}.{next(self._names)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    def write_temp(self, parts, name=None):
+        """Write parts to a file in tmp/ (a spare written over, or a new
+        file) and return its path; `name` is the item's file name, whose own
+        old record is never written over. Raises OSError with nothing left
+        behind; on a full disk the spares are freed and the write tried again
+        once."""
+        had_spares = len(self.spares) > 0
+        try:
+            return self._write_temp(parts, name)
+        except OSError as e:
+            if e.errno not in FULL_DISK or not had_spares:
+                raise
+        self.spares.drain(held_too=True)
+        return self._write_temp(parts, name)
+
+    def _write_temp(self, parts, name):
+        spare = self.spares.take(name)
+        if spare is not None:
+            try:
+                fd = os.open(spare, os.O_WRONLY)
+            except OSError:
+                spare = None  # removed by hand: make a new one
+        if spare is None:
+            tmp = os.path.join(self.tmp, f"{self._pid}.{next(self._names)}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        else:
+            tmp = spare
+        total = sum(len(p) for p in parts)
         try:
             try:
-                total = sum(len(p) for p in parts)
                 written = os.writev(fd, parts)
                 if written != total:  # short writes happen on full disks
                     rest = b"".join(parts)[written:]
                     while rest:
                         n = os.write(fd, rest)
                         rest = rest[n:]
+                if spare is not None:
+                    os.ftruncate(fd, total)  # the spare's old record may be longer
             finally:
                 os.close(fd)
         except BaseException:
-            self.abandon(tmp)
+            _unlink_quietly(tmp)
             raise
+        if spare is not None:
+            self.spares.lent(tmp, name, total)
         return tmp
 
     def abandon(self, tmp):
-        """Remove a temp file that will not be installed."""
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        """Give up a temp file that will not be installed."""
+        if not self.spares.abandoned(tmp):
+            _unlink_quietly(tmp)
 
-    def install(self, tmp, path):
+    def install(self, tmp, path, old_size=None):
         """Rename a temp file onto an item's path (making its bucket if
-        needed); returns the folders whose entries changed."""
+        needed); returns the folders whose entries changed. The file it
+        replaces (of `old_size`; None: none) is kept as a spare."""
         parent = os.path.dirname(path)
         changed = [parent]
         if parent not in self._known_dirs:
             changed += self._make_bucket(parent)
+        spare = self._keep_old(path, old_size)
         try:
-            os.replace(tmp, path)
-        except FileNotFoundError:
-            # the bucket dir was removed under us (e.g. by hand); make it again
-            self._known_dirs.discard(parent)
-            changed += self._make_bucket(parent)
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except FileNotFoundError:
+                # the bucket dir was removed under us (e.g. by hand); make it again
+                self._known_dirs.discard(parent)
+                changed += self._make_bucket(parent)
+                os.replace(tmp, path)
+        except BaseException:
+            if spare is not None:
+                # still a name of the live file: it must never be written over
+                self.spares.forget(spare)
+                _unlink_quietly(spare)
+            raise
+        self.spares.installed(tmp)
         return changed
+
+    def _keep_old(self, path, old_size):
+        # a second name in tmp/ for the file about to be replaced, so its
+        # inode is not freed (and is the fallback until the next barrier)
+        spares = self.spares
+        if not spares.wants(old_size):
+            return None
+        spare = spares.new_name()
+        try:
+            os.link(path, spare)
+        except OSError:
+            return None  # no old file after all, or links refused: freed as before
+        spares.released(spare, os.path.basename(path), old_size)
+        return spare
 
     def _make_bucket(self, parent):
         # the folders that gained an entry: the new folders' parents
@@ -237,10 +299,17 @@ class DataDir:
         self._known_dirs.add(parent)
         return changed
 
-    def remove(self, path):
-        """Remove a file; True if there was one."""
+    def remove(self, path, size=None):
+        """Remove a file (of `size`, if known: then it may be kept as a
+        spare); True if there was one."""
+        spares = self.spares
         try:
-            os.unlink(path)
+            if spares.wants(size):
+                spare = spares.new_name()
+                os.rename(path, spare)
+                spares.released(spare, os.path.basename(path), size)
+            else:
+                os.unlink(path)
             return True
         except FileNotFoundError:
             return False
@@ -312,6 +381,13 @@ class DataDir:
                 finally:
                     os.close(fd)
         return out
+
+
+def _unlink_quietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def fsync_dir(path):

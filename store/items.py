@@ -23,7 +23,7 @@ import time
 
 from . import record
 from .cache import LRUCache
-from .durability import ALWAYS, EVERYSEC, Durability, PendingWrite
+from .durability import ALWAYS, EVERYSEC, NO, Durability, PendingWrite
 from .errors import DiskFull, StoreError
 from .files import DataDir, key_hash
 from .state import PersistentState
@@ -195,6 +195,9 @@ class Store:
         try:
             self.durability = Durability(fsync, fsync_method, self.dir.path)
             self.state = PersistentState(self.dir)
+            self.restored = self._restore_from_spares()
+            self.dir.clear_tmp()
+            self.dir.spares.reuse_at_once = fsync == NO
         except Exception:
             self.dir.close()
             raise
@@ -216,6 +219,39 @@ class Store:
         # (an OrderedDict: dropping the oldest of a plain dict again and again
         # makes next(iter()) walk the holes its deletions leave)
         self._accessed = collections.OrderedDict()
+
+    def _restore_from_spares(self):
+        """After a power loss (everysec, no), an item's file written into a
+        spare may hold the spare's old bytes; the item's previous record is
+        then one of the spares left in tmp/. Put back the newest intact
+        record of each key whose file does not verify. A key whose file is
+        gone was deleted: a spare never brings it back."""
+        best = {}
+        for spare in self.dir.leftover_spares():
+            r = self._intact(spare)
+            if r is not None:
+                _, path = self.dir.locate(r.key)
+                if path not in best or r.cas > best[path][0]:
+                    best[path] = (r.cas, spare)
+        restored = 0
+        for path, (_, spare) in best.items():
+            if not os.path.exists(path) or self._intact(path, os.path.basename(path)) is not None:
+                continue
+            os.replace(spare, path)
+            log.warning("restored %s from its previous record: it was torn (a power loss?)", path)
+            restored += 1
+        return restored
+
+    def _intact(self, path, name=None):
+        # the record in path if it reads whole (and belongs to `name`), else None
+        try:
+            data = self.dir.read(path)
+            r = record.decode(data) if data is not None else None
+        except (OSError, record.CorruptRecord):
+            return None
+        if r is None or (name is not None and key_hash(r.key) != name):
+            return None
+        return r
 
     # -- reading ----------------------------------------------------------
 
@@ -296,7 +332,7 @@ class Store:
             bucket, path = self.dir.locate(key)
             self.cache.discard(key)
             self._accessed.pop(key, None)
-            if self._remove(path):
+            if self._remove(path, size):
                 self._account(bucket, -1, -size)
         except StoreError:
             self._scan_wanted = True
@@ -434,9 +470,9 @@ class Store:
         durability = self.durability
         try:
             if durability.level == ALWAYS:
-                tmp = self.dir.write_temp(parts)
+                tmp = self.dir.write_temp(parts, os.path.basename(path))
             else:
-                durability.written(path, self.dir.write(path, parts))
+                durability.written(path, self.dir.write(path, parts, old_size))
         except OSError as e:
             log.error("write of %r failed: %s", key, e)
             raise StoreError(f"{e.strerror or e}") from e
@@ -448,7 +484,7 @@ class Store:
         bytes_delta = item.size - (old_size or 0)
         self._account(bucket, items_delta, bytes_delta)
         if durability.level == ALWAYS:
-            self._join_batch(key, PendingWrite(key, path, tmp, item, bucket, items_delta, bytes_delta))
+            self._join_batch(key, PendingWrite(key, path, tmp, item, bucket, items_delta, bytes_delta, old_size))
         return item
 
     def _join_batch(self, key, change):
@@ -461,6 +497,7 @@ class Store:
                 self.dir.abandon(replaced.tmp)
             change.items_delta += replaced.items_delta
             change.bytes_delta += replaced.bytes_delta
+            change.old_size = replaced.old_size  # the file on disk is still that one
         batch.writes[key] = change
         batch.changes += 1
 
@@ -636,15 +673,15 @@ class Store:
             if pending is not None:
                 size = pending.item.size  # what the counts hold for it now
             self._account(bucket, -1, -size)
-            self._join_batch(key, PendingWrite(key, path, None, None, bucket, -1, -size))
+            self._join_batch(key, PendingWrite(key, path, None, None, bucket, -1, -size, size))
             return
-        if self._remove(path):
+        if self._remove(path, size):
             self._account(bucket, -1, -size)
             self.durability.removed([os.path.dirname(path)])
 
-    def _remove(self, path):
+    def _remove(self, path, size):
         try:
-            return self.dir.remove(path)
+            return self.dir.remove(path, size)
         except OSError as e:
             log.error("cannot remove %s: %s", path, e)
             raise StoreError(f"cannot remove: {e.strerror or e}") from e
@@ -683,12 +720,13 @@ class Store:
                 durability.sync([w.tmp for w in writes], [self.dir.tmp])
             for change in changes:
                 if change.tmp is not None:
-                    batch.dirs.update(self.dir.install(change.tmp, change.path))
+                    batch.dirs.update(self.dir.install(change.tmp, change.path, change.old_size))
                 else:
-                    self.dir.remove(change.path)
+                    self.dir.remove(change.path, change.old_size)
                     batch.dirs.add(os.path.dirname(change.path))
                 done.add(change.key)
             durability.sync((), batch.dirs)
+            self.dir.spares.barrier_passed()
         except OSError as e:
             batch.error = e.strerror or str(e)
             log.error("commit of %d changes failed: %s", len(changes), e)
@@ -712,10 +750,13 @@ class Store:
     def sync_if_due(self):
         """everysec's timer; raises StoreError if the barrier failed."""
         try:
-            return self.durability.sync_if_due()
+            synced = self.durability.sync_if_due()
         except OSError as e:
             log.error("periodic sync failed: %s", e)
             raise StoreError(f"sync failed: {e.strerror or e}") from e
+        if synced:
+            self.dir.spares.barrier_passed()
+        return synced
 
     # -- flush_all and the walk over every file -----------------------------
 
@@ -809,7 +850,7 @@ class Store:
                 continue
             self.cache.discard(key)
             try:
-                removed = self.dir.remove(path)
+                removed = self.dir.remove(path, size)
             except OSError as e:
                 log.error("cannot remove %s: %s", path, e)
                 continue
@@ -901,6 +942,7 @@ class Store:
             self.commit()
             if self.durability.level != ALWAYS:
                 self.durability.sync_if_due(force=True)
+            self.dir.spares.drain(held_too=True)  # everything is durable now
         except OSError as e:
             log.error("final sync failed: %s", e)
         finally:

@@ -50,7 +50,9 @@ def item_files(store):
 
 
 def tmp_files(store):
-    return set(os.listdir(store.dir.tmp))
+    """The temp files in tmp/: what is there beside the idle spares."""
+    idle = {os.path.basename(p) for p in store.dir.spares.idle()}
+    return set(os.listdir(store.dir.tmp)) - idle
 
 
 def file_name(store, key):

@@ -1143,7 +1143,7 @@ def broken_disk(store, monkeypatch):
             os.chmod(d, 0o755)
     else:
 
-        def write(path, parts):
+        def write(path, parts, old_size=None):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
         monkeypatch.setattr(store.dir, "write", write)

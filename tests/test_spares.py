@@ -1,0 +1,257 @@
+"""Spare files (store/spares.py): a replaced or deleted record's inode is kept
+in tmp/ and written over by a later write, only once a barrier has made the
+record that replaced it durable; at start-up a torn item is put back from its
+previous record."""
+
+import errno
+import os
+
+import pytest
+
+from store import Mode, Store
+from store.durability import ALWAYS, EVERYSEC, NO
+from store.spares import is_spare
+
+
+@pytest.fixture
+def open_store(tmp_path, clock):
+    opened = []
+
+    def open_(level=EVERYSEC):
+        store = Store(str(tmp_path / "data"), clock=clock, fsync=level)
+        while store.tick():
+            pass
+        opened.append(store)
+        return store
+
+    yield open_
+    for store in opened:
+        if store.dir._lock_fd is not None:
+            store.close()
+
+
+def set_(store, key, value):
+    return store.store(Mode.SET, key, 0, 0, value)
+
+
+def inode(store, key):
+    return os.stat(store.dir.locate(key)[1]).st_ino
+
+
+def spares_on_disk(store):
+    return sorted(n for n in os.listdir(store.dir.tmp) if is_spare(n))
+
+
+def crash(store):
+    """Die without close(): nothing is saved, the OS drops the flock."""
+    store.dir.close()
+
+
+def barrier(store):
+    assert store.durability.sync_if_due(force=True)
+    store.dir.spares.barrier_passed()
+
+
+def test_an_overwritten_record_is_kept_as_a_spare(open_store):
+    store = open_store()
+    set_(store, b"k", b"v1")
+    first = inode(store, b"k")
+    set_(store, b"k", b"v2")
+    [spare] = spares_on_disk(store)
+    assert os.stat(os.path.join(store.dir.tmp, spare)).st_ino == first
+
+
+def test_a_deleted_record_is_kept_as_a_spare(open_store):
+    store = open_store()
+    set_(store, b"k", b"v1")
+    first = inode(store, b"k")
+    assert store.delete(b"k")
+    [spare] = spares_on_disk(store)
+    assert os.stat(os.path.join(store.dir.tmp, spare)).st_ino == first
+    assert store.get(b"k") is None
+
+
+def test_a_spare_is_written_over_only_after_a_barrier(open_store):
+    store = open_store()
+    set_(store, b"a", b"1")
+    set_(store, b"b", b"1")
+    old_a = inode(store, b"a")
+    set_(store, b"a", b"2")  # a's first inode is held: a's fallback
+    set_(store, b"b", b"2")
+    assert inode(store, b"b") != old_a
+    barrier(store)
+    set_(store, b"b", b"3")
+    assert inode(store, b"b") == old_a
+    assert store.dir.spares.reused == 1
+
+
+def test_a_spare_is_never_written_for_the_key_it_held(open_store):
+    store = open_store()
+    set_(store, b"k", b"v1")
+    old = inode(store, b"k")
+    set_(store, b"k", b"v2")
+    barrier(store)
+    set_(store, b"k", b"v3")
+    assert inode(store, b"k") != old
+    assert store.dir.spares.reused == 0
+
+
+def test_under_no_a_spare_is_ready_at_once(open_store):
+    store = open_store(NO)
+    set_(store, b"a", b"1")
+    set_(store, b"b", b"1")
+    old_a = inode(store, b"a")
+    set_(store, b"a", b"2")
+    set_(store, b"b", b"2")
+    assert inode(store, b"b") == old_a
+
+
+def test_under_always_the_commit_is_the_barrier(open_store):
+    store = open_store(ALWAYS)
+    set_(store, b"a", b"1")
+    set_(store, b"b", b"1")
+    store.commit()
+    old_a = inode(store, b"a")
+    set_(store, b"a", b"2")
+    store.commit()
+    set_(store, b"b", b"2")
+    store.commit()
+    assert inode(store, b"b") == old_a
+    assert (store.get(b"a").value, store.get(b"b").value) == (b"2", b"2")
+
+
+def test_a_longer_spare_is_cut_to_the_new_record(open_store):
+    store = open_store(NO)
+    set_(store, b"a", b"x" * 5000)
+    set_(store, b"a", b"short")
+    set_(store, b"b", b"tiny")  # written into a's old 5 KB record
+    reopened = open_store_again(store, open_store)
+    assert reopened.get(b"b").value == b"tiny"
+    assert reopened.get(b"a").value == b"short"
+
+
+def open_store_again(store, open_store, level=EVERYSEC):
+    store.close()
+    return open_store(level)
+
+
+def test_a_clean_stop_leaves_no_spares(open_store):
+    store = open_store()
+    for i in range(10):
+        set_(store, b"k", b"%d" % i)
+    store.delete(b"k")
+    assert spares_on_disk(store)
+    store.close()
+    assert os.listdir(store.dir.tmp) == []
+
+
+def test_a_torn_item_is_restored_from_its_previous_record_at_start_up(open_store):
+    store = open_store()
+    set_(store, b"k", b"v1")
+    set_(store, b"other", b"x")
+    barrier(store)
+    set_(store, b"k", b"v2")  # into no spare yet; v1's inode is held
+    path = store.dir.locate(b"k")[1]
+    other = store.dir.locate(b"other")[1]
+    crash(store)
+    # a power loss before the barrier: the file holds a spare's old bytes
+    with open(other, "rb") as f, open(path, "wb") as g:
+        g.write(f.read())
+    store = open_store()
+    assert store.restored == 1
+    assert store.get(b"k").value == b"v1"
+    assert store.quarantined == 0
+    assert os.listdir(store.dir.tmp) == []
+
+
+def test_a_half_written_item_is_restored_from_its_previous_record(open_store):
+    store = open_store()
+    set_(store, b"k", b"v1" * 100)
+    set_(store, b"k", b"v2" * 100)
+    path = store.dir.locate(b"k")[1]
+    crash(store)
+    with open(path, "r+b") as f:
+        f.truncate(50)
+    store = open_store()
+    assert store.get(b"k").value == b"v1" * 100
+
+
+def test_an_intact_item_is_never_replaced_by_its_spare(open_store):
+    store = open_store()
+    set_(store, b"k", b"v1")
+    set_(store, b"k", b"v2")
+    crash(store)
+    store = open_store()
+    assert store.restored == 0
+    assert store.get(b"k").value == b"v2"
+
+
+def test_a_spare_never_brings_back_a_deleted_key(open_store):
+    store = open_store()
+    set_(store, b"k", b"v1")
+    store.delete(b"k")
+    crash(store)
+    store = open_store()
+    assert store.restored == 0
+    assert store.get(b"k") is None
+
+
+def test_the_newest_intact_spare_wins(open_store):
+    store = open_store()
+    for v in (b"v1", b"v2", b"v3", b"v4"):
+        set_(store, b"k", v)  # v1..v3 are held spares
+    path = store.dir.locate(b"k")[1]
+    crash(store)
+    with open(path, "wb") as f:
+        f.write(b"garbage")
+    store = open_store()
+    assert store.get(b"k").value == b"v3"
+
+
+def test_a_full_disk_frees_the_spares_and_tries_once_more(open_store, monkeypatch):
+    store = open_store(NO)
+    set_(store, b"a", b"1")
+    set_(store, b"a", b"2")
+    real_writev = os.writev
+    calls = []
+
+    def full_once(fd, parts):
+        calls.append(fd)
+        if len(calls) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_writev(fd, parts)
+
+    monkeypatch.setattr(os, "writev", full_once)
+    set_(store, b"b", b"1")
+    assert len(calls) == 2
+    assert spares_on_disk(store) == []
+    assert store.get(b"b").value == b"1"
+
+
+def test_a_failed_rename_never_leaves_a_second_name_of_the_live_file(open_store, monkeypatch):
+    store = open_store(NO)
+    set_(store, b"a", b"old")
+    real_replace = os.replace
+
+    def refuse(src, dst):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(Exception):
+        set_(store, b"a", b"new")
+    monkeypatch.setattr(os, "replace", real_replace)
+    for i in range(5):
+        set_(store, b"k%d" % i, b"x")  # none may write into a's live file
+        set_(store, b"k%d" % i, b"y")
+    reopened = open_store_again(store, open_store)
+    assert reopened.get(b"a").value == b"old"
+
+
+def test_spares_outside_the_ready_budget_are_freed(open_store):
+    store = open_store(NO)
+    store.dir.spares.ready_bytes = 2 * 4096
+    for i in range(5):
+        set_(store, b"k%d" % i, b"1")
+    for i in range(5):
+        set_(store, b"k%d" % i, b"2")  # five old records released, two kept
+    assert len(spares_on_disk(store)) <= 2
