@@ -31,12 +31,12 @@ Some facts about barriers that this relies on:
   reports it reliably.
 """
 
-import ctypes
 import logging
 import os
 import time
 
 from .files import fsync_dir
+from .syscalls import HAVE_SYNCFS, syncfs
 
 ALWAYS, EVERYSEC, NO = "always", "everysec", "no"
 LEVELS = (ALWAYS, EVERYSEC, NO)
@@ -47,29 +47,6 @@ SLOW_BARRIER = 0.5
 
 log = logging.getLogger("memcached-lite.store")
 
-
-def _load_syncfs():
-    try:
-        # the interpreter's own symbols include the C library's (and finding
-        # libc by name would run ldconfig in a subprocess)
-        libc = ctypes.CDLL(None, use_errno=True)
-        syncfs = libc.syncfs
-    except (OSError, AttributeError):
-        return None
-    syncfs.argtypes = [ctypes.c_int]
-    syncfs.restype = ctypes.c_int
-    return syncfs
-
-
-_SYNCFS = _load_syncfs()
-HAVE_SYNCFS = _SYNCFS is not None
-
-
-def syncfs(fd):
-    """syncfs(2) on the file system holding fd; raises OSError."""
-    if _SYNCFS(fd) != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code))
 
 
 class SyncfsBarrier:
@@ -117,9 +94,9 @@ def make_barrier(method, path):
     """The barrier for `--fsync-method`: auto is syncfs where it exists."""
     if method not in METHODS:
         raise ValueError(f"unknown fsync method {method!r}")
-    if method == "syncfs" and _SYNCFS is None:
+    if method == "syncfs" and not HAVE_SYNCFS:
         raise ValueError("syncfs is not available on this system")
-    if method == "fsync" or _SYNCFS is None:
+    if method == "fsync" or not HAVE_SYNCFS:
         return FsyncBarrier(path)
     return SyncfsBarrier(path)
 

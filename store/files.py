@@ -23,7 +23,8 @@ import itertools
 import os
 
 from .errors import DataDirError
-from .spares import FULL_DISK, SparePool, is_spare
+from .spares import FULL_DISK, SparePool
+from .syscalls import Exchange
 
 FORMAT_VERSION = 2
 _FORMAT_LINE = f"memcached-lite {FORMAT_VERSION}\n"
@@ -63,6 +64,7 @@ class DataDir:
         self._pid = os.getpid()
         self._known_dirs = set()
         self.spares = SparePool(self.tmp, self._pid)
+        self._exchange = Exchange()
         self.removed_temp_files = 0
 
     # -- whole-directory housekeeping ------------------------------------
@@ -109,9 +111,10 @@ class DataDir:
                 f"this server reads {_FORMAT_LINE.strip()!r}"
             )
 
-    def leftover_spares(self):
-        """The spares a crash left in tmp/ (read them before clear_tmp)."""
-        return [e.path for e in os.scandir(self.tmp) if is_spare(e.name)]
+    def leftovers(self):
+        """The files a crash left in tmp/: spares, and temp files written but
+        not renamed (read them before clear_tmp)."""
+        return [e.path for e in os.scandir(self.tmp)]
 
     def clear_tmp(self):
         """Remove what a crash left in tmp/ (temp files, spares); once, at
@@ -213,6 +216,7 @@ class DataDir:
     def _write_temp(self, parts, name):
         spare = self.spares.take(name)
         if spare is not None:
+            spare = spare[0]
             try:
                 fd = os.open(spare, os.O_WRONLY)
             except OSError:
@@ -231,8 +235,10 @@ class DataDir:
                     while rest:
                         n = os.write(fd, rest)
                         rest = rest[n:]
-                if spare is not None:
-                    os.ftruncate(fd, total)  # the spare's old record may be longer
+                # the rest of the spare's old record (fstat: far cheaper
+                # than an ftruncate that changes nothing)
+                if spare is not None and os.fstat(fd).st_size > total:
+                    os.ftruncate(fd, total)
             finally:
                 os.close(fd)
         except BaseException:
@@ -255,37 +261,46 @@ class DataDir:
         changed = [parent]
         if parent not in self._known_dirs:
             changed += self._make_bucket(parent)
-        spare = self._keep_old(path, old_size)
+        spares = self.spares
+        if spares.wants(old_size) and self._swap(tmp, path, old_size):
+            return changed
         try:
-            try:
-                os.replace(tmp, path)
-            except FileNotFoundError:
-                # the bucket dir was removed under us (e.g. by hand); make it again
-                self._known_dirs.discard(parent)
-                changed += self._make_bucket(parent)
-                os.replace(tmp, path)
-        except BaseException:
-            if spare is not None:
-                # still a name of the live file: it must never be written over
-                self.spares.forget(spare)
-                _unlink_quietly(spare)
-            raise
-        self.spares.installed(tmp)
+            os.replace(tmp, path)
+        except FileNotFoundError:
+            # the bucket dir was removed under us (e.g. by hand); make it again
+            self._known_dirs.discard(parent)
+            changed += self._make_bucket(parent)
+            os.replace(tmp, path)
+        spares.installed(tmp)
         return changed
 
-    def _keep_old(self, path, old_size):
-        # a second name in tmp/ for the file about to be replaced, so its
-        # inode is not freed (and is the fallback until the next barrier)
+    def _swap(self, tmp, path, old_size):
+        # The new record takes the item's name and the old one takes the
+        # temp's, in one step: the old inode is not freed, and is the item's
+        # fallback until the next barrier. False: nothing was done.
         spares = self.spares
-        if not spares.wants(old_size):
-            return None
-        spare = spares.new_name()
         try:
-            os.link(path, spare)
-        except OSError:
-            return None  # no old file after all, or links refused: freed as before
+            swapped = self._exchange(tmp, path)
+        except FileNotFoundError:
+            return False  # no old file after all
+        if swapped:
+            spares.installed(tmp)
+            spare = tmp
+        else:
+            # no renameat2 here: a second name for the old file, then the rename
+            spare = spares.new_name()
+            try:
+                os.link(path, spare)
+            except OSError:
+                return False
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                _unlink_quietly(spare)  # a name of the live file: never written over
+                raise
+            spares.installed(tmp)
         spares.released(spare, os.path.basename(path), old_size)
-        return spare
+        return True
 
     def _make_bucket(self, parent):
         # the folders that gained an entry: the new folders' parents

@@ -227,7 +227,7 @@ class Store:
         record of each key whose file does not verify. A key whose file is
         gone was deleted: a spare never brings it back."""
         best = {}
-        for spare in self.dir.leftover_spares():
+        for spare in self.dir.leftovers():
             r = self._intact(spare)
             if r is not None:
                 _, path = self.dir.locate(r.key)

@@ -33,8 +33,6 @@ READY_BYTES = 64 << 20
 MAX_RECORD = 64 << 10
 _BLOCK = 4096
 
-SPARE_PREFIX = "r"
-
 FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -72,17 +70,18 @@ class SparePool:
 
     def new_name(self):
         self._names += 1
-        return os.path.join(self.tmp, f"{SPARE_PREFIX}{self._pid}.{self._names}")
+        return os.path.join(self.tmp, f"r{self._pid}.{self._names}")
 
     def take(self, avoid):
-        """A ready spare whose last record is not `avoid`'s, or None."""
+        """(path, size) of a ready spare whose last record is not `avoid`'s,
+        or None."""
         ready = self._ready
         for _ in range(min(2, len(ready))):
-            path, name, size = ready.popleft()
-            if name != avoid:
-                self._ready_size -= _blocks(size)
-                return path
-            ready.append((path, name, size))
+            spare = ready.popleft()
+            if spare[1] != avoid:
+                self._ready_size -= _blocks(spare[2])
+                return spare[0], spare[2]
+            ready.append(spare)
         return None
 
     def lent(self, path, name, size):
@@ -109,18 +108,6 @@ class SparePool:
             self._add_ready(path, name, size)
         else:
             self._held.append((path, name, size))
-
-    def forget(self, path):
-        """A just-released spare that must not be used (its rename failed:
-        it is still a name of the live file)."""
-        for spares in (self._held, self._ready):
-            for i in range(len(spares) - 1, -1, -1):
-                if spares[i][0] == path:
-                    size = spares[i][2]
-                    del spares[i]
-                    if spares is self._ready:
-                        self._ready_size -= _blocks(size)
-                    return
 
     def barrier_passed(self):
         """Every record renamed into place so far is durable: the spares
@@ -156,9 +143,3 @@ def _unlink(path):
         return 1
     except OSError:
         return 0
-
-
-def is_spare(name):
-    """Whether a name in tmp/ is a spare (a released record, or one written
-    over and not yet renamed), as opposed to a fresh temp file."""
-    return name.startswith(SPARE_PREFIX)

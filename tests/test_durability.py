@@ -450,7 +450,7 @@ def test_a_clean_stop_with_nothing_written_makes_no_barrier(open_store):
 def test_auto_picks_syncfs_where_the_c_library_has_it(tmp_path):
     barrier = make_barrier("auto", str(tmp_path))
     try:
-        expected = SyncfsBarrier if durability_mod._SYNCFS is not None else FsyncBarrier
+        expected = SyncfsBarrier if durability_mod.HAVE_SYNCFS else FsyncBarrier
         assert isinstance(barrier, expected)
     finally:
         barrier.close()
@@ -463,7 +463,7 @@ def test_an_unknown_level_or_method_is_refused(tmp_path):
         Store(str(tmp_path / "b"), fsync_method="prayer")
 
 
-@pytest.mark.skipif(durability_mod._SYNCFS is None, reason="no syncfs in this C library")
+@pytest.mark.skipif(not durability_mod.HAVE_SYNCFS, reason="no syncfs in this C library")
 def test_syncfs_barrier_runs(tmp_path):
     barrier = SyncfsBarrier(str(tmp_path))
     try:
