@@ -67,6 +67,7 @@ BAD_AUTH_FORMAT = b"CLIENT_ERROR bad authentication token format\r\n"
 DELETE_USAGE = b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"
 END = b"END\r\n"
 BADCLASS = b"BADCLASS invalid class id\r\n"
+INFINITY = float("inf")
 NOTSTARTED = b"NOTSTARTED no items to crawl\r\n"
 
 _STORAGE_MODES = {
@@ -595,7 +596,7 @@ class Session:
         self._need = 0  # DATA: bytes still to come, value plus "\r\n"
         self._pending = None  # DATA: the storage command, or None to drop the data
         self._out = []
-        self._room = None  # reply bytes the current command may still make
+        self._room = INFINITY  # reply bytes the current command may still make
         self._retrieval = None  # a get paused at a limit: (keys, next index, with_cas, exptime)
         self._metadump = None  # a metadump under way: (live_heads generator, classes)
         self._held = []  # replies waiting for the store's batch
@@ -676,27 +677,30 @@ class Session:
                 self._state = LINE
         buf += data
         out = self._out
+        durability = self.store.durability
+        size_limit = INFINITY if limit is None else limit
+        command_limit = INFINITY if max_commands is None else max_commands
         size = 0
         pos = 0
         commands = 0
         deferred = False
         searched, self._searched = self._searched, 0
         self.stopped_early = False
+        self.last_command = self.server.clock()
+        # plain `get` lines skip _command's dispatch (they are most of a
+        # cache's traffic); anything that needs more goes the general way
+        plain = self.authenticated and self.server.settings.verbosity <= 1
         while not self.closing:
-            if (
-                (limit is not None and size >= limit)
-                or (max_commands is not None and commands >= max_commands)
-                or self._turn_over
-            ):
+            if size >= size_limit or commands >= command_limit or self._turn_over:
                 self._turn_over = False
                 self.stopped_early = True
-                if max_commands is not None and commands >= max_commands:
+                if commands >= command_limit:
                     self.counters.conn_yields += 1  # memcached's reqs_per_event yield
                 break
             before = len(out)
-            batch = self.store.batch
+            batch = durability.batch
             changes = 0 if batch is None else batch.changes
-            self._room = None if limit is None else limit - size
+            self._room = size_limit - size
             if self._retrieval is not None:
                 keys, start, with_cas, exptime = self._retrieval
                 self._retrieval = None
@@ -707,6 +711,16 @@ class Session:
                 commands += 1
                 self._metadump_bucket()
             elif self._state is LINE:
+                if plain and batch is None and buf.startswith(b"get ", pos):
+                    ran = self._plain_gets(buf, pos, command_limit - commands, size_limit - size)
+                    if ran is not None:
+                        searched = 0  # it was of the line just run
+                        pos, n, made = ran
+                        commands += n
+                        size += made
+                        if pos == len(buf) and self._retrieval is None:
+                            break  # all run: no need to look for another line
+                        continue
                 nl = buf.find(b"\n", pos + searched)
                 searched = 0
                 if nl < 0:
@@ -736,7 +750,7 @@ class Session:
                 pos += self._need
                 self._state = LINE
                 self._complete_storage(block)
-            joined = self.store.batch
+            joined = durability.batch
             if joined is not None and (joined is not batch or joined.changes != changes):
                 pass  # it changed (or read a change of) the open batch
             elif batch is not None and batch.changes != changes:
@@ -748,9 +762,9 @@ class Session:
                 out[before:] = [Deferred(joined, b"".join(out[before:]))]
                 deferred = True
             if limit is not None:
-                size += sum(len(p) for p in out[before:])
+                size += sum(map(len, out[before:]))
         del buf[:pos]
-        if deferred or self._held or self.store.batch is not None:
+        if deferred or self._held or durability.batch is not None:
             if out:
                 self._held.extend(out)
                 out.clear()
@@ -759,6 +773,36 @@ class Session:
         out.clear()
         self.counters.bytes_written += len(reply)
         return reply
+
+    def _plain_gets(self, buf, pos, commands, room):
+        """Run the `get <key>...` lines at buf[pos:] (single spaces, no NUL,
+        keys of legal length), up to `commands` lines and `room` reply bytes,
+        with the same retrieval as _get; (new pos, lines run, reply bytes),
+        or None if the first line is not that plain."""
+        ran = made = 0
+        while ran < commands and made < room and buf.startswith(b"get ", pos):
+            nl = buf.find(b"\n", pos)
+            if nl < 0:
+                break
+            end = nl - 1 if buf[nl - 1] == 13 else nl
+            line = bytes(buf[pos + 4 : end])
+            keys = line.split(b" ")
+            if (
+                b"" in keys
+                or b"\0" in line
+                or (len(line) > KEY_MAX_LENGTH and max(map(len, keys)) > KEY_MAX_LENGTH)
+            ):
+                break
+            pos = nl + 1
+            ran += 1
+            self.commands += 1
+            self._room = room - made
+            made += self._retrieve_keys(keys, False, None)
+            if self._retrieval is not None:
+                break  # paused at a limit: feed() takes it from here
+        if not ran:
+            return None
+        return pos, ran, made
 
     def _check_unended_line(self, buf, pos):
         pending = len(buf) - pos
@@ -775,8 +819,9 @@ class Session:
         self.commands += 1
         if b"\0" in line:
             line = line[: line.index(b"\0")]  # memcached reads the line as a C string
-        words = [w for w in line.split(b" ") if w]
-        self.last_command = self.server.clock()
+        words = line.split(b" ")
+        if b"" in words:
+            words = [w for w in words if w]
         if not self.authenticated:
             return self._unauthenticated(words)
         if self.server.settings.verbosity > 1:
@@ -867,13 +912,16 @@ class Session:
         try:
             return change(*args, **options)
         except StoreError as e:
-            if isinstance(e, DiskFull):
-                self.counters.store_no_memory += 1  # --max-disk, as memcached's -M
-            else:
-                self.counters.persist_errors += 1
-            # like memcached's out_errstring, shown even under noreply
-            self._out.append(b"SERVER_ERROR " + str(e).encode("utf-8", "replace") + b"\r\n")
-            return FAILED
+            return self._failed(e)
+
+    def _failed(self, e):
+        if isinstance(e, DiskFull):
+            self.counters.store_no_memory += 1  # --max-disk, as memcached's -M
+        else:
+            self.counters.persist_errors += 1
+        # like memcached's out_errstring, shown even under noreply
+        self._out.append(b"SERVER_ERROR " + str(e).encode("utf-8", "replace") + b"\r\n")
+        return FAILED
 
     # -- retrieval ----------------------------------------------------------
 
@@ -888,7 +936,7 @@ class Session:
         self._retrieve(words[2:], with_cas=words[0] == b"gats", exptime=exptime)
 
     def _retrieve(self, keys, with_cas, exptime):
-        if any(len(key) > KEY_MAX_LENGTH for key in keys):
+        if keys and max(map(len, keys)) > KEY_MAX_LENGTH:
             self._out.append(BAD_FORMAT)
             return
         self._retrieve_keys(keys, with_cas, exptime)
@@ -899,39 +947,49 @@ class Session:
         # gigabytes of replies; and after KEYS_PER_TURN keys, so a list of a
         # million misses cannot hold up the other clients for seconds.
         c = self.counters
+        store = self.store
+        detail = self.server.settings.detail_enabled
+        room = self._room
+        limited = room != INFINITY
         parts = []
         made = 0
         for i in range(start, len(keys)):
             key = keys[i]
-            if self._room is not None and (made >= self._room or i - start >= KEYS_PER_TURN):
+            if made >= room or (limited and i - start >= KEYS_PER_TURN):
                 self._out.extend(parts)
                 self._retrieval = (keys, i, with_cas, exptime)
                 self._turn_over = True
-                return
+                return made
             # memcached counts gat/gats as touches, not gets
-            if exptime is None:
-                kind, item = "get", self._persist(self.store.get, key)
-            else:
-                kind, item = "touch", self._persist(self.store.touch, key, exptime)
-            if item is FAILED:
-                return  # the SERVER_ERROR stands in for the rest of the reply
-            c.bump("cmd_" + kind)
-            if self.server.settings.detail_enabled:
+            try:
+                item = store.get(key) if exptime is None else store.touch(key, exptime)
+            except StoreError as e:
+                self._failed(e)
+                return 0  # the SERVER_ERROR stands in for the rest of the reply
+            if detail:
                 self.server.prefixes.record(key, self.server.settings.prefix_delimiter, 0, item is not None)
-            if item is None:
-                c.bump(kind + "_misses")
-                continue
-            c.bump(kind + "_hits")
-            if with_cas:
-                head = b"VALUE %s %d %d %d\r\n" % (key, item.flags, len(item.value), item.cas)
+            if exptime is None:
+                c.cmd_get += 1
+                if item is None:
+                    c.get_misses += 1
+                    continue
+                c.get_hits += 1
             else:
-                head = b"VALUE %s %d %d\r\n" % (key, item.flags, len(item.value))
-            parts.append(head)
-            parts.append(item.value)
-            parts.append(b"\r\n")
-            made += len(head) + len(item.value) + 2
+                c.cmd_touch += 1
+                if item is None:
+                    c.touch_misses += 1
+                    continue
+                c.touch_hits += 1
+            value = item.value
+            if with_cas:
+                head = b"VALUE %s %d %d %d\r\n" % (key, item.flags, len(value), item.cas)
+            else:
+                head = b"VALUE %s %d %d\r\n" % (key, item.flags, len(value))
+            parts += (head, value, b"\r\n")
+            made += len(head) + len(value) + 2
         parts.append(END)
         self._out.extend(parts)
+        return made + len(END)
 
     # -- other item commands ---------------------------------------------
 

@@ -132,6 +132,9 @@ class Reactor:
         self._background_paused_until = 0.0
         listener.setblocking(False)
         self.sel.register(listener, selectors.EVENT_READ, None)
+        # every plain recv lands in this one buffer: recv(RECV_SIZE) would
+        # allocate 256 KiB (an mmap) and shrink and free it on each call
+        self._recv_buffer = memoryview(bytearray(RECV_SIZE))
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -162,8 +165,10 @@ class Reactor:
                         self._drain_wake()
                     else:
                         self._serve(key.data, mask)
-                self._run_unread()
-                self._run_ready()
+                if self.unread:
+                    self._run_unread()
+                if self.ready:
+                    self._run_ready()
                 self._commit()
                 self.server.sync_if_due()
                 self._resume_accepting()
@@ -194,6 +199,8 @@ class Reactor:
         if batch is not None and self.server.settings.verbosity > 2:
             log.debug("batch committed: %d changes%s", batch.changes,
                       "" if batch.error is None else ", failed: " + batch.error)
+        if not self.held:
+            return
         held, self.held = self.held, set()
         for conn in held:
             if conn in self.conns:
@@ -326,7 +333,18 @@ class Reactor:
             self.sel.register(self.listener, selectors.EVENT_READ, None)
 
     def _serve(self, conn, mask):
-        self._guarded(conn, self._handle_events, conn, mask)
+        try:
+            if mask == selectors.EVENT_READ and not (conn.tls or conn.tls_want):
+                # the common case, a plain socket with a request: straight to the read
+                if self._may_read(conn):
+                    self._read(conn)
+            else:
+                self._handle_events(conn, mask)
+            if conn.sock.fileno() >= 0:
+                self._settle(conn)
+        except Exception:  # one connection's failure must never stop the server
+            log.exception("error on connection %s; closing it", conn.peer)
+            self._close(conn)
 
     def _guarded(self, conn, work, *args):
         try:
@@ -387,14 +405,15 @@ class Reactor:
             data = self._recv_tls(conn)
         else:
             try:
-                data = conn.sock.recv(RECV_SIZE)
+                n = conn.sock.recv_into(self._recv_buffer)
             except (BlockingIOError, InterruptedError):
                 return
             except ConnectionError:
                 self._close(conn)
                 return
-            if not data:
+            if not n:
                 conn.eof = True
+            data = self._recv_buffer[:n]  # the session copies what it keeps
         if data:
             self._pump(conn, data)
 
@@ -402,11 +421,11 @@ class Reactor:
         """Up to RECV_SIZE decrypted bytes (ssl hands out one record, at most
         16 KiB, per recv); b"" if none yet, None if the connection failed."""
         sock = conn.sock
-        parts = []
+        buffer = self._recv_buffer
         size = 0
         while size < RECV_SIZE:
             try:
-                part = sock.recv(RECV_SIZE - size)
+                n = sock.recv_into(buffer[size:])
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLWantWriteError:
@@ -416,12 +435,11 @@ class Reactor:
                 log.debug("TLS read from %s failed: %s", conn.peer, e, extra=conn.log_extra())
                 self._close(conn)
                 return None
-            if not part:
+            if not n:
                 conn.eof = True
                 break
-            parts.append(part)
-            size += len(part)
-        return b"".join(parts)
+            size += n
+        return buffer[:size]
 
     def _pump(self, conn, data):
         """Feed the session one turn and send its replies. What it left for
@@ -443,12 +461,34 @@ class Reactor:
         if reply:
             if self.server.settings.verbosity > 1:
                 log.debug(">%s %r", conn.peer, reply[:200], extra=conn.log_extra())
+            if not conn.out and not conn.tls:
+                # nothing queued before it: one send, and the queue only for a rest
+                sent = self._send_now(conn, reply)
+                if sent == len(reply):
+                    return
+                reply = memoryview(reply)[sent:]
             conn.out.append(reply)
             conn.out_size += len(reply)
             self._send(conn)
         if conn.out_size >= HIGH_WATER and not conn.paused:
             conn.paused = True
             self._trace(conn, "paused: %d bytes unsent" % conn.out_size)
+
+    def _send_now(self, conn, reply):
+        """Send a reply on a plain socket with nothing queued; how much went."""
+        try:
+            return conn.sock.send(reply)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except (ConnectionError, BrokenPipeError) as e:
+            self._send_failed(conn, e)
+            return len(reply)  # dropped with the connection
+
+    def _send_failed(self, conn, e):
+        log.debug("sending to %s failed: %s", conn.peer, e, extra=conn.log_extra())
+        conn.out.clear()
+        conn.out_size = 0
+        conn.eof = True
 
     def _send(self, conn):
         out = conn.out
@@ -466,10 +506,7 @@ class Reactor:
                 conn.tls_want = selectors.EVENT_READ
                 return
             except (ConnectionError, BrokenPipeError, ssl.SSLError) as e:
-                log.debug("sending to %s failed: %s", conn.peer, e, extra=conn.log_extra())
-                out.clear()
-                conn.out_size = 0
-                conn.eof = True
+                self._send_failed(conn, e)
                 return
             conn.out_size -= sent
             while sent:

@@ -260,6 +260,16 @@ class Store:
 
         `bump` marks it fetched and accessed now, as memcached's LRU bump does
         (in memory; see the module docstring)."""
+        if self.durability.batch is None:
+            # the common case, in memory and alive: no call that is not needed
+            item = self.cache.get(key)
+            if item is not None:
+                now = self.clock()
+                exptime = item.exptime
+                if (not exptime or exptime > now) and not self.state.is_flushed(item.cas, item.stored, now):
+                    if bump:
+                        self.bump(item, now)
+                    return item
         item = self._live(key, counting=True)
         if item is not None and bump:
             self.bump(item)
@@ -269,10 +279,10 @@ class Store:
         """The live item for key, or None, leaving its access state alone."""
         return self._live(key)
 
-    def bump(self, item):
+    def bump(self, item, now=None):
         """Mark an item fetched and accessed now, without a write."""
         item.state |= record.FETCHED
-        item.atime = self.clock()
+        item.atime = self.clock() if now is None else now
         accessed = self._accessed
         # (an item already waiting keeps its place: the bound is on memory,
         # and moving it on every read would cost each get a pop)

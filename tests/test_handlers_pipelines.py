@@ -181,6 +181,14 @@ def test_get_with_the_next_command_glued_on_answers_both_in_order(session):
     assert session.feed(GET_COMMAND + b"version\r\n") == GET_REPLY + VERSION
 
 
+def test_a_get_line_ended_by_the_next_feed_lets_a_short_command_after_it_run(session):
+    # the feed that ends a long get line must look for the next command's
+    # end from its own start, not from how far the unended line was searched
+    session.feed(b"set " + b"k" * 40 + b" 0 0 1\r\nv\r\n")
+    assert session.feed(b"get " + b"k" * 40) == b""
+    assert session.feed(b"\r\nmn\r\n") == value(b"k" * 40, b"v") + END + b"MN\r\n"
+
+
 # Each command with the reply it must get, in a stream where each depends on
 # the ones before it.
 PIPELINE = [
