@@ -34,22 +34,18 @@ import time
 import loadgen  # bench/loadgen.py, beside this file
 from durability import (
     ROOT,
-    SPAWNED,
-    bench_floor,
-    bench_startup,
-    bench_write_path,
     connect_when_up,
     free_port,
     int_list,
     machine_info,
     parse_levels,
-    print_floor,
-    print_startup,
-    print_write_path,
+    print_machine,
     spawn_process,
     spawn_server,
-    startup_dir,
+    startup_section,
     stop_server,
+    stop_spawned,
+    write_path_section,
     write_path_variants,
 )
 
@@ -389,10 +385,7 @@ def main():
     tp = wp = floor = startup = None
     raw = {}
     try:
-        print("## Machine\n")
-        print("| | |\n| --- | --- |")
-        for k, v in machine_info(base) + versions(binary):
-            print(f"| {k} | {v} |")
+        print_machine(machine_info(base) + versions(binary), "## Machine")
         print(f"\nCommand: `python bench/compare.py {' '.join(sys.argv[1:])}`".rstrip())
         sys.stdout.flush()
         if "throughput" in sections:
@@ -402,37 +395,23 @@ def main():
             sys.stdout.flush()
         if "durability" in sections:
             print("\n## Durable write path (memcached-lite alone; bench/durability.py's runs, driven by loadgen)")
-            variants = write_path_variants(levels)
-            for size in args.write_sizes:
-                rows = bench_write_path(base, variants, args.conns, args.seconds, size, args.keys, 0, binary)
-                print_write_path(rows, size, args.keys, args.seconds)
-                sys.stdout.flush()
-                fl = bench_floor(base, args.seconds, size, args.keys)
-                print_floor(fl, size, args.keys, args.seconds)
-                sys.stdout.flush()
+            done = write_path_section(
+                base, write_path_variants(levels), args.conns, args.seconds, args.write_sizes, args.keys, binary=binary
+            )
+            for size, (rows, fl) in done.items():
                 raw.setdefault("write_path", {})[size] = [{k: v for k, v in r.items() if k != "samples"} for r in rows]
                 raw.setdefault("floor", {})[size] = fl
-                if size == BIG:
-                    wp, floor = rows, fl
+            wp, floor = done.get(BIG, (None, None))
         if "startup" in sections:
             print("\n## Start-up (memcached-lite)")
-            empty = os.path.join(base, "empty")
-            startup = [bench_startup(0, empty, base)]
-            generated = {}
-            for n in args.startup_items:
-                data, now = startup_dir(n, 100)
-                generated[n] = "generated just now (page cache warm)" if now else "cached from an earlier run"
-                startup.append(bench_startup(n, data, base))
-            print_startup(startup, generated)
-            raw["startup"] = startup
+            startup = raw["startup"] = startup_section(base, args.startup_items)
         print_targets(targets(tp, wp, floor, startup))
         print(f"\nLoad average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(raw, f, indent=1, default=str)
     finally:
-        for proc in list(SPAWNED):
-            stop_server(proc)
+        stop_spawned()
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -763,6 +763,47 @@ def parse_levels(p, text):
     return levels
 
 
+def print_machine(info, heading="### Machine"):
+    print(f"{heading}\n")
+    print("| | |\n| --- | --- |")
+    for k, v in info:
+        print(f"| {k} | {v} |")
+
+
+def write_path_section(base, variants, conns, seconds, sizes, nkeys, procs=0, binary=None, floor=True):
+    """For each value size: the write-path table, then (floor=True) the
+    floor's, printed as they come; {size: (write-path rows, floor rows or None)}."""
+    out = {}
+    for size in sizes:
+        rows = bench_write_path(base, variants, conns, seconds, size, nkeys, procs, binary)
+        print_write_path(rows, size, nkeys, seconds)
+        sys.stdout.flush()
+        floor_rows = None
+        if floor:
+            floor_rows = bench_floor(base, seconds, size, nkeys)
+            print_floor(floor_rows, size, nkeys, seconds)
+            sys.stdout.flush()
+        out[size] = (rows, floor_rows)
+    return out
+
+
+def startup_section(base, items):
+    """Start-up with an empty dir and with each count of items; printed; the rows."""
+    rows = [bench_startup(0, os.path.join(base, "empty"), base)]
+    generated = {}
+    for n in items:
+        data, now = startup_dir(n, 100)
+        generated[n] = "generated just now (page cache warm)" if now else "cached from an earlier run"
+        rows.append(bench_startup(n, data, base))
+    print_startup(rows, generated)
+    return rows
+
+
+def stop_spawned():
+    for proc in list(SPAWNED):
+        stop_server(proc)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--levels", default="always,everysec,no", help="fsync levels (default: always,everysec,no)")
@@ -786,32 +827,17 @@ def main():
     os.makedirs(args.dir, exist_ok=True)
     base = tempfile.mkdtemp(prefix="mclite-durability-", dir=args.dir)
     try:
-        print("### Machine\n")
-        print("| | |\n| --- | --- |")
-        for k, v in machine_info(base):
-            print(f"| {k} | {v} |")
+        print_machine(machine_info(base))
         print(f"\nCommand: `python bench/durability.py {' '.join(sys.argv[1:])}`".rstrip())
         print(f"\nLoad generator: {'bench/loadgen.c (C, one process)' if binary else 'Python (multiprocessing)'}")
         sys.stdout.flush()
-        for size in args.value_size:
-            rows = bench_write_path(base, variants, args.conns, args.seconds, size, args.keys, args.procs, binary)
-            print_write_path(rows, size, args.keys, args.seconds)
-            sys.stdout.flush()
-            if not args.skip_floor:
-                print_floor(bench_floor(base, args.seconds, size, args.keys), size, args.keys, args.seconds)
-                sys.stdout.flush()
+        write_path_section(
+            base, variants, args.conns, args.seconds, args.value_size, args.keys, args.procs, binary, not args.skip_floor
+        )
         if not args.skip_startup:
-            empty = os.path.join(base, "empty")
-            rows = [bench_startup(0, empty, base)]
-            generated = {}
-            for n in args.startup_items:
-                data, now = startup_dir(n, 100)
-                generated[n] = "generated just now (page cache warm)" if now else "cached from an earlier run"
-                rows.append(bench_startup(n, data, base))
-            print_startup(rows, generated)
+            startup_section(base, args.startup_items)
     finally:
-        for proc in list(SPAWNED):
-            stop_server(proc)
+        stop_spawned()
         shutil.rmtree(base, ignore_errors=True)
 
 
