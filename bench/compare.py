@@ -10,14 +10,17 @@ targets of issue 8, each met or missed with its measured figure.
         [--workloads get90,get90x16,set1k,mget10,latency]
         [--levels always,everysec,no] [--conns 1,8,50] [--write-sizes 1024]
         [--skip-startup] [--startup-items 100000,1000000]
-        [--dir /tmp] [--json results.json]
+        [--no-pin] [--dir /tmp] [--json results.json]
 
 Throughput: each server on a free loopback port (memcached-lite with a fresh
 data dir and `--fsync everysec`), filled with the same 10,000 keys of 100
 bytes (`key:N`; set1k overwrites its own 10,000 keys of 1 KB, `big:N`, filled
 too), then every workload on every server, round after round, the order of
 the servers rotated each round. Each table shows the median round of each
-server (by ops/s; by p99 for `latency`) and the range over the rounds.
+server (by ops/s; by p99 for `latency`) and the range over the rounds. The
+servers run on one CPU and the generator on another (`--no-pin`: where the
+scheduler puts them; on a 2-vCPU VM that alone moves one-connection figures
+3x, by whether the two happen to share a CPU).
 
 Markdown on stdout (progress on stderr); how to read it: bench/README.md.
 """
@@ -84,32 +87,41 @@ WORKLOADS = {
 # -- the three servers ------------------------------------------------------------
 
 
-def start_servers(base):
-    """{name: (proc, port)}, each accepting; memcached left out if not installed."""
+def start_servers(base, cpus):
+    """{name: (proc, port)}, each accepting, on `cpus`; memcached left out if not installed."""
     servers = {}
     port = free_port()
     data = tempfile.mkdtemp(prefix="lite-", dir=base)
-    servers[LITE] = (spawn_server(data, port, ["--fsync", "everysec"], os.path.join(base, "lite.log")), port)
+    servers[LITE] = (spawn_server(data, port, ["--fsync", "everysec"], os.path.join(base, "lite.log"), cpus=cpus), port)
     binary = shutil.which("memcached")
     if binary:
         port = free_port()
         argv = [binary, "-t", "1", "-U", "0", "-l", "127.0.0.1", "-p", str(port)]
         if os.geteuid() == 0:
             argv += ["-u", "root"]
-        servers[MEMCACHED] = (spawn_process(argv, os.path.join(base, "memcached.log")), port)
+        servers[MEMCACHED] = (spawn_process(argv, os.path.join(base, "memcached.log"), cpus), port)
     else:
         print("  .. memcached is not installed (apt-get install memcached): its column stays empty", file=sys.stderr)
     port = free_port()
     argv = [sys.executable, os.path.join(ROOT, "bench", "refloop.py"), "--port", str(port)]
-    servers[REF] = (spawn_process(argv, os.path.join(base, "refloop.log")), port)
+    servers[REF] = (spawn_process(argv, os.path.join(base, "refloop.log"), cpus), port)
     for proc, port in servers.values():
         connect_when_up(port, proc).close()
     return servers
 
 
-def bench_throughput(binary, base, names, rounds, seconds, warmup, keys):
+def pinning():
+    """(servers' CPUs, generator's CPUs): the first two CPUs this process may use, or (None, None)."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        return None, None
+    return {allowed[0]}, {allowed[1]}
+
+
+def bench_throughput(binary, base, names, rounds, seconds, warmup, keys, pin):
     """{workload: {server: [the JSON line of each round]}}."""
-    servers = start_servers(base)
+    srv_cpus, gen_cpus = pinning() if pin else (None, None)
+    servers = start_servers(base, srv_cpus)
     try:
         for name, (proc, port) in servers.items():
             t = time.monotonic()
@@ -130,8 +142,8 @@ def bench_throughput(binary, base, names, rounds, seconds, warmup, keys):
                     if proc.poll() is not None:
                         raise RuntimeError(f"{name} exited with status {proc.returncode}")
                     r = loadgen.run(
-                        binary, port, seconds=seconds, warmup=warmup, keys=keys, server_pid=proc.pid,
-                        seed=rnd + 1, **spec,
+                        binary, port, cpus=gen_cpus, seconds=seconds, warmup=warmup, keys=keys,
+                        server_pid=proc.pid, seed=rnd + 1, **spec,
                     )
                     results[w][name].append(r)
                     print(
@@ -172,12 +184,17 @@ def ratio(a, b):
     return a / b if b else float("nan")
 
 
-def print_throughput(results, rounds, seconds, warmup, keys):
+def print_throughput(results, rounds, seconds, warmup, keys, pin):
+    srv_cpus, gen_cpus = pinning() if pin else (None, None)
+    where = (
+        f"the servers pinned to CPU {min(srv_cpus)}, the generator to CPU {min(gen_cpus)}"
+        if srv_cpus else "not pinned (the scheduler places the server and the generator)"
+    )
     print(
         f"\n## Throughput and latency\n\n{keys:,} keys, bench/loadgen.c (C, epoll, one process), "
         f"{warmup:g} s warm-up then a {seconds:g} s window per run, {rounds} round(s), the servers' order "
         "rotated each round. Each row is that server's **median round** (by ops/s; by p99 for `latency`); "
-        "\"ops/s over rounds\" is the range. memcached-lite runs with `--fsync everysec`."
+        f"\"ops/s over rounds\" is the range. memcached-lite runs with `--fsync everysec`; {where}."
     )
     busy = False
     for w, per_server in results.items():
@@ -362,6 +379,10 @@ def main():
         "--startup-items", type=int_list, default=[100000, 1000000],
         help="items on disk for start-up; dirs cached in /tmp/mclite-bench-<N>, the 1M one takes minutes to make once (default: 100000,1000000)",
     )
+    p.add_argument(
+        "--pin", action=argparse.BooleanOptionalAction, default=True,
+        help="throughput: the servers on one CPU, the generator on another (default: on; --no-pin)",
+    )
     p.add_argument("--dir", default=tempfile.gettempdir(), help="where the data dirs go (default: the temp dir)")
     p.add_argument("--json", help="also write every run's raw figures here")
     args = p.parse_args()
@@ -389,8 +410,8 @@ def main():
         print(f"\nCommand: `python bench/compare.py {' '.join(sys.argv[1:])}`".rstrip())
         sys.stdout.flush()
         if "throughput" in sections:
-            tp = bench_throughput(binary, base, names, args.rounds, args.seconds, args.warmup, args.keys)
-            print_throughput(tp, args.rounds, args.seconds, args.warmup, args.keys)
+            tp = bench_throughput(binary, base, names, args.rounds, args.seconds, args.warmup, args.keys, args.pin)
+            print_throughput(tp, args.rounds, args.seconds, args.warmup, args.keys, args.pin)
             raw["throughput"] = tp
             sys.stdout.flush()
         if "durability" in sections:

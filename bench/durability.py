@@ -132,17 +132,25 @@ def free_port():
         return s.getsockname()[1]
 
 
-def spawn_server(data_dir, port, extra=(), log_path=None, wrapper=()):
+def spawn_server(data_dir, port, extra=(), log_path=None, wrapper=(), cpus=None):
     argv = [sys.executable, *wrapper, "-m", "reactor", "-p", str(port), "--data-dir", data_dir, *extra]
-    return spawn_process(argv, log_path)
+    return spawn_process(argv, log_path, cpus)
 
 
-def spawn_process(argv, log_path=None):
+def on_cpus(cpus):
+    """A preexec_fn that runs the child (all its future threads) on those CPUs; None for no pinning."""
+    if not cpus:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+def spawn_process(argv, log_path=None, cpus=None):
     """Start a server (from the repo's root: `-m reactor` imports from there),
-    its output to log_path; registered in SPAWNED for the last cleanup."""
+    its output to log_path, on `cpus` if given; registered in SPAWNED for the
+    last cleanup."""
     log = open(log_path or os.devnull, "wb")
     try:
-        proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=log)
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=log, preexec_fn=on_cpus(cpus))
     finally:
         log.close()
     SPAWNED.append(proc)

@@ -70,19 +70,23 @@ def fill(binary, port, keys=10000, value_size=100, key_prefix="key:", timeout=60
     return _result(subprocess.run(cmd, capture_output=True, text=True, timeout=timeout), "--fill")
 
 
-def run(binary, port, on_mark=None, **options):
+def run(binary, port, on_mark=None, cpus=None, **options):
     """One measured run; the JSON line as a dict. on_mark("start"|"end") is
     called at the window's start and end (loadgen's --mark-fd), e.g. to
-    sample the server's stats at the same moments."""
+    sample the server's stats at the same moments. cpus: run loadgen on
+    those CPUs only."""
     limit = options.get("warmup", 1) + options.get("seconds", 5) + 60
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
     if on_mark is None:
-        done = subprocess.run(argv(binary, port, **options), capture_output=True, text=True, timeout=limit)
+        done = subprocess.run(
+            argv(binary, port, **options), capture_output=True, text=True, timeout=limit, preexec_fn=pin
+        )
         return _result(done, options.get("workload", "run"))
     r, w = os.pipe()
     try:
         proc = subprocess.Popen(
             argv(binary, port, mark_fd=w, **options), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, pass_fds=(w,),
+            text=True, pass_fds=(w,), preexec_fn=pin,
         )
     except BaseException:
         os.close(r)
