@@ -59,6 +59,7 @@ BIG = 1024  # bytes, set1k's values (big:N)
 MEMORY_BUDGET_MIB = 64  # the server's default -m, which bench_startup runs with
 RSS_ALLOWANCE_MIB = 40
 GEN_BUSY = 90  # gen CPU % of a core above which the generator may have been the limit
+CROWDED = 10  # % of the window a process waited for a CPU above which the machine was not quiet
 
 WORKLOADS = {
     "get90": dict(
@@ -180,6 +181,11 @@ def gen_pct(r):
     return r["gen_cpu_s"] / r["seconds"] * 100 if r["seconds"] else 0.0
 
 
+def wait_pct(r, who):
+    w = r.get(f"{who}_wait_s")
+    return None if w is None or not r["seconds"] else w / r["seconds"] * 100
+
+
 def ratio(a, b):
     return a / b if b else float("nan")
 
@@ -196,11 +202,14 @@ def print_throughput(results, rounds, seconds, warmup, keys, pin):
         "rotated each round. Each row is that server's **median round** (by ops/s; by p99 for `latency`); "
         f"\"ops/s over rounds\" is the range. memcached-lite runs with `--fsync everysec`; {where}."
     )
-    busy = False
+    busy = crowded = False
     for w, per_server in results.items():
         print(f"\n### {w}: {WORKLOADS[w]['title']}\n")
-        print("| server | ops/s | ops/s over rounds | p50 | p99 | p999 | srv CPU µs/op | srv CPU % | gen CPU µs/op | gen CPU % of a core | errors | misses |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        print(
+            "| server | ops/s | ops/s over rounds | p50 | p99 | p999 | srv CPU µs/op | srv CPU % "
+            "| gen CPU µs/op | gen CPU % of a core | waited for a CPU % (srv / gen) | errors | misses |"
+        )
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for name, runs in per_server.items():
             r = median_round(runs, w)
             rates = [x["ops_per_sec"] for x in runs]
@@ -208,11 +217,15 @@ def print_throughput(results, rounds, seconds, warmup, keys, pin):
             srv_pct = None if r["server_cpu_s"] is None else r["server_cpu_s"] / r["seconds"] * 100
             g = gen_pct(r)
             busy |= g >= GEN_BUSY
+            waits = [wait_pct(r, "server"), wait_pct(r, "gen")]
+            crowd = any(x is not None and x >= CROWDED for x in waits)
+            crowded |= crowd
+            waited = " / ".join("?" if x is None else f"{x:.0f}" for x in waits) + (" (!)" if crowd else "")
             print(
                 f"| {name} | {r['ops_per_sec']:,.0f} | {min(rates):,.0f}–{max(rates):,.0f} "
                 f"| {fmt_us(r['p50_us'])} | {fmt_us(r['p99_us'])} | {fmt_us(r['p999_us'])} "
                 f"| {'?' if srv_us is None else format(srv_us, '.1f')} | {'?' if srv_pct is None else format(srv_pct, '.0f')} "
-                f"| {r['gen_cpu_us_per_op']:.1f} | {g:.0f}{' (!)' if g >= GEN_BUSY else ''} "
+                f"| {r['gen_cpu_us_per_op']:.1f} | {g:.0f}{' (!)' if g >= GEN_BUSY else ''} | {waited} "
                 f"| {sum(x['errors'] for x in runs)} | {sum(x['misses'] for x in runs)} |"
             )
         lite = median_round(per_server[LITE], w)
@@ -241,8 +254,14 @@ def print_throughput(results, rounds, seconds, warmup, keys, pin):
         )
     if busy:
         print(
-            f"\n(!) the generator used {GEN_BUSY}% of a core or more in that run: on 2 cores it shares the "
-            "machine with the server, so that figure may be partly the generator's limit."
+            f"\n(!) in gen CPU: the generator used {GEN_BUSY}% of a core or more in that run, so that figure "
+            "may be partly the generator's limit."
+        )
+    if crowded:
+        print(
+            f"\n(!) in waited for a CPU: the server or the generator spent {CROWDED}% of the window or more "
+            "runnable but not running: other programs were using the cores, so that run's figures are low "
+            "and noisy; rerun on a quiet machine before quoting them."
         )
 
 

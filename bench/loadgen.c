@@ -25,7 +25,9 @@
  * --seconds. Per request: the time from its send to its reply's completion
  * (CLOCK_MONOTONIC), every sample of the window kept. At the window's start
  * and end: the server's utime+stime (/proc/<pid>/stat fields 14, 15) and our
- * own (getrusage); with --mark-fd, "start\n" and "end\n" are written to that
+ * own (getrusage), and the time each spent runnable but waiting for a CPU
+ * (run_delay, /proc/<pid>/task/<tid>/schedstat, summed over the threads: other
+ * programs on the same cores); with --mark-fd, "start\n" and "end\n" are written to that
  * fd at those moments (so a caller can sample the server's stats).
  *
  * Output: one JSON line on stdout. Errors (ERROR, CLIENT_ERROR,
@@ -41,6 +43,7 @@
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -174,6 +177,35 @@ static int proc_cpu(int pid, double *user, double *sys) {
     *user = (double)v[11] / tck;
     *sys = (double)v[12] / tck;
     return 1;
+}
+
+/* seconds the threads of a process (pid 0: this one) spent waiting for a CPU; -1 if unknown */
+static double run_delay(int pid) {
+    char path[96], buf[256];
+    snprintf(path, sizeof path, pid > 0 ? "/proc/%d/task" : "/proc/self/task", pid);
+    DIR *dir = opendir(path);
+    if (!dir) return -1;
+    double total = 0;
+    int found = 0;
+    struct dirent *e;
+    while ((e = readdir(dir)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        char file[400];
+        snprintf(file, sizeof file, "%s/%s/schedstat", path, e->d_name);
+        int fd = open(file, O_RDONLY);
+        if (fd < 0) continue;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0) continue;
+        buf[n] = 0;
+        unsigned long long run, wait;
+        if (sscanf(buf, "%llu %llu", &run, &wait) == 2) {
+            total += wait / 1e9;
+            found = 1;
+        }
+    }
+    closedir(dir);
+    return found ? total : -1;
 }
 
 /* -- requests ------------------------------------------------------------------ */
@@ -512,6 +544,7 @@ int main(int argc, char **argv) {
     t_window_end = t_window_start + (uint64_t)(seconds * 1e9);
     double srv_u0 = 0, srv_s0 = 0, srv_u1 = 0, srv_s1 = 0, gen_u0 = 0, gen_s0 = 0, gen_u1 = 0, gen_s1 = 0;
     int have_srv = 1;
+    double srv_w0 = -1, srv_w1 = -1, gen_w0 = -1, gen_w1 = -1;
     uint64_t measured_from = 0, measured_to = 0;
 
     for (int i = 0; i < nconns; i++) {
@@ -530,6 +563,8 @@ int main(int argc, char **argv) {
             if (phase == P_WARMUP && t >= t_window_start) {
                 have_srv &= proc_cpu(server_pid, &srv_u0, &srv_s0);
                 self_cpu(&gen_u0, &gen_s0);
+                if (server_pid > 0) srv_w0 = run_delay(server_pid);
+                gen_w0 = run_delay(0);
                 measured_from = now_ns();
                 phase = P_MEASURE;
                 mark("start\n");
@@ -538,6 +573,8 @@ int main(int argc, char **argv) {
                 measured_to = now_ns();
                 have_srv &= proc_cpu(server_pid, &srv_u1, &srv_s1);
                 self_cpu(&gen_u1, &gen_s1);
+                if (server_pid > 0) srv_w1 = run_delay(server_pid);
+                gen_w1 = run_delay(0);
                 phase = P_DONE;
                 mark("end\n");
                 break;
@@ -593,7 +630,7 @@ int main(int argc, char **argv) {
     double srv_user = srv_u1 - srv_u0, srv_sys = srv_s1 - srv_s0;
     double gen_user = gen_u1 - gen_u0, gen_sys = gen_s1 - gen_s0;
     double per = ops ? 1e6 / (double)ops : 0;
-    char srv[256];
+    char srv[256], waits[128], sw[32] = "null", gw[32] = "null";
     if (have_srv && server_pid > 0)
         snprintf(srv, sizeof srv,
                  "\"server_cpu_s\": %.3f, \"server_user_s\": %.3f, \"server_sys_s\": %.3f, \"server_cpu_us_per_op\": %.3f",
@@ -601,13 +638,16 @@ int main(int argc, char **argv) {
     else
         snprintf(srv, sizeof srv,
                  "\"server_cpu_s\": null, \"server_user_s\": null, \"server_sys_s\": null, \"server_cpu_us_per_op\": null");
+    if (srv_w0 >= 0 && srv_w1 >= srv_w0) snprintf(sw, sizeof sw, "%.3f", srv_w1 - srv_w0);
+    if (gen_w0 >= 0 && gen_w1 >= gen_w0) snprintf(gw, sizeof gw, "%.3f", gen_w1 - gen_w0);
+    snprintf(waits, sizeof waits, "\"server_wait_s\": %s, \"gen_wait_s\": %s", sw, gw);
     printf("{\"workload\": \"%s\", \"conns\": %d, \"depth\": %d, \"keys_per_get\": %d, \"value_size\": %d, "
            "\"ops\": %lld, \"seconds\": %.4f, \"ops_per_sec\": %.1f, "
            "\"p50_us\": %.1f, \"p99_us\": %.1f, \"p999_us\": %.1f, \"max_us\": %.1f, "
-           "\"errors\": %lld, \"misses\": %lld, %s, "
+           "\"errors\": %lld, \"misses\": %lld, %s, %s, "
            "\"gen_cpu_s\": %.3f, \"gen_user_s\": %.3f, \"gen_sys_s\": %.3f, \"gen_cpu_us_per_op\": %.3f}\n",
            workload_name(), nconns, depth, workload == W_MGET ? mget : 1, value_size, ops, window,
            window > 0 ? ops / window : 0.0, pct_us(0.50), pct_us(0.99), pct_us(0.999), nlat ? lat[nlat - 1] / 1e3 : 0.0,
-           errors, misses, srv, gen_user + gen_sys, gen_user, gen_sys, (gen_user + gen_sys) * per);
+           errors, misses, srv, waits, gen_user + gen_sys, gen_user, gen_sys, (gen_user + gen_sys) * per);
     return 0;
 }
