@@ -97,7 +97,7 @@ def check(result):
     assert 0 < result["p50_us"] <= result["p99_us"] <= result["p999_us"], result
     assert set(result) >= {
         "ops", "seconds", "ops_per_sec", "p50_us", "p99_us", "p999_us", "errors", "misses",
-        "server_cpu_s", "gen_cpu_s", "server_cpu_us_per_op", "gen_cpu_us_per_op",
+        "server_cpu_s", "gen_cpu_s", "server_cpu_us_per_op", "gen_cpu_us_per_op", "server_wait_s", "gen_wait_s",
     }
 
 
