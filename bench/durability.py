@@ -4,7 +4,8 @@ items on disk.
 
     python bench/durability.py [--levels always,everysec,no] [--conns 1,8,50]
         [--seconds 5] [--value-size 100,1024] [--keys 10000]
-        [--skip-startup] [--startup-items 100000,1000000] [--dir /tmp]
+        [--generator c|python] [--skip-floor] [--skip-startup]
+        [--startup-items 100000,1000000] [--dir /tmp]
 
 It prints Markdown tables (paste-able into the README) and the machine.
 
@@ -25,7 +26,9 @@ It prints Markdown tables (paste-able into the README) and the machine.
      rest of the window it was blocked (barriers, the journal) or idle.
    - gen CPU µs/op and gen CPU %: the same for the load generator processes
      (getrusage in each). If gen CPU % of one process is far from 100 %, the
-     generator was not the limit.
+     generator was not the limit. The generator is bench/loadgen.c (one C
+     process, epoll; built with `cc` at run time, see bench/loadgen.py) unless
+     `--generator python` (or no `cc`) picks the Python one below.
    - barriers/op: fsync_calls from `stats`, per op. Under `always` it is 2 /
      (writes per batch), so it shows how many writes each group commit took.
 2. File-system floor, same folder, same process layout as the store
@@ -66,6 +69,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import loadgen  # noqa: E402  (bench/loadgen.py, beside this file)
 from store import Store, record  # noqa: E402  (the path above comes first)
 from store.durability import HAVE_SYNCFS, syncfs  # noqa: E402  (the same calls the server makes)
 from store.files import fsync_dir  # noqa: E402
@@ -128,11 +132,25 @@ def free_port():
         return s.getsockname()[1]
 
 
-def spawn_server(data_dir, port, extra=(), log_path=None, wrapper=()):
+def spawn_server(data_dir, port, extra=(), log_path=None, wrapper=(), cpus=None):
     argv = [sys.executable, *wrapper, "-m", "reactor", "-p", str(port), "--data-dir", data_dir, *extra]
+    return spawn_process(argv, log_path, cpus)
+
+
+def on_cpus(cpus):
+    """A preexec_fn that runs the child (all its future threads) on those CPUs; None for no pinning."""
+    if not cpus:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+def spawn_process(argv, log_path=None, cpus=None):
+    """Start a server (from the repo's root: `-m reactor` imports from there),
+    its output to log_path, on `cpus` if given; registered in SPAWNED for the
+    last cleanup."""
     log = open(log_path or os.devnull, "wb")
     try:
-        proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=log)
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=log, preexec_fn=on_cpus(cpus))
     finally:
         log.close()
     SPAWNED.append(proc)
@@ -214,7 +232,7 @@ def proc_memory(pid):
     return found.get("VmRSS", 0.0), found.get("VmHWM", 0.0)
 
 
-# -- the load generator -----------------------------------------------------
+# -- the Python load generator (--generator python) -------------------------
 
 
 def set_request(key, value):
@@ -378,7 +396,8 @@ def run_load(port, server_pid, conns, nkeys, value, seconds, procs, sample=None)
     return {
         "ops": done,
         "rate": done / seconds,
-        "lat": lat,
+        "p50": percentile(lat, 0.50),
+        "p99": percentile(lat, 0.99),
         "errors": errors,
         "srv_cpu": sum(srv1) - sum(srv0),
         "srv_sys": srv1[1] - srv0[1],
@@ -390,6 +409,38 @@ def run_load(port, server_pid, conns, nkeys, value, seconds, procs, sample=None)
     }
 
 
+def run_loadgen(binary, port, server_pid, conns, nkeys, value_size, seconds, sample):
+    """The same run as run_load, driven by bench/loadgen.c: classic sets, one
+    in flight per connection, each connection cycling over its own slice of
+    the keys (--pattern disjoint). sample() is called at the window's start
+    and end (loadgen's marks)."""
+    samples, waits = {}, {}
+
+    def on_mark(what):
+        waits[what] = run_delay(server_pid)
+        samples[what] = sample()
+
+    r = loadgen.run(
+        binary, port, on_mark, workload="set", conns=conns, depth=1, keys=nkeys, value_size=value_size,
+        pattern="disjoint", seconds=seconds, warmup=WARMUP, server_pid=server_pid,
+    )
+    wait0, wait1 = waits.get("start"), waits.get("end")
+    return {
+        "ops": r["ops"],
+        "rate": r["ops_per_sec"],
+        "p50": r["p50_us"] / 1e6,
+        "p99": r["p99_us"] / 1e6,
+        "errors": r["errors"],
+        "srv_cpu": r["server_cpu_s"],
+        "srv_sys": r["server_sys_s"],
+        "srv_wait": None if wait0 is None or wait1 is None else wait1 - wait0,
+        "gen_cpu": r["gen_cpu_s"],
+        "procs": 1,
+        "seconds": r["seconds"],
+        "samples": (samples["start"], samples["end"]),
+    }
+
+
 def percentile(values, q):
     if not values:
         return float("nan")
@@ -397,7 +448,9 @@ def percentile(values, q):
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def bench_write_path(base, variants, conns_list, seconds, value_size, nkeys, procs_opt):
+def bench_write_path(base, variants, conns_list, seconds, value_size, nkeys, procs_opt, loadgen_bin=None):
+    """One server per (variant, conns) cell; with loadgen_bin (loadgen.build())
+    the C generator drives the sets, else the Python one (procs_opt processes)."""
     value = b"v" * value_size
     rows = []
     for label, extra in variants:
@@ -407,9 +460,13 @@ def bench_write_path(base, variants, conns_list, seconds, value_size, nkeys, pro
             proc = spawn_server(data, port, extra, log_path=data + ".log")
             try:
                 sock = connect_when_up(port, proc)
-                fill(sock, nkeys, value)
-                procs = procs_opt or max(1, min(2, -(-conns // CONNS_PER_PROC)))
-                r = run_load(port, proc.pid, conns, nkeys, value, seconds, procs, lambda: stats(sock))
+                if loadgen_bin:
+                    loadgen.fill(loadgen_bin, port, nkeys, value_size)
+                    r = run_loadgen(loadgen_bin, port, proc.pid, conns, nkeys, value_size, seconds, lambda: stats(sock))
+                else:
+                    fill(sock, nkeys, value)
+                    procs = procs_opt or max(1, min(2, -(-conns // CONNS_PER_PROC)))
+                    r = run_load(port, proc.pid, conns, nkeys, value, seconds, procs, lambda: stats(sock))
                 sock.close()
             finally:
                 stop_server(proc)
@@ -435,7 +492,7 @@ def print_write_path(rows, value_size, nkeys, seconds):
         ops = max(r["ops"], 1)
         print(
             f"| {r['label']} | {r['conns']} | {r['rate']:,.0f} "
-            f"| {percentile(r['lat'], 0.50) * 1e3:.2f} | {percentile(r['lat'], 0.99) * 1e3:.2f} "
+            f"| {r['p50'] * 1e3:.2f} | {r['p99'] * 1e3:.2f} "
             f"| {r['srv_cpu'] / ops * 1e6:,.0f} ({r['srv_sys'] / ops * 1e6:,.0f}) | {r['srv_cpu'] / r['seconds'] * 100:.0f} "
             f"| {'?' if r['srv_wait'] is None else format(r['srv_wait'] / r['seconds'] * 100, '.0f')} "
             f"| {r['gen_cpu'] / ops * 1e6:,.0f} | {r['gen_cpu'] / r['seconds'] / r['procs'] * 100:.0f} ({r['procs']}) "
@@ -697,6 +754,64 @@ def int_list(text):
     return [int(x) for x in text.split(",") if x.strip()]
 
 
+def write_path_variants(levels):
+    """(label, server flags) of each write-path row: the levels, and `always`
+    once more with --fsync-method fsync."""
+    variants = [(level, ["--fsync", level]) for level in levels]
+    if "always" in levels:
+        variants.insert(levels.index("always") + 1, ("always, fsync method", ["--fsync", "always", "--fsync-method", "fsync"]))
+    return variants
+
+
+def parse_levels(p, text):
+    levels = [x for x in text.split(",") if x]
+    for level in levels:
+        if level not in ("always", "everysec", "no"):
+            p.error(f"unknown level {level!r}")
+    return levels
+
+
+def print_machine(info, heading="### Machine"):
+    print(f"{heading}\n")
+    print("| | |\n| --- | --- |")
+    for k, v in info:
+        print(f"| {k} | {v} |")
+
+
+def write_path_section(base, variants, conns, seconds, sizes, nkeys, procs=0, binary=None, floor=True):
+    """For each value size: the write-path table, then (floor=True) the
+    floor's, printed as they come; {size: (write-path rows, floor rows or None)}."""
+    out = {}
+    for size in sizes:
+        rows = bench_write_path(base, variants, conns, seconds, size, nkeys, procs, binary)
+        print_write_path(rows, size, nkeys, seconds)
+        sys.stdout.flush()
+        floor_rows = None
+        if floor:
+            floor_rows = bench_floor(base, seconds, size, nkeys)
+            print_floor(floor_rows, size, nkeys, seconds)
+            sys.stdout.flush()
+        out[size] = (rows, floor_rows)
+    return out
+
+
+def startup_section(base, items):
+    """Start-up with an empty dir and with each count of items; printed; the rows."""
+    rows = [bench_startup(0, os.path.join(base, "empty"), base)]
+    generated = {}
+    for n in items:
+        data, now = startup_dir(n, 100)
+        generated[n] = "generated just now (page cache warm)" if now else "cached from an earlier run"
+        rows.append(bench_startup(n, data, base))
+    print_startup(rows, generated)
+    return rows
+
+
+def stop_spawned():
+    for proc in list(SPAWNED):
+        stop_server(proc)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--levels", default="always,everysec,no", help="fsync levels (default: always,everysec,no)")
@@ -704,48 +819,33 @@ def main():
     p.add_argument("--seconds", type=float, default=5.0, help="measured window per run (default: 5)")
     p.add_argument("--value-size", type=int_list, default=[100], help="value sizes, e.g. 100,1024 (default: 100)")
     p.add_argument("--keys", type=int, default=10000, help="key set the sets cycle over (default: 10000)")
-    p.add_argument("--procs", type=int, default=0, help="generator processes (default: 1 per 25 conns, at most 2)")
+    p.add_argument(
+        "--generator", choices=("c", "python"), default="c" if loadgen.compiler() else "python",
+        help="c: bench/loadgen.c, built with cc (the default where cc exists); python: the Python generator",
+    )
+    p.add_argument("--procs", type=int, default=0, help="Python generator processes (default: 1 per 25 conns, at most 2)")
     p.add_argument("--skip-floor", action="store_true", help="skip the file-system floor")
     p.add_argument("--skip-startup", action="store_true", help="skip the start-up measurement")
     p.add_argument("--startup-items", type=int_list, default=[100000, 1000000], help="(default: 100000,1000000)")
     p.add_argument("--dir", default=tempfile.gettempdir(), help="where the data dirs go (default: the temp dir)")
     args = p.parse_args()
-    levels = [x for x in args.levels.split(",") if x]
-    for level in levels:
-        if level not in ("always", "everysec", "no"):
-            p.error(f"unknown level {level!r}")
-    variants = [(level, ["--fsync", level]) for level in levels]
-    if "always" in levels:
-        variants.insert(levels.index("always") + 1, ("always, fsync method", ["--fsync", "always", "--fsync-method", "fsync"]))
+    variants = write_path_variants(parse_levels(p, args.levels))
+    binary = loadgen.build() if args.generator == "c" else None
 
     os.makedirs(args.dir, exist_ok=True)
     base = tempfile.mkdtemp(prefix="mclite-durability-", dir=args.dir)
     try:
-        print("### Machine\n")
-        print("| | |\n| --- | --- |")
-        for k, v in machine_info(base):
-            print(f"| {k} | {v} |")
+        print_machine(machine_info(base))
         print(f"\nCommand: `python bench/durability.py {' '.join(sys.argv[1:])}`".rstrip())
+        print(f"\nLoad generator: {'bench/loadgen.c (C, one process)' if binary else 'Python (multiprocessing)'}")
         sys.stdout.flush()
-        for size in args.value_size:
-            rows = bench_write_path(base, variants, args.conns, args.seconds, size, args.keys, args.procs)
-            print_write_path(rows, size, args.keys, args.seconds)
-            sys.stdout.flush()
-            if not args.skip_floor:
-                print_floor(bench_floor(base, args.seconds, size, args.keys), size, args.keys, args.seconds)
-                sys.stdout.flush()
+        write_path_section(
+            base, variants, args.conns, args.seconds, args.value_size, args.keys, args.procs, binary, not args.skip_floor
+        )
         if not args.skip_startup:
-            empty = os.path.join(base, "empty")
-            rows = [bench_startup(0, empty, base)]
-            generated = {}
-            for n in args.startup_items:
-                data, now = startup_dir(n, 100)
-                generated[n] = "generated just now (page cache warm)" if now else "cached from an earlier run"
-                rows.append(bench_startup(n, data, base))
-            print_startup(rows, generated)
+            startup_section(base, args.startup_items)
     finally:
-        for proc in list(SPAWNED):
-            stop_server(proc)
+        stop_spawned()
         shutil.rmtree(base, ignore_errors=True)
 
 
