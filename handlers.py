@@ -327,6 +327,10 @@ class Server:
             ("persist_errors", c.persist_errors),
             ("items_loaded", s.loaded),
             ("files_quarantined", s.quarantined),
+            ("files_restored", s.restored),
+            # replaced records' files kept to be written over (store/spares.py)
+            ("spare_files", len(s.dir.spares)),
+            ("spare_writes", s.dir.spares.reused),
             ("startup_scan_done", int(s.scan_done)),
             ("fsync_level", s.durability.level),
             ("fsync_calls", s.durability.calls),
