@@ -963,6 +963,7 @@ def main(argv=None):
             fsync_method=args.fsync_method,
             max_disk=args.max_disk,
             disk_policy=args.disk_policy,
+            background_sync=True,
         )
     except (DataDirError, ValueError) as e:
         log.error("%s", e)

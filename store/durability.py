@@ -36,6 +36,7 @@ import os
 import time
 
 from .files import fsync_dir
+from .syncer import BackgroundSyncer, HelperGone
 from .syscalls import HAVE_SYNCFS, syncfs
 
 ALWAYS, EVERYSEC, NO = "always", "everysec", "no"
@@ -44,6 +45,8 @@ METHODS = ("auto", "syncfs", "fsync")
 EVERYSEC_INTERVAL = 1.0
 # A barrier slower than this holds every client up: say so, as Redis does.
 SLOW_BARRIER = 0.5
+# How often the loop looks whether the helper's barrier is done.
+BACKGROUND_POLL = 0.01
 
 log = logging.getLogger("memcached-lite.store")
 
@@ -139,11 +142,22 @@ class Durability:
     """The level in force, its barrier, the open batch, and the counters
     `stats` shows (barrier calls, seconds spent in them, failures)."""
 
-    def __init__(self, level, method, path, clock=None):
+    def __init__(self, level, method, path, clock=None, background=False):
         if level not in LEVELS:
             raise ValueError(f"unknown fsync level {level!r}")
         self.level = level
         self.barrier = make_barrier(method, path)
+        # everysec's timer barrier runs in a helper process (syncer.py) when
+        # asked for and possible; the others stay in the loop
+        self.syncer = None
+        if background and level == EVERYSEC and not self.barrier.needs_paths:
+            try:
+                self.syncer = BackgroundSyncer(path)
+            except OSError as e:
+                log.warning("no sync helper (%s): the everysec barrier runs in the loop", e)
+        # told when a barrier starts and when it has passed (the spare pool)
+        self.barrier_started = _nothing
+        self.barrier_passed = _nothing
         self._clock = clock or (lambda: time.monotonic())
         self.batch = None
         self.calls = 0
@@ -170,17 +184,21 @@ class Durability:
     def sync(self, files=(), dirs=()):
         """One barrier, timed and counted; raises OSError."""
         start = time.perf_counter()
+        self.barrier_started()
         try:
             self.barrier.sync(files, dirs)
         except OSError:
             self.errors += 1
             raise
         finally:
-            took = time.perf_counter() - start
-            self.calls += 1
-            self.seconds += took
-            if took > SLOW_BARRIER:
-                log.warning("a %s barrier took %.2f s: the disk is slow, every reply waited", self.method, took)
+            self._count(time.perf_counter() - start, "every reply waited")
+        self.barrier_passed()
+
+    def _count(self, took, who_waited):
+        self.calls += 1
+        self.seconds += took
+        if took > SLOW_BARRIER:
+            log.warning("a %s barrier took %.2f s: the disk is slow, %s", self.method, took, who_waited)
 
     # -- everysec ------------------------------------------------------------
 
@@ -200,6 +218,8 @@ class Durability:
 
     def seconds_to_sync(self):
         """How long the loop may sleep before sync_if_due has work; None if never."""
+        if self.syncer is not None and self.syncer.running:
+            return BACKGROUND_POLL
         if not self.dirty or self.level != EVERYSEC:
             return None
         return max(0.0, self._next_sync - self._clock())
@@ -207,13 +227,25 @@ class Durability:
     def sync_if_due(self, force=False):
         """everysec's timer: a barrier once a second while there are writes;
         `force` (a clean stop, any level) makes one now if anything was
-        written. Returns True if it ran one; raises OSError if it failed."""
+        written. Returns True if a barrier passed (one of the helper's that
+        finished, or one run here); raises OSError if it failed. With the
+        helper, the timer only starts a barrier; a later call sees it end."""
+        passed = self._finish_background(wait=force)
         now = self._clock()
         if not self.dirty:
-            return False
+            return passed
         if not force and (self.level != EVERYSEC or now < self._next_sync):
-            return False
+            return passed
         self._next_sync = now + EVERYSEC_INTERVAL
+        if self.syncer is not None and not force:
+            self.dirty = False
+            self.barrier_started()
+            try:
+                self.syncer.start()
+                return passed
+            except HelperGone as e:
+                self._lose_helper(e)
+                self.dirty = True
         files, dirs = self._dirty_files, self._dirty_dirs
         self._dirty_files, self._dirty_dirs = set(), set()
         self.dirty = False
@@ -221,9 +253,11 @@ class Durability:
             if self.level == NO and self.barrier.needs_paths:
                 # `no` keeps no list of what it wrote (it would only grow)
                 start = time.perf_counter()
+                self.barrier_started()
                 os.sync()
                 self.calls += 1
                 self.seconds += time.perf_counter() - start
+                self.barrier_passed()
             else:
                 self.sync([f for f in files if os.path.exists(f)], dirs)
         except OSError:
@@ -234,5 +268,39 @@ class Durability:
             raise
         return True
 
+    def _finish_background(self, wait):
+        # True if the helper's barrier has just passed; raises OSError if it failed
+        syncer = self.syncer
+        if syncer is None or not syncer.running:
+            return False
+        started = syncer.started
+        try:
+            code = syncer.poll(wait)
+        except HelperGone as e:
+            self._lose_helper(e)
+            self.dirty = True  # unknown: the next barrier covers it again
+            return False
+        if code is None:
+            return False
+        self._count(time.perf_counter() - started, "the replies did not wait (it ran in the helper)")
+        if code:
+            self.errors += 1
+            self.dirty = True
+            raise OSError(code, os.strerror(code))
+        self.barrier_passed()
+        return True
+
+    def _lose_helper(self, e):
+        log.warning("%s; the everysec barrier runs in the loop from now on", e)
+        self.syncer.close()
+        self.syncer = None
+
     def close(self):
+        if self.syncer is not None:
+            self.syncer.close()
+            self.syncer = None
         self.barrier.close()
+
+
+def _nothing():
+    pass

@@ -182,6 +182,7 @@ class Store:
         fsync_method="auto",
         max_disk=None,
         disk_policy=REFUSE,
+        background_sync=False,
     ):
         self.clock = clock
         self.max_disk = max_disk  # bytes of item records, like `bytes`; None: no quota
@@ -192,13 +193,18 @@ class Store:
         self.items_checked = 0  # files the walks read (crawler_items_checked)
         self.item_size_max = item_size_max
         self.dir = DataDir(data_dir)
+        self.durability = None
         try:
-            self.durability = Durability(fsync, fsync_method, self.dir.path)
+            self.durability = Durability(fsync, fsync_method, self.dir.path, background=background_sync)
+            self.durability.barrier_started = self.dir.spares.barrier_started
+            self.durability.barrier_passed = self.dir.spares.barrier_passed
             self.state = PersistentState(self.dir)
             self.restored = self._restore_from_spares()
             self.dir.clear_tmp()
             self.dir.spares.reuse_at_once = fsync == NO
         except Exception:
+            if self.durability is not None:
+                self.durability.close()
             self.dir.close()
             raise
         self.cache = LRUCache(memory_limit)
@@ -736,7 +742,6 @@ class Store:
                     batch.dirs.add(os.path.dirname(change.path))
                 done.add(change.key)
             durability.sync((), batch.dirs)
-            self.dir.spares.barrier_passed()
         except OSError as e:
             batch.error = e.strerror or str(e)
             log.error("commit of %d changes failed: %s", len(changes), e)
@@ -764,8 +769,6 @@ class Store:
         except OSError as e:
             log.error("periodic sync failed: %s", e)
             raise StoreError(f"sync failed: {e.strerror or e}") from e
-        if synced:
-            self.dir.spares.barrier_passed()
         return synced
 
     # -- flush_all and the walk over every file -----------------------------

@@ -54,16 +54,17 @@ class SparePool:
         self.ready_bytes = ready_bytes
         self._ready = collections.deque()  # (path, name it last held, size)
         self._ready_size = 0
-        self._held = []  # released since the last barrier
+        self._held = []  # released since the last barrier began
+        self._in_flight = []  # released before the barrier under way
         self._lent = {}  # path -> (name written into it, size)
         self.reused = 0  # writes that went into a spare (stats: spares_reused)
 
     def __len__(self):
-        return len(self._ready) + len(self._held)
+        return len(self._ready) + len(self._held) + len(self._in_flight)
 
     def idle(self):
         """The paths of the spares not lent to a write (ready or held)."""
-        return [p for p, _, _ in self._ready] + [p for p, _, _ in self._held]
+        return [p for p, _, _ in (*self._ready, *self._held, *self._in_flight)]
 
     def wants(self, size):
         return size is not None and size <= MAX_RECORD
@@ -109,11 +110,17 @@ class SparePool:
         else:
             self._held.append((path, name, size))
 
+    def barrier_started(self):
+        """A barrier begins: what it makes durable includes every record
+        renamed into place so far."""
+        self._in_flight += self._held
+        self._held = []
+
     def barrier_passed(self):
-        """Every record renamed into place so far is durable: the spares
-        released before it are no longer anyone's fallback."""
-        held, self._held = self._held, []
-        for spare in held:
+        """The barrier that began last is done: the spares released before it
+        began are no longer anyone's fallback."""
+        passed, self._in_flight = self._in_flight, []
+        for spare in passed:
             self._add_ready(*spare)
 
     def _add_ready(self, path, name, size):
@@ -131,9 +138,10 @@ class SparePool:
             removed += _unlink(self._ready.popleft()[0])
         self._ready_size = 0
         if held_too:
-            for path, _, _ in self._held:
+            for path, _, _ in (*self._held, *self._in_flight):
                 removed += _unlink(path)
             self._held = []
+            self._in_flight = []
         return removed
 
 

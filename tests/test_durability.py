@@ -9,6 +9,7 @@ sleeps.
 """
 
 import os
+import time
 
 import pytest
 
@@ -362,6 +363,81 @@ def test_everysec_syncs_once_a_second_after_writes(open_store, ticking):
     assert store.sync_if_due() is True
     assert len(recorder.calls) == 1
     assert file_name(store, b"k") in recorder.calls[0]["items"]
+
+
+# -- everysec's barrier in the helper process (store/syncer.py) --
+
+
+def until_passed(store, deadline=10.0):
+    """Tick the store's everysec timer until the helper's barrier has passed."""
+    end = time.monotonic_ns() + deadline * 1e9
+    while not store.sync_if_due():
+        assert time.monotonic_ns() < end, "the helper's barrier never finished"
+        os.sched_yield()
+
+
+@pytest.fixture
+def helper_store(open_store, ticking):
+    if not durability_mod.HAVE_SYNCFS:
+        pytest.skip("the helper runs syncfs, which this C library lacks")
+    return open_store(EVERYSEC, background_sync=True)
+
+
+def test_everysec_with_the_helper_only_starts_the_barrier(helper_store, ticking):
+    set_(helper_store, b"k", b"v")
+    ticking[0] += 1.0
+    assert helper_store.sync_if_due() is False
+    assert helper_store.durability.syncer.running
+    assert helper_store.seconds_to_sync() == durability_mod.BACKGROUND_POLL
+
+
+def test_everysec_with_the_helper_counts_the_barrier_when_it_is_done(helper_store, ticking):
+    set_(helper_store, b"k", b"v")
+    ticking[0] += 1.0
+    until_passed(helper_store)
+    assert helper_store.durability.calls == 1
+    assert not helper_store.durability.syncer.running
+    assert helper_store.seconds_to_sync() is None
+
+
+def test_spares_released_before_the_helpers_barrier_are_ready_only_once_it_passed(helper_store, ticking):
+    store = helper_store
+    set_(store, b"a", b"1")
+    set_(store, b"a", b"2")  # a's first record is held
+    ticking[0] += 1.0
+    store.sync_if_due()  # started
+    set_(store, b"b", b"1")
+    set_(store, b"b", b"2")  # released during the barrier: not covered by it
+    until_passed(store)
+    spares = store.dir.spares
+    assert [name for _, name, _ in spares._ready] == [file_name(store, b"a")]
+    assert [name for _, name, _ in spares._held] == [file_name(store, b"b")]
+
+
+def test_a_dead_helper_puts_the_barrier_back_in_the_loop(helper_store, ticking, caplog):
+    store = helper_store
+    store.durability.syncer._proc.kill()
+    store.durability.syncer._proc.wait()
+    set_(store, b"k", b"v")
+    ticking[0] += 1.0
+    assert store.sync_if_due() is True  # ran here, at once
+    assert store.durability.syncer is None
+    assert "runs in the loop" in caplog.text
+
+
+def test_the_helper_exits_when_the_store_closes(helper_store):
+    proc = helper_store.durability.syncer._proc
+    helper_store.close()
+    assert proc.wait(10) == 0
+
+
+def test_a_clean_stop_waits_for_the_helpers_barrier_and_makes_its_own(helper_store, ticking):
+    set_(helper_store, b"k", b"v")
+    ticking[0] += 1.0
+    helper_store.sync_if_due()  # the helper's, under way
+    set_(helper_store, b"k2", b"v")
+    helper_store.close()
+    assert helper_store.durability.calls == 2  # the helper's, then the last one
 
 
 def test_everysec_makes_no_barrier_without_writes(open_store, ticking):

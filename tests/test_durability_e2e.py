@@ -17,6 +17,7 @@ import re
 import select
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -280,3 +281,32 @@ def test_under_always_no_stored_leaves_before_a_barrier_after_its_rename(tmp_pat
             stores_sent += line.count("STORED")
     assert renames == 100
     assert stores_sent == 100
+
+
+def children_of(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def test_the_everysec_sync_helper_does_not_outlive_a_server_killed_with_kill9(start_mclite):
+    server = start_mclite(extra_args=["--fsync", "everysec"])
+    [helper] = children_of(server.pid)
+    with open(f"/proc/{helper}/cmdline", "rb") as f:
+        assert b"syncfs" in f.read()
+    server.kill9()
+    # its stdin closes with the server: it exits (and init reaps it)
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{helper}") and _state_of(helper) not in ("Z", "X"):
+        assert time.monotonic() < deadline, "the sync helper outlived the server"
+        os.sched_yield()
+
+
+def _state_of(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "X"
