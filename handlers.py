@@ -908,7 +908,7 @@ class Session:
             self.counters.bump(_CAS_COUNTERS[result])
         if meta is not None:
             return self._meta_set_reply(meta, result)
-        self._reply(noreply, result.value.encode() + b"\r\n")
+        self._reply(noreply, _RESULT_LINES[result])
 
     def _persist(self, change, *args, **options):
         """Run a store call; FAILED if the disk failed it (a write not made
@@ -946,54 +946,71 @@ class Session:
         self._retrieve_keys(keys, with_cas, exptime)
 
     def _retrieve_keys(self, keys, with_cas, exptime, start=0):
+        """Answer a get/gets/gat/gats key list from `start`; returns the reply
+        bytes it made."""
         # A long key list pauses once the reply passes the room feed() gives
         # it, so `get k k k ...` of a large item cannot make the server hold
         # gigabytes of replies; and after KEYS_PER_TURN keys, so a list of a
         # million misses cannot hold up the other clients for seconds.
-        c = self.counters
         store = self.store
+        lookup = store.get if exptime is None else store.touch
         detail = self.server.settings.detail_enabled
         room = self._room
         limited = room != INFINITY
         parts = []
-        made = 0
-        for i in range(start, len(keys)):
-            key = keys[i]
-            if made >= room or (limited and i - start >= KEYS_PER_TURN):
-                self._out.extend(parts)
-                self._retrieval = (keys, i, with_cas, exptime)
-                self._turn_over = True
-                return made
+        made = hits = 0
+        i = start
+        try:
+            for i in range(start, len(keys)):
+                key = keys[i]
+                if made >= room or (limited and i - start >= KEYS_PER_TURN):
+                    self._retrieval = (keys, i, with_cas, exptime)
+                    self._turn_over = True
+                    break
+                try:
+                    item = lookup(key) if exptime is None else lookup(key, exptime)
+                except StoreError as e:
+                    self._failed(e)
+                    parts = None  # the SERVER_ERROR stands in for the rest of the reply
+                    i += 1
+                    break
+                if detail:
+                    self.server.prefixes.record(key, self.server.settings.prefix_delimiter, 0, item is not None)
+                if item is None:
+                    continue
+                hits += 1
+                value = item.value
+                if with_cas:
+                    head = b"VALUE %s %d %d %d\r\n" % (key, item.flags, len(value), item.cas)
+                else:
+                    head = b"VALUE %s %d %d\r\n" % (key, item.flags, len(value))
+                if len(value) < 4096:
+                    part = head + value + b"\r\n"  # one part to join, not three
+                    parts.append(part)
+                    made += len(part)
+                else:
+                    parts += (head, value, b"\r\n")  # a large value is copied once, by the join
+                    made += len(head) + len(value) + 2
+            else:
+                i = len(keys)
+                parts.append(END)
+                made += len(END)
+        finally:
             # memcached counts gat/gats as touches, not gets
-            try:
-                item = store.get(key) if exptime is None else store.touch(key, exptime)
-            except StoreError as e:
-                self._failed(e)
-                return 0  # the SERVER_ERROR stands in for the rest of the reply
-            if detail:
-                self.server.prefixes.record(key, self.server.settings.prefix_delimiter, 0, item is not None)
+            asked = i - start
+            c = self.counters
             if exptime is None:
-                c.cmd_get += 1
-                if item is None:
-                    c.get_misses += 1
-                    continue
-                c.get_hits += 1
+                c.cmd_get += asked
+                c.get_hits += hits
+                c.get_misses += asked - hits
             else:
-                c.cmd_touch += 1
-                if item is None:
-                    c.touch_misses += 1
-                    continue
-                c.touch_hits += 1
-            value = item.value
-            if with_cas:
-                head = b"VALUE %s %d %d %d\r\n" % (key, item.flags, len(value), item.cas)
-            else:
-                head = b"VALUE %s %d %d\r\n" % (key, item.flags, len(value))
-            parts += (head, value, b"\r\n")
-            made += len(head) + len(value) + 2
-        parts.append(END)
+                c.cmd_touch += asked
+                c.touch_hits += hits
+                c.touch_misses += asked - hits
+        if parts is None:
+            return 0
         self._out.extend(parts)
-        return made + len(END)
+        return made
 
     # -- other item commands ---------------------------------------------
 
@@ -1597,6 +1614,9 @@ class Session:
                 echo += b" " + _meta_key(key, binary)
         return echo
 
+
+# a storage command's reply line for each Result
+_RESULT_LINES = {result: result.value.encode() + b"\r\n" for result in Result}
 
 # command -> (handler, fewest words, most words or None), as memcached counts them
 _COMMANDS = {

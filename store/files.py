@@ -226,7 +226,7 @@ class DataDir:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         else:
             tmp = spare
-        total = sum(len(p) for p in parts)
+        total = sum(map(len, parts))
         try:
             try:
                 written = os.writev(fd, parts)

@@ -142,6 +142,8 @@ def parse_c_integer(data):
     As memcached's safe_strto* accept it: the digits may be followed only by
     white space (or the end), never by other characters.
     """
+    if data.isdigit() and len(data) < 19:
+        return int(data)  # the common case: plain digits, far from any limit
     m = _NUMBER.match(data)
     if m is None:
         return None
