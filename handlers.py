@@ -953,64 +953,65 @@ class Session:
         # gigabytes of replies; and after KEYS_PER_TURN keys, so a list of a
         # million misses cannot hold up the other clients for seconds.
         store = self.store
-        lookup = store.get if exptime is None else store.touch
         detail = self.server.settings.detail_enabled
         room = self._room
         limited = room != INFINITY
         parts = []
         made = hits = 0
-        i = start
-        try:
-            for i in range(start, len(keys)):
-                key = keys[i]
-                if made >= room or (limited and i - start >= KEYS_PER_TURN):
-                    self._retrieval = (keys, i, with_cas, exptime)
-                    self._turn_over = True
-                    break
-                try:
-                    item = lookup(key) if exptime is None else lookup(key, exptime)
-                except StoreError as e:
-                    self._failed(e)
-                    parts = None  # the SERVER_ERROR stands in for the rest of the reply
-                    i += 1
-                    break
-                if detail:
-                    self.server.prefixes.record(key, self.server.settings.prefix_delimiter, 0, item is not None)
-                if item is None:
-                    continue
-                hits += 1
-                value = item.value
+        stop = len(keys)
+        for i in range(start, stop):
+            key = keys[i]
+            if made >= room or (limited and i - start >= KEYS_PER_TURN):
+                self._retrieval = (keys, i, with_cas, exptime)
+                self._turn_over = True
+                stop = i
+                break
+            try:
+                item = store.get(key) if exptime is None else store.touch(key, exptime)
+            except StoreError as e:
+                self._count_retrievals(exptime, i - start, hits)
+                self._failed(e)
+                return 0  # the SERVER_ERROR stands in for the rest of the reply
+            if detail:
+                self.server.prefixes.record(key, self.server.settings.prefix_delimiter, 0, item is not None)
+            if item is None:
+                continue
+            hits += 1
+            value = item.value
+            if len(value) < 4096:
+                # one part to join, not three
+                if with_cas:
+                    part = b"VALUE %s %d %d %d\r\n%s\r\n" % (key, item.flags, len(value), item.cas, value)
+                else:
+                    part = b"VALUE %s %d %d\r\n%s\r\n" % (key, item.flags, len(value), value)
+                parts.append(part)
+                made += len(part)
+            else:
+                # a large value is copied once, by the join
                 if with_cas:
                     head = b"VALUE %s %d %d %d\r\n" % (key, item.flags, len(value), item.cas)
                 else:
                     head = b"VALUE %s %d %d\r\n" % (key, item.flags, len(value))
-                if len(value) < 4096:
-                    part = head + value + b"\r\n"  # one part to join, not three
-                    parts.append(part)
-                    made += len(part)
-                else:
-                    parts += (head, value, b"\r\n")  # a large value is copied once, by the join
-                    made += len(head) + len(value) + 2
-            else:
-                i = len(keys)
-                parts.append(END)
-                made += len(END)
-        finally:
-            # memcached counts gat/gats as touches, not gets
-            asked = i - start
-            c = self.counters
-            if exptime is None:
-                c.cmd_get += asked
-                c.get_hits += hits
-                c.get_misses += asked - hits
-            else:
-                c.cmd_touch += asked
-                c.touch_hits += hits
-                c.touch_misses += asked - hits
-        if parts is None:
-            return 0
+                parts += (head, value, b"\r\n")
+                made += len(head) + len(value) + 2
+        else:
+            parts.append(END)
+            made += len(END)
+        self._count_retrievals(exptime, stop - start, hits)
         self._out.extend(parts)
         return made
+
+    def _count_retrievals(self, exptime, asked, hits):
+        # memcached counts gat/gats as touches, not gets
+        c = self.counters
+        if exptime is None:
+            c.cmd_get += asked
+            c.get_hits += hits
+            c.get_misses += asked - hits
+        else:
+            c.cmd_touch += asked
+            c.touch_hits += hits
+            c.touch_misses += asked - hits
 
     # -- other item commands ---------------------------------------------
 
