@@ -333,18 +333,7 @@ class Reactor:
             self.sel.register(self.listener, selectors.EVENT_READ, None)
 
     def _serve(self, conn, mask):
-        try:
-            if mask == selectors.EVENT_READ and not (conn.tls or conn.tls_want):
-                # the common case, a plain socket with a request: straight to the read
-                if self._may_read(conn):
-                    self._read(conn)
-            else:
-                self._handle_events(conn, mask)
-            if conn.sock.fileno() >= 0:
-                self._settle(conn)
-        except Exception:  # one connection's failure must never stop the server
-            log.exception("error on connection %s; closing it", conn.peer)
-            self._close(conn)
+        self._guarded(conn, self._handle_events, conn, mask)
 
     def _guarded(self, conn, work, *args):
         try:
@@ -356,6 +345,11 @@ class Reactor:
             self._close(conn)
 
     def _handle_events(self, conn, mask):
+        if mask == selectors.EVENT_READ and not (conn.tls or conn.tls_want):
+            # the common case, a plain socket with a request: straight to the read
+            if self._may_read(conn):
+                self._read(conn)
+            return
         if conn.handshaking:
             self._handshake(conn)
             return
