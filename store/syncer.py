@@ -40,6 +40,9 @@ class BackgroundSyncer:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             close_fds=True,
+            # not in the terminal's process group: a Ctrl-C is the server's
+            # to handle (it stops cleanly and then closes the helper's stdin)
+            start_new_session=True,
         )
         os.set_blocking(self._proc.stdout.fileno(), False)
         self._answer = b""
