@@ -204,6 +204,9 @@ class Store:
             self.restored = self._restore_from_spares()
             self.dir.clear_tmp()
             self.dir.spares.reuse_at_once = fsync == NO
+            if max_disk is not None:
+                # spares are disk beyond the items' quota: keep them a fraction of it
+                self.dir.spares.ready_bytes = min(self.dir.spares.ready_bytes, max_disk // 8)
         except Exception:
             if self.durability is not None:
                 self.durability.close()

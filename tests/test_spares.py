@@ -18,8 +18,8 @@ def open_store(request, tmp_path, clock):
     the fallback where the C library or file system lacks it (link + rename)."""
     opened = []
 
-    def open_(level=EVERYSEC):
-        store = Store(str(tmp_path / "data"), clock=clock, fsync=level)
+    def open_(level=EVERYSEC, **kw):
+        store = Store(str(tmp_path / "data"), clock=clock, fsync=level, **kw)
         if request.param == "link":
             store.dir._exchange.available = False
         while store.tick():
@@ -258,3 +258,8 @@ def test_spares_outside_the_ready_budget_are_freed(open_store):
     for i in range(5):
         set_(store, b"k%d" % i, b"2")  # five old records released, two kept
     assert len(spares_on_disk(store)) <= 2
+
+
+def test_a_disk_quota_keeps_the_spares_to_an_eighth_of_it(open_store):
+    store = open_store(NO, max_disk=80 * 4096)
+    assert store.dir.spares.ready_bytes == 10 * 4096
