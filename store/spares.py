@@ -57,7 +57,7 @@ class SparePool:
         self._held = []  # released since the last barrier began
         self._in_flight = []  # released before the barrier under way
         self._lent = {}  # path -> (name written into it, size)
-        self.reused = 0  # writes that went into a spare (stats: spares_reused)
+        self.reused = 0  # writes that went into a spare (stats: spare_writes)
 
     def __len__(self):
         return len(self._ready) + len(self._held) + len(self._in_flight)
