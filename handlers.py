@@ -739,6 +739,9 @@ class Session:
                 pos = nl + 1
                 commands += 1
                 self._command(line)
+                if self._state is DATA and self._pending is not None and len(buf) - pos >= self._need:
+                    # a storage command's data came with its line: one turn of the loop for both
+                    pos = self._run_data(buf, pos)
             else:
                 if self._pending is None:
                     take = min(len(buf) - pos, self._need)
@@ -750,10 +753,7 @@ class Session:
                     continue
                 if len(buf) - pos < self._need:
                     break
-                block = bytes(buf[pos : pos + self._need])
-                pos += self._need
-                self._state = LINE
-                self._complete_storage(block)
+                pos = self._run_data(buf, pos)
             joined = durability.batch
             if joined is not None and (joined is not batch or joined.changes != changes):
                 pass  # it changed (or read a change of) the open batch
@@ -777,6 +777,13 @@ class Session:
         out.clear()
         self.counters.bytes_written += len(reply)
         return reply
+
+    def _run_data(self, buf, pos):
+        # the storage command's whole data block is in buf at pos
+        block = bytes(buf[pos : pos + self._need])
+        self._state = LINE
+        self._complete_storage(block)
+        return pos + len(block)
 
     def _plain_gets(self, buf, pos, commands, room):
         """Run the `get <key>...` lines at buf[pos:] (single spaces, no NUL,
@@ -895,7 +902,7 @@ class Session:
         mode, key, flags, exptime, cas_unique, noreply, meta = self._pending
         self._pending = None
         self.counters.cmd_set += 1
-        if block[-2:] != b"\r\n":
+        if not block.endswith(b"\r\n"):
             # ms always reports errors, q or not
             return self._reply(noreply and meta is None, BAD_CHUNK)
         options = {} if meta is None else meta.store_options
@@ -1323,7 +1330,7 @@ class Session:
 
     def _complete_auth(self, block):
         self._pending = None
-        if block[-2:] != b"\r\n":
+        if not block.endswith(b"\r\n"):
             return self._out.append(b"CLIENT_ERROR bad command line termination\r\n")
         tokens = [w for w in block[:-2].split(b"\0")[0].split(b" ") if w]
         if len(tokens) < 2:
