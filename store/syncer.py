@@ -18,6 +18,7 @@ import time
 # The helper's whole program: syncfs through ctypes, as store/syscalls.py.
 _HELPER = r"""
 import ctypes, os, sys
+os.nice(19)  # the serving loop comes first; the disk does the waiting
 fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
 syncfs = ctypes.CDLL(None, use_errno=True).syncfs
 while sys.stdin.buffer.read(1):
