@@ -72,7 +72,7 @@ sys.path.insert(0, ROOT)
 
 import loadgen  # noqa: E402  (bench/loadgen.py, beside this file)
 from store import Store, record  # noqa: E402  (the path above comes first)
-from store.durability import HAVE_SYNCFS, syncfs  # noqa: E402  (the same calls the server makes)
+from store.durability import HAVE_SYNCFS, make_barrier, syncfs  # noqa: E402  (the same calls the server makes)
 from store.files import fsync_dir  # noqa: E402
 from store.syscalls import Exchange  # noqa: E402
 
@@ -523,13 +523,14 @@ class Floor:
             self.files.append((os.path.join(folder, h), folder, data))
         self.n = 0
         self.spares = collections.deque()
+        self.barriers = {}  # method -> the store's barrier of that method
         self.exchange = Exchange()
-        self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
         for target, _, data in self.files:  # the fill: what follows overwrites
             os.replace(self.write_temp(data), target)
 
     def close(self):
-        os.close(self.fd)
+        for barrier in self.barriers.values():
+            barrier.close()
 
     def write_temp(self, data, datasync=False):
         self.n += 1
@@ -576,25 +577,15 @@ class Floor:
         n = len(self.files)
         chosen = [self.files[(start + j) % n] for j in range(size)]
         tmps = [self.write_temp(data) for _, _, data in chosen]
-        if method == "syncfs":
-            syncfs(self.fd)
-        else:
-            for tmp in tmps:
-                fd = os.open(tmp, os.O_RDONLY)
-                try:
-                    os.fdatasync(fd)
-                finally:
-                    os.close(fd)
-            fsync_dir(self.tmp)
+        if method not in self.barriers:
+            self.barriers[method] = make_barrier(method, self.path)  # the server's own
+        barrier = self.barriers[method]
+        barrier.sync(tmps, [self.tmp])
         folders = set()
         for tmp, (target, folder, _) in zip(tmps, chosen):
             os.replace(tmp, target)
             folders.add(folder)
-        if method == "syncfs":
-            syncfs(self.fd)
-        else:
-            for folder in folders:
-                fsync_dir(folder)
+        barrier.sync((), folders)
 
 
 def timed(seconds, step, per_step):
