@@ -677,6 +677,28 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
+def open_store(tmp_path, clock):
+    """open_store(level, name="data", **kw): a Store on tmp_path/name at that
+    --fsync level with its start-up walk done; whatever is still open is
+    closed at teardown."""
+    from store import ALWAYS, Store
+
+    opened = []
+
+    def open_(level=ALWAYS, name="data", **kw):
+        store = Store(str(tmp_path / name), clock=clock, fsync=level, **kw)
+        while store.tick():  # the start-up walk of an empty dir
+            pass
+        opened.append(store)
+        return store
+
+    yield open_
+    for store in opened:
+        if store.dir._lock_fd is not None:
+            store.close()
+
+
+@pytest.fixture
 def server(store, clock):
     """A protocol server over the requesting module's ``store`` fixture."""
     from handlers import Server, Settings  # the unit suites' only need of the server modules

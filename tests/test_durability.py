@@ -61,23 +61,6 @@ def file_name(store, key):
 
 
 @pytest.fixture
-def open_store(tmp_path, clock):
-    opened = []
-
-    def open_(level=ALWAYS, name="data", **kw):
-        store = Store(str(tmp_path / name), clock=clock, fsync=level, **kw)
-        while store.tick():  # the start-up walk of an empty dir
-            pass
-        opened.append(store)
-        return store
-
-    yield open_
-    for store in opened:
-        if store.dir._lock_fd is not None:
-            store.close()
-
-
-@pytest.fixture
 def store(open_store):
     return open_store(ALWAYS)
 

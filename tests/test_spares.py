@@ -8,29 +8,23 @@ import os
 
 import pytest
 
-from store import Mode, Store
+from store import Mode
 from store.durability import ALWAYS, EVERYSEC, NO
 
 
 @pytest.fixture(params=["renameat2", "link"])
-def open_store(request, tmp_path, clock):
-    """Stores on one dir; each test runs with renameat2's exchange and with
-    the fallback where the C library or file system lacks it (link + rename)."""
-    opened = []
+def open_store(request, open_store):
+    """conftest's open_store at everysec by default; each test runs with
+    renameat2's exchange and with the fallback where the C library or file
+    system lacks it (link + rename)."""
 
     def open_(level=EVERYSEC, **kw):
-        store = Store(str(tmp_path / "data"), clock=clock, fsync=level, **kw)
+        store = open_store(level, **kw)
         if request.param == "link":
             store.dir._exchange.available = False
-        while store.tick():
-            pass
-        opened.append(store)
         return store
 
-    yield open_
-    for store in opened:
-        if store.dir._lock_fd is not None:
-            store.close()
+    return open_
 
 
 def set_(store, key, value):
