@@ -271,16 +271,6 @@ class Store:
 
         `bump` marks it fetched and accessed now, as memcached's LRU bump does
         (in memory; see the module docstring)."""
-        if self.durability.batch is None:
-            # the common case, in memory and alive: no call that is not needed
-            item = self.cache.get(key)
-            if item is not None:
-                now = self.clock()
-                exptime = item.exptime
-                if (not exptime or exptime > now) and not self.state.is_flushed(item.cas, item.stored, now):
-                    if bump:
-                        self.bump(item, now)
-                    return item
         item = self._live(key, counting=True)
         if item is not None and bump:
             self.bump(item)
@@ -290,10 +280,10 @@ class Store:
         """The live item for key, or None, leaving its access state alone."""
         return self._live(key)
 
-    def bump(self, item, now=None):
+    def bump(self, item):
         """Mark an item fetched and accessed now, without a write."""
         item.state |= record.FETCHED
-        item.atime = self.clock() if now is None else now
+        item.atime = self.clock()
         accessed = self._accessed
         # (an item already waiting keeps its place: the bound is on memory,
         # and moving it on every read would cost each get a pop)
@@ -318,9 +308,11 @@ class Store:
                 item = self._read(key)
                 if item is None:
                     return None
-        death = self._death(item.exptime, item.cas, item.stored, self.clock())
-        if death is None:
-            return item
+        now = self.clock()
+        exptime = item.exptime
+        if (not exptime or exptime > now) and not self.state.is_flushed(item.cas, item.stored, now):
+            return item  # alive: the common case, without _death's call
+        death = self._death(exptime, item.cas, item.stored, now)
         if counting:
             if death == "expired":
                 self.get_expired += 1
@@ -770,11 +762,10 @@ class Store:
     def sync_if_due(self):
         """everysec's timer; raises StoreError if the barrier failed."""
         try:
-            synced = self.durability.sync_if_due()
+            return self.durability.sync_if_due()
         except OSError as e:
             log.error("periodic sync failed: %s", e)
             raise StoreError(f"sync failed: {e.strerror or e}") from e
-        return synced
 
     # -- flush_all and the walk over every file -----------------------------
 
