@@ -962,49 +962,56 @@ class Session:
         store = self.store
         detail = self.server.settings.detail_enabled
         room = self._room
-        limited = room != INFINITY
+        # at most KEYS_PER_TURN keys once a limit is set
+        count = len(keys)
+        stop = count if room == INFINITY else min(count, start + KEYS_PER_TURN)
         parts = []
         made = hits = 0
-        stop = len(keys)
-        for i in range(start, stop):
-            key = keys[i]
-            if made >= room or (limited and i - start >= KEYS_PER_TURN):
-                self._retrieval = (keys, i, with_cas, exptime)
-                self._turn_over = True
-                stop = i
-                break
-            try:
-                item = store.get(key) if exptime is None else store.touch(key, exptime)
-            except StoreError as e:
-                self._count_retrievals(exptime, i - start, hits)
-                self._failed(e)
-                return 0  # the SERVER_ERROR stands in for the rest of the reply
-            if detail:
-                self.server.prefixes.record(key, self.server.settings.prefix_delimiter, 0, item is not None)
-            if item is None:
-                continue
-            hits += 1
-            value = item.value
-            if len(value) < 4096:
-                # one part to join, not three
-                if with_cas:
-                    part = b"VALUE %s %d %d %d\r\n%s\r\n" % (key, item.flags, len(value), item.cas, value)
-                else:
-                    part = b"VALUE %s %d %d\r\n%s\r\n" % (key, item.flags, len(value), value)
-                parts.append(part)
-                made += len(part)
-            else:
-                # a large value is copied once, by the join
-                if with_cas:
-                    head = b"VALUE %s %d %d %d\r\n" % (key, item.flags, len(value), item.cas)
-                else:
-                    head = b"VALUE %s %d %d\r\n" % (key, item.flags, len(value))
-                parts += (head, value, b"\r\n")
-                made += len(head) + len(value) + 2
+        i = start
+        paused = False
+        if exptime is None:
+            items = store.get_each(keys, start)
         else:
+            items = (store.touch(keys[j], exptime) for j in range(start, count))
+        try:
+            for item in items:
+                key = keys[i]
+                i += 1
+                if detail:
+                    self.server.prefixes.record(key, self.server.settings.prefix_delimiter, 0, item is not None)
+                if item is not None:
+                    hits += 1
+                    value = item.value
+                    size = len(value)
+                    if size < 4096:
+                        # one part to join, not three
+                        if with_cas:
+                            part = b"VALUE %s %d %d %d\r\n%s\r\n" % (key, item.flags, size, item.cas, value)
+                        else:
+                            part = b"VALUE %s %d %d\r\n%s\r\n" % (key, item.flags, size, value)
+                        parts.append(part)
+                        made += len(part)
+                    else:
+                        # a large value is copied once, by the join
+                        if with_cas:
+                            head = b"VALUE %s %d %d %d\r\n" % (key, item.flags, size, item.cas)
+                        else:
+                            head = b"VALUE %s %d %d\r\n" % (key, item.flags, size)
+                        parts += (head, value, b"\r\n")
+                        made += len(head) + size + 2
+                if (made >= room or i == stop) and i < count:
+                    self._retrieval = (keys, i, with_cas, exptime)
+                    self._turn_over = True
+                    paused = True
+                    break
+        except StoreError as e:
+            self._count_retrievals(exptime, i - start, hits)
+            self._failed(e)
+            return 0  # the SERVER_ERROR stands in for the rest of the reply
+        if not paused:
             parts.append(END)
             made += len(END)
-        self._count_retrievals(exptime, stop - start, hits)
+        self._count_retrievals(exptime, i - start, hits)
         self._out.extend(parts)
         return made
 

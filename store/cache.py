@@ -11,31 +11,33 @@ class LRUCache:
         self.limit = limit_bytes
         self.used = 0
         self.evictions = 0
-        self._items = OrderedDict()
+        # key -> item, least recently used first; a reader that does its own
+        # lookups (Store.get_each) moves what it reads to the end itself
+        self.items = OrderedDict()
 
     def get(self, key):
-        item = self._items.get(key)
+        item = self.items.get(key)
         if item is not None:
-            self._items.move_to_end(key)
+            self.items.move_to_end(key)
         return item
 
     def put(self, item):
-        old = self._items.pop(item.key, None)
+        old = self.items.pop(item.key, None)
         if old is not None:
             self.used -= old.size
         if item.size > self.limit:
             return
-        self._items[item.key] = item
+        self.items[item.key] = item
         self.used += item.size
         self._shrink()
 
     def discard(self, key):
-        old = self._items.pop(key, None)
+        old = self.items.pop(key, None)
         if old is not None:
             self.used -= old.size
 
     def clear(self):
-        self._items.clear()
+        self.items.clear()
         self.used = 0
 
     def resize(self, limit_bytes):
@@ -43,17 +45,17 @@ class LRUCache:
         self._shrink()
 
     def _shrink(self):
-        while self.used > self.limit and self._items:
-            _, gone = self._items.popitem(last=False)
+        while self.used > self.limit and self.items:
+            _, gone = self.items.popitem(last=False)
             self.used -= gone.size
             self.evictions += 1
 
     def oldest(self):
         """The least recently used item in memory, or None."""
-        return next(iter(self._items.values()), None)
+        return next(iter(self.items.values()), None)
 
     def __len__(self):
-        return len(self._items)
+        return len(self.items)
 
     def __contains__(self, key):
-        return key in self._items
+        return key in self.items

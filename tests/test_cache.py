@@ -18,7 +18,7 @@ class Sized:
 
 
 def keys(cache):
-    return list(cache._items)  # oldest first
+    return list(cache.items)  # oldest first
 
 
 # -- LRUCache -----------------------------------------------------------------
@@ -91,7 +91,7 @@ def test_used_never_exceeds_the_limit():
     for i in range(200):
         cache.put(Sized(b"k%d" % i, 1 + i % 37))
         assert cache.used <= 100
-    assert cache.used == sum(item.size for item in cache._items.values())
+    assert cache.used == sum(item.size for item in cache.items.values())
 
 
 def test_an_item_exactly_at_the_limit_is_kept():
@@ -199,7 +199,7 @@ def test_store_cache_holds_items_up_to_the_memory_limit(open_store):
         store.store(Mode.SET, b"k%02d" % i, 0, 0, b"v" * 100)
     assert store.cache.used <= 5 * size
     assert len(store.cache) == 5
-    assert [k for k in store.cache._items] == [b"k%02d" % i for i in range(15, 20)]
+    assert [k for k in store.cache.items] == [b"k%02d" % i for i in range(15, 20)]
 
 
 def test_evicted_items_are_read_back_from_disk(open_store):

@@ -138,6 +138,39 @@ def test_get_of_a_missing_key_is_none(store):
     assert store.get(b"nope") is None
 
 
+def test_get_each_answers_as_get_for_each_key_from_start(store, clock):
+    set_(store, b"a", b"1")
+    set_(store, b"b", b"2", exptime=10)
+    set_(store, b"c", b"3")
+    clock.advance(20)  # b expires
+    found = list(store.get_each([b"x", b"a", b"b", b"nope", b"c"], start=1))
+    assert [None if i is None else i.value for i in found] == [b"1", None, None, b"3"]
+    assert store.get_expired == 1
+
+
+def test_get_each_marks_what_it_answers_fetched_and_accessed_now(store, clock):
+    set_(store, b"a", b"1")
+    clock.advance(5)
+    (item,) = store.get_each([b"a"])
+    assert item.has(record.FETCHED) and item.atime == clock()
+
+
+def test_get_each_leaves_the_keys_after_where_its_caller_stops_unread(store):
+    set_(store, b"a", b"1")
+    set_(store, b"b", b"2")
+    items = store.get_each([b"a", b"b"])
+    next(items)
+    items.close()
+    assert not store.peek(b"b").has(record.FETCHED)
+
+
+def test_get_each_reads_an_item_that_left_memory_from_its_file(stores):
+    store = stores.open(memory_limit=1)  # nothing stays in memory
+    set_(store, b"a", b"1")
+    assert b"a" not in store.cache
+    assert [i.value for i in store.get_each([b"a"])] == [b"1"]
+
+
 def test_add_stores_when_there_is_no_item(store):
     assert store.store(Mode.ADD, b"k", 3, 0, b"v") is Result.STORED
     assert (store.get(b"k").flags, store.get(b"k").value) == (3, b"v")
