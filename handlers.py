@@ -767,6 +767,15 @@ class Session:
                 deferred = True
             if limit is not None:
                 size += sum(map(len, out[before:]))
+            if (
+                pos == len(buf)
+                and self._state is LINE
+                and self._retrieval is None
+                and self._metadump is None
+                and commands < command_limit
+                and size < size_limit
+            ):
+                break  # all run, and no limit reached: nothing for another turn to do
         del buf[:pos]
         if deferred or self._held or durability.batch is not None:
             if out:

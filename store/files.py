@@ -159,7 +159,7 @@ class DataDir:
         """Return (bucket, path) for a key; bucket is "ab/cd"."""
         h = key_hash(key)
         bucket = h[:2] + "/" + h[2:4]
-        return bucket, os.path.join(self.items, h[:2], h[2:4], h)
+        return bucket, f"{self.items}/{bucket}/{h}"
 
     def read(self, path):
         """The file's bytes, or None if there is none."""
@@ -191,7 +191,7 @@ class DataDir:
         none). Returns the folders whose entries changed. Raises OSError (disk
         full, permissions...) with the temp file removed.
         """
-        tmp = self.write_temp(parts, os.path.basename(path))
+        tmp = self.write_temp(parts, path.rpartition("/")[2])
         try:
             return self.install(tmp, path, old_size)
         except BaseException:
@@ -257,7 +257,7 @@ class DataDir:
         """Rename a temp file onto an item's path (making its bucket if
         needed); returns the folders whose entries changed. The file it
         replaces (of `old_size`; None: none) is kept as a spare."""
-        parent = os.path.dirname(path)
+        parent = path.rpartition("/")[0]
         changed = [parent]
         if parent not in self._known_dirs:
             changed += self._make_bucket(parent)
@@ -299,7 +299,7 @@ class DataDir:
                 _unlink_quietly(spare)  # a name of the live file: never written over
                 raise
             spares.installed(tmp)
-        spares.released(spare, os.path.basename(path), old_size)
+        spares.released(spare, path.rpartition("/")[2], old_size)
         return True
 
     def _make_bucket(self, parent):

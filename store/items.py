@@ -58,6 +58,8 @@ class Result(enum.Enum):
     EXISTS = "EXISTS"
     NOT_FOUND = "NOT_FOUND"
 
+    __hash__ = object.__hash__  # a member is its own key: Enum's hash is a Python call
+
 
 class Mode(enum.Enum):
     """The six storage commands."""
@@ -68,6 +70,8 @@ class Mode(enum.Enum):
     APPEND = "append"
     PREPEND = "prepend"
     CAS = "cas"
+
+    __hash__ = object.__hash__
 
 
 class NonNumeric(Exception):
