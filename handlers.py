@@ -254,6 +254,14 @@ class Server:
         """Give the store's housekeeping about `budget` seconds."""
         self.store.tick(budget)
 
+    def has_idle_work(self):
+        """Whether the store has work for moments when no client waits."""
+        return self.store.has_idle_work()
+
+    def idle_background(self, budget):
+        """Give the store's idle work about `budget` seconds."""
+        self.store.idle_tick(budget)
+
     def commit(self):
         """Make the writes of this loop iteration durable (`--fsync always`);
         afterwards the sessions holding replies may release them."""
@@ -331,6 +339,7 @@ class Server:
             # replaced records' files kept to be written over (store/spares.py)
             ("spare_files", len(s.dir.spares)),
             ("spare_writes", s.dir.spares.reused),
+            ("spare_files_made", s.dir.spares.made),
             ("startup_scan_done", int(s.scan_done)),
             ("fsync_level", s.durability.level),
             ("fsync_calls", s.durability.calls),

@@ -52,7 +52,7 @@ import sys
 import time
 
 import handlers
-from store import DISK_POLICIES, EVERYSEC, LEVELS, METHODS, DataDirError, Store
+from store import DISK_POLICIES, EVERYSEC, FRESH_SPARES, LEVELS, METHODS, DataDirError, Store
 
 log = logging.getLogger("memcached-lite")
 
@@ -68,6 +68,8 @@ ACCEPT_BACKOFF = 0.5
 BACKGROUND_BACKOFF = 5.0
 # How long the store's background work may hold the loop per iteration.
 TICK_BUDGET = 0.005
+# ...and of the idle work (empty spare files), done only in a turn no client needed
+IDLE_BUDGET = 0.002
 SHUTDOWN_FLUSH_SECONDS = 5.0
 # sendmsg takes at most IOV_MAX (1024 on Linux) buffers per call.
 MAX_IOV = 512
@@ -146,11 +148,10 @@ class Reactor:
         """Serve until stop() is called, then shut down cleanly."""
         try:
             while not self.stopping:
-                busy = (
-                    time.monotonic() >= self._background_paused_until
-                    and self.server.has_background_work()
-                )
-                timeout = 0 if busy or self.ready or self.unread else 1.0
+                may = time.monotonic() >= self._background_paused_until
+                busy = may and self.server.has_background_work()
+                idle_work = may and not busy and self.server.has_idle_work()
+                timeout = 0 if busy or idle_work or self.ready or self.unread else 1.0
                 if self._accept_paused_until is not None:
                     timeout = min(timeout, ACCEPT_BACKOFF)
                 sync_in = self.server.seconds_to_sync()
@@ -158,7 +159,8 @@ class Reactor:
                     timeout = min(timeout, sync_in)
                 if self.server.settings.idle_timeout:
                     timeout = min(timeout, max(0.0, self._next_idle_check - time.monotonic()))
-                for key, mask in self.sel.select(timeout):
+                events = self.sel.select(timeout)
+                for key, mask in events:
                     if key.data is None:
                         self._accept()
                     elif key.data == "wake":
@@ -175,7 +177,10 @@ class Reactor:
                 self._run_calls()
                 self._kick_idle()
                 if busy:
-                    self._background()
+                    self._background(self.server.background, TICK_BUDGET)
+                elif idle_work and not events and not self.ready and not self.unread:
+                    # nobody waited this turn: a short slice, as a request may come any moment
+                    self._background(self.server.idle_background, IDLE_BUDGET)
         finally:
             self._shutdown()
 
@@ -209,9 +214,9 @@ class Reactor:
     def _release(self, conn):
         self._queue(conn, conn.session.release())
 
-    def _background(self):
+    def _background(self, work, budget):
         try:
-            self.server.background(TICK_BUDGET)
+            work(budget)
         except Exception:  # the store's housekeeping must never stop serving
             log.exception("background store work failed; retrying in %.0f s", BACKGROUND_BACKOFF)
             self._background_paused_until = time.monotonic() + BACKGROUND_BACKOFF
@@ -958,6 +963,7 @@ def main(argv=None):
             max_disk=args.max_disk,
             disk_policy=args.disk_policy,
             background_sync=True,
+            fresh_spares=FRESH_SPARES,
         )
     except (DataDirError, ValueError) as e:
         log.error("%s", e)

@@ -16,11 +16,13 @@ from .items import (
     parse_c_integer,
     parse_u64,
 )
+from .spares import FRESH_SPARES
 
 __all__ = [
     "ALWAYS",
     "DISK_POLICIES",
     "EVERYSEC",
+    "FRESH_SPARES",
     "LEVELS",
     "METHODS",
     "NO",

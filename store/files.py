@@ -222,6 +222,7 @@ class DataDir:
             except OSError:
                 spare = None  # removed by hand: make a new one
         if spare is None:
+            self.spares.missed()
             tmp = os.path.join(self.tmp, f"{self._pid}.{next(self._names)}")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         else:

@@ -189,6 +189,7 @@ class Store:
         max_disk=None,
         disk_policy=REFUSE,
         background_sync=False,
+        fresh_spares=0,
     ):
         self.clock = clock
         self.max_disk = max_disk  # bytes of item records, like `bytes`; None: no quota
@@ -208,6 +209,7 @@ class Store:
             self.restored = self._restore_from_spares()
             self.dir.clear_tmp()
             self.dir.spares.reuse_at_once = fsync == NO
+            self.dir.spares.fresh_max = fresh_spares  # made by idle_tick()
             if max_disk is not None:
                 # spares are disk beyond the items' quota: keep them a fraction of it
                 self.dir.spares.ready_bytes = min(self.dir.spares.ready_bytes, max_disk // 8)
@@ -828,6 +830,15 @@ class Store:
                 return True
         self._scan = None
         return self.has_work()
+
+    def has_idle_work(self):
+        """True while there is work for moments when no client waits (the
+        empty spares of store/spares.py)."""
+        return self.dir.spares.wants_fresh()
+
+    def idle_tick(self, budget=0.002):
+        """Do idle work for about budget seconds."""
+        self.dir.spares.make_fresh(budget)
 
     def _walk(self, first):
         """Visit every bucket: count what is there (first pass) and reclaim dead files.

@@ -20,11 +20,23 @@ previous bytes. Three rules keep that harmless:
   that a record's key hashes to its file name;
 - under `always` the batch's first barrier covers the spares' new bytes
   before any rename, so nothing of this is needed there.
+
+Empty spares made in advance: a write that finds no ready spare creates its
+file (the slow path this module exists to avoid), and right after a fill of
+new keys, or a restart, every write does, until the barriers have passed
+that make the old inodes spares. So each such write also asks the loop's
+idle moments for two empty spares (up to `fresh_max`): made while nothing
+else is waiting, they make the next burst of writes cheap. An empty file
+holds no record, so it is no key's fallback and needs no barrier.
 """
 
 import collections
 import errno
+import logging
 import os
+import time
+
+log = logging.getLogger("memcached-lite.store")
 
 # Spares kept ready at most (by their records' size, rounded up to blocks):
 # about one second of writes at the rates a single Python process reaches.
@@ -32,6 +44,11 @@ READY_BYTES = 64 << 20
 # Records larger than this are not recycled: their blocks are freed as before.
 MAX_RECORD = 64 << 10
 _BLOCK = 4096
+# Empty spares the idle loop may keep ready (the server's; a Store makes none
+# unless told), and how long it stops making them after a failure or a drain.
+FRESH_SPARES = 8192
+FRESH_PER_MISS = 2
+FRESH_BACKOFF = 60.0
 
 FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
 
@@ -58,6 +75,10 @@ class SparePool:
         self._in_flight = []  # released before the barrier under way
         self._lent = {}  # path -> (name written into it, size)
         self.reused = 0  # writes that went into a spare (stats: spare_writes)
+        self.fresh_max = 0  # ready spares the idle loop fills up to, at most
+        self._fresh_wanted = 0  # empty spares it may still make: FRESH_PER_MISS per miss
+        self._fresh_paused_until = 0.0
+        self.made = 0  # empty spares made (stats: spare_files_made)
 
     def __len__(self):
         return len(self._ready) + len(self._held) + len(self._in_flight)
@@ -84,6 +105,41 @@ class SparePool:
                 return spare[0], spare[2]
             ready.append(spare)
         return None
+
+    def missed(self):
+        """A write found no ready spare and made its own file."""
+        self._fresh_wanted = min(self.fresh_max, self._fresh_wanted + FRESH_PER_MISS)
+
+    def wants_fresh(self):
+        """Whether the idle loop should make empty spares."""
+        return (
+            self._fresh_wanted > 0
+            and len(self._ready) < self.fresh_max
+            and self._ready_size + _BLOCK <= self.ready_bytes
+            and time.monotonic() >= self._fresh_paused_until
+        )
+
+    def make_fresh(self, budget):
+        """Make empty ready spares for about `budget` seconds, or until none
+        is wanted; returns how many. A failure (a full disk) is logged and
+        pauses this for FRESH_BACKOFF seconds."""
+        deadline = time.monotonic() + budget
+        made = 0
+        while self.wants_fresh():
+            path = self.new_name()
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            except OSError as e:
+                log.warning("cannot make a spare file in %s: %s; trying again in %.0f s", self.tmp, e, FRESH_BACKOFF)
+                self._fresh_paused_until = time.monotonic() + FRESH_BACKOFF
+                break
+            self._add_ready(path, None, 0)
+            self._fresh_wanted -= 1
+            made += 1
+            if time.monotonic() >= deadline:
+                break
+        self.made += made
+        return made
 
     def lent(self, path, name, size):
         self._lent[path] = (name, size)
@@ -133,6 +189,7 @@ class SparePool:
     def drain(self, held_too=False):
         """Free the ready spares' blocks (a full disk; a clean stop, after its
         barrier, with held_too). Returns how many files were removed."""
+        self._fresh_paused_until = time.monotonic() + FRESH_BACKOFF  # not at once again
         removed = 0
         while self._ready:
             removed += _unlink(self._ready.popleft()[0])

@@ -20,9 +20,9 @@ BIG = 1 << 20  # near the largest item
 
 
 class Running:
-    def __init__(self, tmp_path, wrap_listener=None, fsync="everysec", **settings):
+    def __init__(self, tmp_path, wrap_listener=None, fsync="everysec", fresh_spares=0, **settings):
         self.data_dir = tmp_path / "data"
-        self.store = Store(self.data_dir, item_size_max=2 << 20, fsync=fsync)
+        self.store = Store(self.data_dir, item_size_max=2 << 20, fsync=fsync, fresh_spares=fresh_spares)
         self.server = handlers.Server(self.store, handlers.Settings(**settings))
         listener = socket.create_server(("127.0.0.1", 0))
         self.port = listener.getsockname()[1]
@@ -271,6 +271,36 @@ def test_failing_background_work_is_logged_and_backed_off_while_serving_goes_on(
                 assert roundtrip(s, b"get x\r\n", b"END\r\n") == b"END\r\n"
         # without the back-off, the loop would retry it at every turn
         assert 1 <= len(calls) <= 2
+    finally:
+        r.stop()
+
+
+def test_the_idle_loop_makes_the_empty_spares_the_writes_asked_for(tmp_path):
+    r = Running(tmp_path, fresh_spares=100)
+    try:
+        with r.connect() as s:
+            # a new file (no spare was ready): two empty spares asked for
+            assert roundtrip(s, b"set a 0 0 1\r\nx\r\n", b"STORED\r\n") == b"STORED\r\n"
+            wait_for(lambda: r.store.dir.spares.made == 2)
+            assert not r.store.has_idle_work()
+            reused = r.store.dir.spares.reused
+            assert roundtrip(s, b"set b 0 0 1\r\nx\r\n", b"STORED\r\n") == b"STORED\r\n"
+        assert r.store.dir.spares.reused == reused + 1  # the next new key took one
+    finally:
+        r.stop()
+
+
+def test_idle_work_waits_for_a_turn_no_client_needed(tmp_path, monkeypatch):
+    r = Running(tmp_path)
+    turns = []
+    try:
+        monkeypatch.setattr(r.store, "has_idle_work", lambda: True)
+        monkeypatch.setattr(r.store, "idle_tick", lambda budget: turns.append(budget))
+        wait_for(lambda: len(turns) > 0)
+        assert max(turns) <= reactor.IDLE_BUDGET
+        with r.connect() as s:
+            for _ in range(20):
+                assert roundtrip(s, b"get x\r\n", b"END\r\n") == b"END\r\n"
     finally:
         r.stop()
 

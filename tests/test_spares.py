@@ -257,3 +257,82 @@ def test_spares_outside_the_ready_budget_are_freed(open_store):
 def test_a_disk_quota_keeps_the_spares_to_an_eighth_of_it(open_store):
     store = open_store(NO, max_disk=80 * 4096)
     assert store.dir.spares.ready_bytes == 10 * 4096
+
+
+# -- empty spares made in idle moments ---------------------------------------
+
+
+def idle_until_done(store):
+    while store.has_idle_work():
+        store.idle_tick(1.0)
+
+
+def test_a_store_makes_no_empty_spares_unless_told(open_store):
+    store = open_store()
+    set_(store, b"k", b"v")  # a new file: a miss
+    assert not store.has_idle_work()
+
+
+def test_each_write_that_made_its_own_file_asks_for_two_empty_spares(open_store):
+    store = open_store(fresh_spares=100)
+    for i in range(3):
+        set_(store, b"k%d" % i, b"v")
+    idle_until_done(store)
+    assert len(spares_on_disk(store)) == 6
+    assert store.dir.spares.made == 6
+    assert all(os.path.getsize(os.path.join(store.dir.tmp, n)) == 0 for n in spares_on_disk(store))
+
+
+def test_empty_spares_stop_at_fresh_spares_ready(open_store):
+    store = open_store(fresh_spares=4)
+    for i in range(10):
+        set_(store, b"k%d" % i, b"v")
+    idle_until_done(store)
+    assert len(spares_on_disk(store)) == 4
+
+
+def test_empty_spares_stop_at_the_ready_budget(open_store):
+    store = open_store(fresh_spares=100)
+    store.dir.spares.ready_bytes = 3 * 4096
+    for i in range(10):
+        set_(store, b"k%d" % i, b"v")
+    idle_until_done(store)
+    assert len(spares_on_disk(store)) == 3
+
+
+def test_an_empty_spare_takes_the_next_write_without_a_barrier(open_store):
+    store = open_store(fresh_spares=100)
+    set_(store, b"a", b"1")
+    idle_until_done(store)
+    reused = store.dir.spares.reused
+    set_(store, b"b", b"2")  # a new key: it takes an empty spare, no file made
+    set_(store, b"a", b"3")  # an overwrite: the other one
+    assert store.dir.spares.reused == reused + 2
+    assert (store.get(b"a").value, store.get(b"b").value) == (b"3", b"2")
+
+
+def test_an_item_written_into_an_empty_spare_survives_a_restart(open_store):
+    store = open_store(fresh_spares=100)
+    set_(store, b"a", b"1")
+    idle_until_done(store)
+    set_(store, b"b", b"2")
+    store.close()
+    reopened = open_store()
+    assert reopened.get(b"b").value == b"2"
+    assert spares_on_disk(reopened) == []
+
+
+def test_a_failure_to_make_an_empty_spare_pauses_the_making(open_store, monkeypatch):
+    store = open_store(fresh_spares=100)
+    set_(store, b"a", b"1")
+    real_open = os.open
+
+    def full(path, flags, *args, **kw):
+        if flags & os.O_CREAT and str(path).startswith(store.dir.tmp):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, flags, *args, **kw)
+
+    monkeypatch.setattr(os, "open", full)
+    store.idle_tick(1.0)
+    assert not store.has_idle_work()  # paused: not retried at every idle turn
+    assert store.dir.spares.made == 0
