@@ -86,7 +86,7 @@ class Connection:
     """One client socket, its session, and the replies the kernel has not taken."""
 
     __slots__ = (
-        "sock", "session", "peer", "out", "out_size", "paused", "eof", "events",
+        "sock", "session", "peer", "out", "out_size", "later", "paused", "eof", "events",
         "tls", "handshaking", "tls_want", "tls_retry", "commands_seen", "active_at",
     )
 
@@ -96,6 +96,7 @@ class Connection:
         self.peer = _peer_name(peer)
         self.out = collections.deque()
         self.out_size = 0
+        self.later = None  # this turn's reply, sent once the turn's other connections ran
         self.paused = False  # stopped reading: too much unsent output
         self.eof = False  # the client will send nothing more
         self.events = 0
@@ -124,6 +125,8 @@ class Reactor:
         self.conns = set()
         self.ready = set()  # connections with input parsed only in part
         self.held = set()  # connections whose replies wait for the store's batch
+        self._later = []  # connections with a `later` reply, in the order they made it
+        self._deferring = False  # replies made now wait for the end of the turn's reads
         self.unread = set()  # TLS connections with decrypted bytes select cannot see
         self.stopping = False
         self.graceful = True
@@ -160,6 +163,7 @@ class Reactor:
                 if self.server.settings.idle_timeout:
                     timeout = min(timeout, max(0.0, self._next_idle_check - time.monotonic()))
                 events = self.sel.select(timeout)
+                self._deferring = True
                 for key, mask in events:
                     if key.data is None:
                         self._accept()
@@ -169,8 +173,13 @@ class Reactor:
                         self._serve(key.data, mask)
                 if self.unread:
                     self._run_unread()
+                if self._later:
+                    self._send_later()
                 if self.ready:
                     self._run_ready()
+                self._deferring = False
+                if self._later:
+                    self._send_later()
                 self._commit()
                 self.server.sync_if_due()
                 self._resume_accepting()
@@ -457,6 +466,27 @@ class Reactor:
             self.ready.add(conn)
 
     def _queue(self, conn, reply):
+        if reply and self._deferring and not conn.out and not conn.tls:
+            # Sent once the other connections of this turn ran: a client
+            # process waiting on several connections is then woken once for
+            # their replies, not once for each (on this project's VM, each
+            # wake-up of an idle CPU made a reply's send cost 10-20 µs more).
+            if conn.later is None:
+                conn.later = reply
+                self._later.append(conn)
+            else:
+                conn.later += reply
+            return
+        self._queue_now(conn, reply)
+
+    def _send_later(self):
+        later, self._later = self._later, []
+        for conn in later:
+            reply, conn.later = conn.later, None
+            if conn in self.conns:
+                self._guarded(conn, self._queue_now, conn, reply)
+
+    def _queue_now(self, conn, reply):
         if reply:
             if self.server.settings.verbosity > 1:
                 log.debug(">%s %r", conn.peer, reply[:200], extra=conn.log_extra())
@@ -538,7 +568,7 @@ class Reactor:
         """Close a finished connection, or set what it waits for."""
         session = conn.session
         finished = session.closing or (conn.eof and not session.stopped_early)
-        if finished and not conn.out and not session.holding:
+        if finished and not conn.out and conn.later is None and not session.holding:
             self._close(conn)
             return
         self._set_events(conn)
@@ -591,6 +621,8 @@ class Reactor:
             self.sel.unregister(self.listener)
         self.listener.close()
         deadline = time.monotonic() + (SHUTDOWN_FLUSH_SECONDS if self.graceful else 0.0)
+        self._deferring = False
+        self._send_later()
         self._commit()  # replies owed for writes already made
         for conn in list(self.conns):
             self._settle(conn)  # from now on: no reading, only flushing

@@ -275,6 +275,40 @@ def test_failing_background_work_is_logged_and_backed_off_while_serving_goes_on(
         r.stop()
 
 
+def test_replies_of_a_turn_go_out_after_its_reads_in_the_order_they_were_made(tmp_path):
+    store = Store(tmp_path / "data", fsync="everysec")
+    server = handlers.Server(store)
+    loop = reactor.Reactor(server, socket.create_server(("127.0.0.1", 0)))
+    pairs = [socket.socketpair() for _ in range(2)]
+    try:
+        conns = []
+        for ours, _ in pairs:
+            ours.setblocking(False)
+            conn = reactor.Connection(ours, handlers.Session(server), "pair")
+            loop.conns.add(conn)
+            conns.append(conn)
+        loop._deferring = True  # as while the turn's events are served
+        loop._queue(conns[0], b"A1 ")
+        loop._queue(conns[1], b"B ")
+        loop._queue(conns[0], b"A2")
+        for _, theirs in pairs:
+            theirs.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                theirs.recv(10)  # nothing sent yet
+        loop._deferring = False
+        loop._send_later()
+        assert [theirs.recv(10) for _, theirs in pairs] == [b"A1 A2", b"B "]
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
+        loop.listener.close()
+        loop.sel.close()
+        loop._wake_r.close()
+        loop._wake_w.close()
+        store.close()
+
+
 def test_the_idle_loop_makes_the_empty_spares_the_writes_asked_for(tmp_path):
     r = Running(tmp_path, fresh_spares=100)
     try:
