@@ -267,6 +267,12 @@ def idle_until_done(store):
         store.idle_tick(1.0)
 
 
+def write_new_keys(store, n):
+    """n writes that each make a new file (no spare is ready): 2n empty spares asked for."""
+    for i in range(n):
+        set_(store, b"k%d" % i, b"v")
+
+
 def test_a_store_makes_no_empty_spares_unless_told(open_store):
     store = open_store()
     set_(store, b"k", b"v")  # a new file: a miss
@@ -275,8 +281,7 @@ def test_a_store_makes_no_empty_spares_unless_told(open_store):
 
 def test_each_write_that_made_its_own_file_asks_for_two_empty_spares(open_store):
     store = open_store(fresh_spares=100)
-    for i in range(3):
-        set_(store, b"k%d" % i, b"v")
+    write_new_keys(store, 3)
     idle_until_done(store)
     assert len(spares_on_disk(store)) == 6
     assert store.dir.spares.made == 6
@@ -285,8 +290,7 @@ def test_each_write_that_made_its_own_file_asks_for_two_empty_spares(open_store)
 
 def test_empty_spares_stop_at_fresh_spares_ready(open_store):
     store = open_store(fresh_spares=4)
-    for i in range(10):
-        set_(store, b"k%d" % i, b"v")
+    write_new_keys(store, 10)
     idle_until_done(store)
     assert len(spares_on_disk(store)) == 4
 
@@ -294,8 +298,7 @@ def test_empty_spares_stop_at_fresh_spares_ready(open_store):
 def test_empty_spares_stop_at_the_ready_budget(open_store):
     store = open_store(fresh_spares=100)
     store.dir.spares.ready_bytes = 3 * 4096
-    for i in range(10):
-        set_(store, b"k%d" % i, b"v")
+    write_new_keys(store, 10)
     idle_until_done(store)
     assert len(spares_on_disk(store)) == 3
 
