@@ -347,7 +347,29 @@ class Reactor:
             self.sel.register(self.listener, selectors.EVENT_READ, None)
 
     def _serve(self, conn, mask):
-        self._guarded(conn, self._handle_events, conn, mask)
+        if mask != selectors.EVENT_READ or conn.tls or not self._may_read(conn):
+            self._guarded(conn, self._handle_events, conn, mask)
+            return
+        # The common case, a plain socket with a request, in this one frame
+        # (the general path is five calls deeper; at 50 connections they were
+        # a tenth of a get's time in the loop).
+        try:
+            try:
+                n = conn.sock.recv_into(self._recv_buffer)
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionError:
+                self._close(conn)
+                return
+            if n:
+                self._pump(conn, self._recv_buffer[:n])
+            else:
+                conn.eof = True
+            if conn.events != selectors.EVENT_READ or conn.out or not self._may_read(conn):
+                self._settle(conn)  # (else it waits for what it waited for)
+        except Exception:  # one connection's failure must never stop the server
+            log.exception("error on connection %s; closing it", conn.peer)
+            self._close(conn)
 
     def _guarded(self, conn, work, *args):
         try:
@@ -481,10 +503,23 @@ class Reactor:
 
     def _send_later(self):
         later, self._later = self._later, []
+        conns = self.conns
+        quiet = self.server.settings.verbosity <= 1
         for conn in later:
             reply, conn.later = conn.later, None
-            if conn in self.conns:
-                self._guarded(conn, self._queue_now, conn, reply)
+            if conn not in conns:
+                continue
+            if quiet and not conn.out and not conn.eof and not conn.session.closing:
+                # the usual reply: one send that takes it all, and the
+                # connection waits for what it waited for before
+                try:
+                    sent = conn.sock.send(reply)
+                except OSError:
+                    sent = 0  # the general path below meets it again and deals with it
+                if sent == len(reply):
+                    continue
+                reply = memoryview(reply)[sent:]
+            self._guarded(conn, self._queue_now, conn, reply)
 
     def _queue_now(self, conn, reply):
         if reply:

@@ -290,7 +290,8 @@ class Store:
         # a multi-get's time); any other goes the general way.
         memory = self.cache.items
         touch = memory.move_to_end
-        is_flushed = self.state.is_flushed
+        state = self.state
+        accessed = self._accessed
         durability = self.durability
         now = self.clock()
         for i in range(start, len(keys)):
@@ -298,9 +299,16 @@ class Store:
             item = memory.get(key)
             if item is not None and durability.batch is None:
                 exptime = item.exptime
-                if (not exptime or exptime > now) and not is_flushed(item.cas, item.stored, now):
+                if (not exptime or exptime > now) and (
+                    # no flush_all to ask about (its usual state) before the call that asks
+                    (state.pending_flush is None and item.cas >= state.dead_below_cas and item.stored >= state.dead_before)
+                    or not state.is_flushed(item.cas, item.stored, now)
+                ):
                     touch(key)
-                    self.bump(item, now)
+                    if item.state & record.FETCHED and key in accessed:
+                        item.atime = now  # all that bump() would change
+                    else:
+                        self.bump(item, now)
                     yield item
                     continue
             yield self.get(key)

@@ -155,6 +155,21 @@ def test_get_each_marks_what_it_answers_fetched_and_accessed_now(store, clock):
     assert item.has(record.FETCHED) and item.atime == clock()
 
 
+def test_get_each_moves_the_last_access_of_an_item_fetched_before(store, clock):
+    set_(store, b"a", b"1")
+    list(store.get_each([b"a"]))
+    clock.advance(5)
+    (item,) = store.get_each([b"a"])
+    assert item.has(record.FETCHED) and item.atime == clock()
+
+
+def test_get_each_answers_none_for_an_item_a_delayed_flush_killed(store, clock):
+    set_(store, b"a", b"1")
+    store.flush_all(5)
+    clock.advance(6)
+    assert list(store.get_each([b"a"])) == [None]
+
+
 def test_get_each_leaves_the_keys_after_where_its_caller_stops_unread(store):
     set_(store, b"a", b"1")
     set_(store, b"b", b"2")
