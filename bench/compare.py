@@ -10,6 +10,7 @@ targets of issue 8, each met or missed with its measured figure.
         [--workloads get90,get90x16,set1k,mget10,latency]
         [--levels always,everysec,no] [--conns 1,8,50] [--write-sizes 1024]
         [--skip-startup] [--startup-items 100000,1000000]
+        [--servers lite,ref,memcached] [--against REV]
         [--no-pin] [--dir /tmp] [--json results.json]
 
 Throughput: each server on a free loopback port (memcached-lite with a fresh
@@ -21,6 +22,11 @@ server (by ops/s; by p99 for `latency`) and the range over the rounds. The
 servers run on one CPU and the generator on another (`--no-pin`: where the
 scheduler puts them; on a 2-vCPU VM that alone moves one-connection figures
 3x, by whether the two happen to share a CPU).
+
+`--against REV` adds memcached-lite as of commit REV (a `git archive` of it
+in the run's temp dir) as one more server of the same rounds: an A/B of a
+change, each round measuring both moments apart, where two separate runs of
+this VM move 10-20%. `--servers lite --against HEAD~1` runs only those two.
 
 Markdown on stdout (progress on stderr); how to read it: bench/README.md.
 """
@@ -54,6 +60,7 @@ from durability import (
 
 LITE, REF, MEMCACHED = "memcached-lite", "reference loop", "memcached -t 1"
 SECTIONS = ("throughput", "durability", "startup")
+SERVERS = {"lite": LITE, "ref": REF, "memcached": MEMCACHED}
 VALUE = 100  # bytes, the values of the key:N set
 BIG = 1024  # bytes, set1k's values (big:N)
 MEMORY_BUDGET_MIB = 64  # the server's default -m, which bench_startup runs with
@@ -88,24 +95,52 @@ WORKLOADS = {
 # -- the three servers ------------------------------------------------------------
 
 
-def start_servers(base, cpus):
-    """{name: (proc, port)}, each accepting, on `cpus`; memcached left out if not installed."""
+def checkout(rev, base):
+    """(label, folder): the tree of commit `rev` of this repository, unpacked in base."""
+    done = subprocess.run(
+        ["git", "-C", ROOT, "rev-parse", "--short", rev + "^{commit}"], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"--against {rev}: not a commit of {ROOT}: {done.stderr.strip()}")
+    sha = done.stdout.strip()
+    where = os.path.join(base, "against-" + sha)
+    os.makedirs(where)
+    archive = subprocess.Popen(["git", "-C", ROOT, "archive", sha], stdout=subprocess.PIPE)
+    unpacked = subprocess.run(["tar", "-x", "-C", where], stdin=archive.stdout)
+    archive.stdout.close()
+    if archive.wait() != 0 or unpacked.returncode != 0:
+        raise SystemExit(f"--against {rev}: git archive | tar failed")
+    return f"memcached-lite @{sha}", where
+
+
+def start_servers(base, cpus, which=tuple(SERVERS.values()), against=None):
+    """{name: (proc, port)}, each accepting, on `cpus`: those of `which`
+    (memcached left out if not installed), and memcached-lite of the
+    (label, folder) `against` next to this tree's."""
     servers = {}
-    port = free_port()
-    data = tempfile.mkdtemp(prefix="lite-", dir=base)
-    servers[LITE] = (spawn_server(data, port, ["--fsync", "everysec"], os.path.join(base, "lite.log"), cpus=cpus), port)
+
+    def lite(name, tree, log_name):
+        port = free_port()
+        data = tempfile.mkdtemp(prefix="lite-", dir=base)
+        log_path = os.path.join(base, log_name)
+        servers[name] = (spawn_server(data, port, ["--fsync", "everysec"], log_path, cpus=cpus, cwd=tree), port)
+
+    lite(LITE, ROOT, "lite.log")
+    if against is not None:
+        lite(against[0], against[1], "against.log")
     binary = shutil.which("memcached")
-    if binary:
+    if MEMCACHED in which and binary:
         port = free_port()
         argv = [binary, "-t", "1", "-U", "0", "-l", "127.0.0.1", "-p", str(port)]
         if os.geteuid() == 0:
             argv += ["-u", "root"]
         servers[MEMCACHED] = (spawn_process(argv, os.path.join(base, "memcached.log"), cpus), port)
-    else:
+    elif MEMCACHED in which:
         print("  .. memcached is not installed (apt-get install memcached): its column stays empty", file=sys.stderr)
-    port = free_port()
-    argv = [sys.executable, os.path.join(ROOT, "bench", "refloop.py"), "--port", str(port)]
-    servers[REF] = (spawn_process(argv, os.path.join(base, "refloop.log"), cpus), port)
+    if REF in which:
+        port = free_port()
+        argv = [sys.executable, os.path.join(ROOT, "bench", "refloop.py"), "--port", str(port)]
+        servers[REF] = (spawn_process(argv, os.path.join(base, "refloop.log"), cpus), port)
     for proc, port in servers.values():
         connect_when_up(port, proc).close()
     return servers
@@ -119,10 +154,10 @@ def pinning():
     return {allowed[0]}, {allowed[1]}
 
 
-def bench_throughput(binary, base, names, rounds, seconds, warmup, keys, pin):
+def bench_throughput(binary, base, names, rounds, seconds, warmup, keys, pin, which=tuple(SERVERS.values()), against=None):
     """{workload: {server: [the JSON line of each round]}}."""
     srv_cpus, gen_cpus = pinning() if pin else (None, None)
-    servers = start_servers(base, srv_cpus)
+    servers = start_servers(base, srv_cpus, which, against)
     try:
         for name, (proc, port) in servers.items():
             t = time.monotonic()
@@ -130,8 +165,7 @@ def bench_throughput(binary, base, names, rounds, seconds, warmup, keys, pin):
             if "set1k" in names:
                 loadgen.fill(binary, port, keys, BIG, "big:")
             print(f"  .. {name} filled in {time.monotonic() - t:.1f} s", file=sys.stderr, flush=True)
-        order = [LITE, REF, MEMCACHED]
-        order = [n for n in order if n in servers]
+        order = list(servers)
         results = {w: {n: [] for n in order} for w in names}
         for rnd in range(rounds):
             shift = rnd % len(order)
@@ -203,6 +237,18 @@ def ratio(a, b):
     return a / b if b else float("nan")
 
 
+def short(name):
+    """How a ratio's column names a server: ref, memcached, @<commit>."""
+    return {REF: "ref", MEMCACHED: "memcached"}.get(name, name.replace("memcached-lite ", ""))
+
+
+def compared(per_server):
+    """The servers memcached-lite is held against: the reference loop,
+    memcached, then the --against build, those that ran."""
+    rest = [n for n in per_server if n not in (LITE, REF, MEMCACHED)]
+    return [n for n in (REF, MEMCACHED) if n in per_server] + rest
+
+
 def print_throughput(results, rounds, seconds, warmup, keys, pin):
     srv_cpus, gen_cpus = pinning() if pin else (None, None)
     where = (
@@ -242,29 +288,31 @@ def print_throughput(results, rounds, seconds, warmup, keys, pin):
                 f"| {sum(x['errors'] for x in runs)} | {sum(x['misses'] for x in runs)} |"
             )
         lite = median_round(per_server[LITE], w)
-        ref = median_round(per_server[REF], w)
-        line = f"\nmemcached-lite / reference loop: **{ratio(lite['ops_per_sec'], ref['ops_per_sec']):.2f}** ops/s"
-        if MEMCACHED in per_server:
-            mc = median_round(per_server[MEMCACHED], w)
-            line += f"; memcached-lite / memcached: **{ratio(lite['ops_per_sec'], mc['ops_per_sec']):.2f}** ops/s"
-        line += f"; p99 memcached-lite / reference loop: {ratio(lite['p99_us'], ref['p99_us']):.2f}"
-        print(line + ".")
+        said = [
+            f"memcached-lite / {short(n)}: **{ratio(lite['ops_per_sec'], median_round(per_server[n], w)['ops_per_sec']):.2f}** ops/s"
+            for n in compared(per_server)
+        ]
+        if REF in per_server:
+            ref = median_round(per_server[REF], w)
+            said.append(f"p99 memcached-lite / reference loop: {ratio(lite['p99_us'], ref['p99_us']):.2f}")
+        if said:
+            print("\n" + "; ".join(said) + ".")
         if w == "mget10":
             print("\n(an op is one `get` of 10 keys; misses count keys)")
+    others = compared(next(iter(results.values()), {}))
     print("\n### Ratios (median rounds)\n")
-    print("| workload | memcached-lite ops/s | reference loop ops/s | memcached -t 1 ops/s | lite / ref | lite / memcached | lite p99 / ref p99 |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    head = ["workload", "memcached-lite ops/s"] + [f"{n} ops/s" for n in others]
+    head += [f"lite / {short(n)}" for n in others] + (["lite p99 / ref p99"] if REF in others else [])
+    print("| " + " | ".join(head) + " |")
+    print("| --- |" + " ---: |" * (len(head) - 1))
     for w, per_server in results.items():
         lite = median_round(per_server[LITE], w)
-        ref = median_round(per_server[REF], w)
-        mc = median_round(per_server[MEMCACHED], w) if MEMCACHED in per_server else None
-        print(
-            f"| {w} | {lite['ops_per_sec']:,.0f} | {ref['ops_per_sec']:,.0f} "
-            f"| {'—' if mc is None else format(mc['ops_per_sec'], ',.0f')} "
-            f"| {ratio(lite['ops_per_sec'], ref['ops_per_sec']):.2f} "
-            f"| {'—' if mc is None else format(ratio(lite['ops_per_sec'], mc['ops_per_sec']), '.2f')} "
-            f"| {ratio(lite['p99_us'], ref['p99_us']):.2f} |"
-        )
+        theirs = [median_round(per_server[n], w) for n in others]
+        cells = [w, f"{lite['ops_per_sec']:,.0f}"] + [f"{r['ops_per_sec']:,.0f}" for r in theirs]
+        cells += [f"{ratio(lite['ops_per_sec'], r['ops_per_sec']):.2f}" for r in theirs]
+        if REF in others:
+            cells.append(f"{ratio(lite['p99_us'], median_round(per_server[REF], w)['p99_us']):.2f}")
+        print("| " + " | ".join(cells) + " |")
     if busy:
         print(
             f"\n(!) in gen CPU: the generator used {GEN_BUSY}% of a core or more in that run, so that figure "
@@ -415,6 +463,14 @@ def main():
         "--pin", action=argparse.BooleanOptionalAction, default=True,
         help="throughput: the servers on one CPU, the generator on another (default: on; --no-pin)",
     )
+    p.add_argument(
+        "--servers", default="lite,ref,memcached",
+        help="throughput: which of lite,ref,memcached run (lite always; default: all three)",
+    )
+    p.add_argument(
+        "--against", metavar="REV",
+        help="throughput: also memcached-lite as of commit REV (git archive), in the same rounds: an A/B",
+    )
     p.add_argument("--dir", default=tempfile.gettempdir(), help="where the data dirs go (default: the temp dir)")
     p.add_argument("--json", help="also write every run's raw figures here")
     args = p.parse_args()
@@ -431,6 +487,14 @@ def main():
     if args.rounds < 1:
         p.error("--rounds must be at least 1")
     levels = parse_levels(p, args.levels)
+    which = []
+    for name in args.servers.split(","):
+        if name and name not in SERVERS:
+            p.error(f"unknown server {name!r} (of {', '.join(SERVERS)})")
+        if name:
+            which.append(SERVERS[name])
+    if LITE not in which:
+        p.error("--servers: lite is the one measured; it cannot be left out")
 
     binary = loadgen.build()
     os.makedirs(args.dir, exist_ok=True)
@@ -441,8 +505,13 @@ def main():
         print_machine(machine_info(base) + versions(binary), "## Machine")
         print(f"\nCommand: `python bench/compare.py {' '.join(sys.argv[1:])}`".rstrip())
         sys.stdout.flush()
+        against = checkout(args.against, base) if args.against else None
+        if against:
+            print(f"\nAgainst: {against[0]} (`--against {args.against}`), in the same rounds.")
         if "throughput" in sections:
-            tp = bench_throughput(binary, base, names, args.rounds, args.seconds, args.warmup, args.keys, args.pin)
+            tp = bench_throughput(
+                binary, base, names, args.rounds, args.seconds, args.warmup, args.keys, args.pin, which, against
+            )
             print_throughput(tp, args.rounds, args.seconds, args.warmup, args.keys, args.pin)
             raw["throughput"] = tp
             sys.stdout.flush()

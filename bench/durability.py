@@ -134,9 +134,9 @@ def free_port():
         return s.getsockname()[1]
 
 
-def spawn_server(data_dir, port, extra=(), log_path=None, wrapper=(), cpus=None):
+def spawn_server(data_dir, port, extra=(), log_path=None, wrapper=(), cpus=None, cwd=ROOT):
     argv = [sys.executable, *wrapper, "-m", "reactor", "-p", str(port), "--data-dir", data_dir, *extra]
-    return spawn_process(argv, log_path, cpus)
+    return spawn_process(argv, log_path, cpus, cwd)
 
 
 def on_cpus(cpus):
@@ -146,13 +146,13 @@ def on_cpus(cpus):
     return lambda: os.sched_setaffinity(0, cpus)
 
 
-def spawn_process(argv, log_path=None, cpus=None):
-    """Start a server (from the repo's root: `-m reactor` imports from there),
-    its output to log_path, on `cpus` if given; registered in SPAWNED for the
-    last cleanup."""
+def spawn_process(argv, log_path=None, cpus=None, cwd=ROOT):
+    """Start a server (from the repo's root, or `cwd`: `-m reactor` imports
+    from there), its output to log_path, on `cpus` if given; registered in
+    SPAWNED for the last cleanup."""
     log = open(log_path or os.devnull, "wb")
     try:
-        proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=log, preexec_fn=on_cpus(cpus))
+        proc = subprocess.Popen(argv, cwd=cwd, stdout=log, stderr=log, preexec_fn=on_cpus(cpus))
     finally:
         log.close()
     SPAWNED.append(proc)

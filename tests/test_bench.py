@@ -226,3 +226,31 @@ def test_refloop_requests_split_byte_by_byte(ref):
     ref.send(b"set rl:s 0 0 5\r\nab")  # the data line cut short, then the rest
     ref.send(b"cde\r\nget rl:s\r\n")
     assert ref.read_until(b"END\r\n") == b"STORED\r\nVALUE rl:s 0 5\r\nabcde\r\nEND\r\n"
+
+
+needs_history = pytest.mark.skipif(
+    shutil.which("git") is None or not (REPO_ROOT / ".git").exists(), reason="needs git and this repository's history"
+)
+
+
+@pytest.fixture
+def compare(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))  # compare.py imports its neighbours
+    return _bench_module("compare")
+
+
+def _git(*args):
+    return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, check=True).stdout
+
+
+@needs_history
+def test_compare_against_unpacks_that_commit_s_tree(compare, tmp_path):
+    label, tree = compare.checkout("HEAD", str(tmp_path))
+    assert label == "memcached-lite @" + _git("rev-parse", "--short", "HEAD").decode().strip()
+    assert (Path(tree) / "reactor.py").read_bytes() == _git("show", "HEAD:reactor.py")
+
+
+@needs_history
+def test_compare_against_refuses_what_is_not_a_commit(compare, tmp_path):
+    with pytest.raises(SystemExit, match="not a commit"):
+        compare.checkout("no-such-revision", str(tmp_path))
