@@ -481,7 +481,7 @@ class Reactor:
         reply = session.feed(data, limit=HIGH_WATER, max_commands=REQS_PER_EVENT)
         if tracing and session.state is not state:
             self._trace(conn, "%s -> %s" % (state, session.state))
-        if session.holding:
+        if not reply and session.holding:  # (a session holding its replies returns none)
             self.held.add(conn)
         self._queue(conn, reply)
         if session.stopped_early and not conn.paused:

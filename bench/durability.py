@@ -505,6 +505,10 @@ def print_write_path(rows, value_size, nkeys, seconds):
 # -- the file-system floor --------------------------------------------------
 
 
+# per_op_in_place's slots: a record of up to this size per slot
+IN_PLACE_SLOT = 4096
+
+
 class Floor:
     """Files laid out as the store lays them out, written without a server."""
 
@@ -522,6 +526,7 @@ class Floor:
             data = record.encode(key, 0, 0, i + 1, 0.0, value) + key + value
             self.files.append((os.path.join(folder, h), folder, data))
         self.n = 0
+        self.slots = [0] * nkeys  # per_op_in_place: the slot each file had written last
         self.spares = collections.deque()
         self.barriers = {}  # method -> the store's barrier of that method
         self.exchange = Exchange()
@@ -571,6 +576,18 @@ class Floor:
             self.spares.append(tmp)
         else:
             os.replace(tmp, target)
+
+    def per_op_in_place(self, i):
+        """What a record format of two slots per file would cost (not the
+        server's way): open the item's file, pwrite the record over the slot
+        not written last, close. No temp file, no rename."""
+        target, _, data = self.files[i]
+        self.slots[i] ^= 1
+        fd = os.open(target, os.O_WRONLY)
+        try:
+            os.pwrite(fd, data, self.slots[i] * IN_PLACE_SLOT)
+        finally:
+            os.close(fd)
 
     def batch(self, start, size, method):
         """One group commit as store.commit() does it."""
@@ -623,6 +640,8 @@ def bench_floor(base, seconds, value_size, nkeys):
                 ("write + fdatasync + rename + fsync folder, per op", 1, lambda i: floor.per_op(i % n, True)),
                 ("write over a spare + renameat2 exchange (no sync: the server's way)", 1,
                  lambda i: floor.per_op_spare(i % n)),
+                ("pwrite into the other of two slots in place (no sync; not the server's way: a format it could have)", 1,
+                 lambda i: floor.per_op_in_place(i % n)),
             ]
             if HAVE_SYNCFS:
                 cases += [
