@@ -6,6 +6,7 @@ look at its connections; the server itself never uses threads.
 
 import errno
 import select
+import selectors
 import socket
 import threading
 import time
@@ -302,6 +303,33 @@ def test_replies_of_a_turn_go_out_after_its_reads_in_the_order_they_were_made(tm
         for a, b in pairs:
             a.close()
             b.close()
+        loop.listener.close()
+        loop.sel.close()
+        loop._wake_r.close()
+        loop._wake_w.close()
+        store.close()
+
+
+def test_a_reply_of_the_turn_the_socket_takes_in_part_waits_for_it_to_be_writable(tmp_path):
+    store = Store(tmp_path / "data", fsync="everysec")
+    server = handlers.Server(store)
+    loop = reactor.Reactor(server, socket.create_server(("127.0.0.1", 0)))
+    ours, theirs = socket.socketpair()
+    try:
+        ours.setblocking(False)
+        conn = reactor.Connection(ours, handlers.Session(server), "pair")
+        loop.conns.add(conn)
+        reply = b"z" * BIG  # more than a socket buffer holds
+        loop._deferring = True
+        loop._queue(conn, reply)
+        loop._deferring = False
+        loop._send_later()
+        assert conn.out and conn.events & selectors.EVENT_WRITE
+        sent = len(reply) - conn.out_size
+        assert read_exactly(theirs, sent) == reply[:sent]
+    finally:
+        for sock in (ours, theirs):
+            sock.close()
         loop.listener.close()
         loop.sel.close()
         loop._wake_r.close()
