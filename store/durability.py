@@ -231,6 +231,12 @@ class Durability:
         finished, or one run here); raises OSError if it failed. With the
         helper, the timer only starts a barrier; a later call sees it end."""
         passed = self._finish_background(wait=force)
+        if self.syncer is not None and self.syncer.running:
+            # One barrier in flight at a time, even on a disk slower than the
+            # timer: a second one asked for now would be answered by the
+            # first's reply, and the spares released since it began would be
+            # written over before their items' new records are durable.
+            return passed
         now = self._clock()
         if not self.dirty:
             return passed

@@ -691,3 +691,27 @@ def test_everysec_sessions_answer_at_once(open_store, clock):
     s = Session(Server(store, Settings(), clock=clock))
     assert s.feed(b"set k 0 0 1\r\nv\r\n") == b"STORED\r\n"
     assert not s.holding
+
+
+def test_a_barrier_still_running_at_the_next_second_is_waited_for_not_doubled(helper_store, ticking, monkeypatch):
+    store = helper_store
+    syncer = store.durability.syncer
+    set_(store, b"a", b"1")
+    set_(store, b"a", b"2")
+    ticking[0] += 1.0
+    store.sync_if_due()  # started
+    real_poll = syncer.poll
+    monkeypatch.setattr(syncer, "poll", lambda wait=False: None)  # a slow disk: still running
+    asked = []
+    real_start = syncer.start
+    monkeypatch.setattr(syncer, "start", lambda: (asked.append(1), real_start()))
+    set_(store, b"b", b"1")
+    set_(store, b"b", b"2")  # b's first record is held: this barrier does not cover it
+    ticking[0] += 1.0
+    assert store.sync_if_due() is False
+    assert asked == []  # one barrier in flight at a time
+    monkeypatch.setattr(syncer, "poll", real_poll)
+    until_passed(store)  # the first barrier's answer (the next one may start at once)
+    spares = store.dir.spares
+    assert [name for _, name, _ in spares._ready] == [file_name(store, b"a")]
+    assert [name for _, name, _ in spares._held + spares._in_flight] == [file_name(store, b"b")]
