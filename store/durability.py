@@ -47,6 +47,9 @@ EVERYSEC_INTERVAL = 1.0
 SLOW_BARRIER = 0.5
 # How often the loop looks whether the helper's barrier is done.
 BACKGROUND_POLL = 0.01
+# The helper's barriers start at least this far apart when one is asked for
+# before the timer's (barrier_wanted): a few a second, not one per loop turn.
+EARLY_SPACING = 0.1
 
 log = logging.getLogger("memcached-lite.store")
 
@@ -155,9 +158,12 @@ class Durability:
                 self.syncer = BackgroundSyncer(path)
             except OSError as e:
                 log.warning("no sync helper (%s): the everysec barrier runs in the loop", e)
-        # told when a barrier starts and when it has passed (the spare pool)
+        # told when a barrier starts and when it has passed (the spare pool),
+        # and asked whether one before the timer's would help (ditto)
         self.barrier_started = _nothing
         self.barrier_passed = _nothing
+        self.barrier_wanted = _never
+        self._last_start = float("-inf")  # of the helper's last barrier (the clock's time)
         self._clock = clock or (lambda: time.monotonic())
         self.batch = None
         self.calls = 0
@@ -240,11 +246,12 @@ class Durability:
         now = self._clock()
         if not self.dirty:
             return passed
-        if not force and (self.level != EVERYSEC or now < self._next_sync):
+        if not force and (self.level != EVERYSEC or now < self._next_sync) and not self._early(now):
             return passed
         self._next_sync = now + EVERYSEC_INTERVAL
         if self.syncer is not None and not force:
             self.dirty = False
+            self._last_start = now
             self.barrier_started()
             try:
                 self.syncer.start()
@@ -273,6 +280,15 @@ class Durability:
             self._dirty_dirs |= dirs
             raise
         return True
+
+    def _early(self, now):
+        # only the helper's: a barrier in the loop would stall every client
+        return (
+            self.level == EVERYSEC
+            and self.syncer is not None
+            and now >= self._last_start + EARLY_SPACING
+            and self.barrier_wanted()
+        )
 
     def _finish_background(self, wait):
         # True if the helper's barrier has just passed; raises OSError if it failed
@@ -310,3 +326,7 @@ class Durability:
 
 def _nothing():
     pass
+
+
+def _never():
+    return False
