@@ -365,7 +365,9 @@ class Reactor:
                 self._pump(conn, self._recv_buffer[:n])
             else:
                 conn.eof = True
-            if conn.events != selectors.EVENT_READ or conn.out or not self._may_read(conn):
+            if conn.sock.fileno() >= 0 and (
+                conn.events != selectors.EVENT_READ or conn.out or not self._may_read(conn)
+            ):
                 self._settle(conn)  # (else it waits for what it waited for)
         except Exception:  # one connection's failure must never stop the server
             log.exception("error on connection %s; closing it", conn.peer)

@@ -45,6 +45,9 @@ METHODS = ("auto", "syncfs", "fsync")
 EVERYSEC_INTERVAL = 1.0
 # A barrier slower than this holds every client up: say so, as Redis does.
 SLOW_BARRIER = 0.5
+# The helper's barrier still running after this long: said once, as no other
+# barrier starts until it ends.
+STUCK_BARRIER = 30.0
 # How often the loop looks whether the helper's barrier is done.
 BACKGROUND_POLL = 0.01
 # The helper's barriers start at least this far apart when one is asked for
@@ -163,7 +166,9 @@ class Durability:
         self.barrier_started = _nothing
         self.barrier_passed = _nothing
         self.barrier_wanted = _never
-        self._last_start = float("-inf")  # of the helper's last barrier (the clock's time)
+        # when the helper's last barrier started or, once over, ended (the clock's time)
+        self._last_barrier = float("-inf")
+        self._stuck_told = False
         self._clock = clock or (lambda: time.monotonic())
         self.batch = None
         self.calls = 0
@@ -228,7 +233,10 @@ class Durability:
             return BACKGROUND_POLL
         if not self.dirty or self.level != EVERYSEC:
             return None
-        return max(0.0, self._next_sync - self._clock())
+        due = self._next_sync
+        if self.syncer is not None and self.barrier_wanted():
+            due = min(due, self._last_barrier + EARLY_SPACING)
+        return max(0.0, due - self._clock())
 
     def sync_if_due(self, force=False):
         """everysec's timer: a barrier once a second while there are writes;
@@ -246,12 +254,13 @@ class Durability:
         now = self._clock()
         if not self.dirty:
             return passed
+        early = not force and self.level == EVERYSEC and now < self._next_sync
         if not force and (self.level != EVERYSEC or now < self._next_sync) and not self._early(now):
             return passed
-        self._next_sync = now + EVERYSEC_INTERVAL
+        timer, self._next_sync = self._next_sync, now + EVERYSEC_INTERVAL
         if self.syncer is not None and not force:
             self.dirty = False
-            self._last_start = now
+            self._last_barrier = now
             self.barrier_started()
             try:
                 self.syncer.start()
@@ -259,6 +268,10 @@ class Durability:
             except HelperGone as e:
                 self._lose_helper(e)
                 self.dirty = True
+                if early:
+                    # the barrier in the loop keeps to the timer: it stalls every client
+                    self._next_sync = timer
+                    return passed
         files, dirs = self._dirty_files, self._dirty_dirs
         self._dirty_files, self._dirty_dirs = set(), set()
         self.dirty = False
@@ -286,7 +299,7 @@ class Durability:
         return (
             self.level == EVERYSEC
             and self.syncer is not None
-            and now >= self._last_start + EARLY_SPACING
+            and now >= self._last_barrier + EARLY_SPACING
             and self.barrier_wanted()
         )
 
@@ -303,7 +316,14 @@ class Durability:
             self.dirty = True  # unknown: the next barrier covers it again
             return False
         if code is None:
+            took = time.perf_counter() - started
+            if took > STUCK_BARRIER and not self._stuck_told:
+                self._stuck_told = True
+                log.warning("the sync helper's barrier has run for %.0f s: the disk may be stuck, "
+                            "and the writes since are not durable yet", took)
             return False
+        self._stuck_told = False
+        self._last_barrier = self._clock()
         self._count(time.perf_counter() - started, "the replies did not wait (it ran in the helper)")
         if code:
             self.errors += 1

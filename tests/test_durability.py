@@ -762,3 +762,59 @@ def test_a_barrier_in_the_loop_never_comes_before_its_second(open_store, ticking
     set_(store, b"k", b"v")
     assert store.sync_if_due() is False
     assert store.durability.calls == 0
+
+
+def test_an_early_barrier_waits_early_spacing_after_the_last_one_ended(helper_store, ticking, monkeypatch):
+    store = helper_store
+    syncer = store.durability.syncer
+    store.durability.barrier_wanted = lambda: True
+    set_(store, b"a", b"1")
+    store.sync_if_due()  # started
+    real_poll = syncer.poll
+    monkeypatch.setattr(syncer, "poll", lambda wait=False: None)
+    ticking[0] += 3 * durability_mod.EARLY_SPACING  # a slow barrier
+    store.sync_if_due()
+    monkeypatch.setattr(syncer, "poll", real_poll)
+    until_passed(store)  # it ends now
+    set_(store, b"b", b"1")
+    ticking[0] += durability_mod.EARLY_SPACING / 2
+    store.sync_if_due()
+    assert not syncer.running  # long after the last start, but just after its end
+    ticking[0] += durability_mod.EARLY_SPACING
+    store.sync_if_due()
+    assert syncer.running
+
+
+def test_the_loop_wakes_in_time_for_a_barrier_before_its_second(helper_store, ticking):
+    store = helper_store
+    store.durability.barrier_wanted = lambda: True
+    set_(store, b"a", b"1")
+    until_passed(store)
+    set_(store, b"b", b"1")
+    assert store.seconds_to_sync() == pytest.approx(durability_mod.EARLY_SPACING)
+
+
+def test_a_dead_helper_met_by_a_barrier_before_its_second_leaves_it_to_the_timer(helper_store, ticking):
+    store = helper_store
+    store.durability.syncer._proc.kill()
+    store.durability.syncer._proc.wait()
+    store.durability.barrier_wanted = lambda: True
+    set_(store, b"k", b"v")
+    ticking[0] += durability_mod.EARLY_SPACING
+    assert store.sync_if_due() is False  # no barrier in the loop before the timer's second
+    assert store.durability.calls == 0 and store.durability.syncer is None
+    ticking[0] += 1.0
+    assert store.sync_if_due() is True  # the timer's, in the loop
+
+
+def test_a_helper_barrier_that_runs_on_and_on_is_reported_once(helper_store, ticking, monkeypatch, caplog):
+    store = helper_store
+    syncer = store.durability.syncer
+    set_(store, b"k", b"v")
+    ticking[0] += 1.0
+    store.sync_if_due()  # started
+    monkeypatch.setattr(syncer, "poll", lambda wait=False: None)
+    syncer.started -= durability_mod.STUCK_BARRIER + 1  # as if it began that long ago
+    store.sync_if_due()
+    store.sync_if_due()
+    assert caplog.text.count("may be stuck") == 1
