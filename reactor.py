@@ -350,21 +350,11 @@ class Reactor:
         if mask != selectors.EVENT_READ or conn.tls or not self._may_read(conn):
             self._guarded(conn, self._handle_events, conn, mask)
             return
-        # The common case, a plain socket with a request, in this one frame
-        # (the general path is five calls deeper; at 50 connections they were
-        # a tenth of a get's time in the loop).
+        # The common case, a plain socket with a request, straight to the
+        # read (the general path is four calls deeper, and settles every
+        # time; at 50 connections that was a tenth of a get's time).
         try:
-            try:
-                n = conn.sock.recv_into(self._recv_buffer)
-            except (BlockingIOError, InterruptedError):
-                return
-            except ConnectionError:
-                self._close(conn)
-                return
-            if n:
-                self._pump(conn, self._recv_buffer[:n])
-            else:
-                conn.eof = True
+            self._read(conn)
             if conn.sock.fileno() >= 0 and (
                 conn.events != selectors.EVENT_READ or conn.out or not self._may_read(conn)
             ):
