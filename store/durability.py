@@ -50,9 +50,6 @@ SLOW_BARRIER = 0.5
 STUCK_BARRIER = 30.0
 # How often the loop looks whether the helper's barrier is done.
 BACKGROUND_POLL = 0.01
-# The helper's barriers start at least this far apart when one is asked for
-# before the timer's (barrier_wanted): a few a second, not one per loop turn.
-EARLY_SPACING = 0.1
 
 log = logging.getLogger("memcached-lite.store")
 
@@ -161,13 +158,9 @@ class Durability:
                 self.syncer = BackgroundSyncer(path)
             except OSError as e:
                 log.warning("no sync helper (%s): the everysec barrier runs in the loop", e)
-        # told when a barrier starts and when it has passed (the spare pool),
-        # and asked whether one before the timer's would help (ditto)
+        # told when a barrier starts and when it has passed (the spare pool)
         self.barrier_started = _nothing
         self.barrier_passed = _nothing
-        self.barrier_wanted = _never
-        # when the helper's last barrier started or, once over, ended (the clock's time)
-        self._last_barrier = float("-inf")
         self._stuck_told = False
         self._clock = clock or (lambda: time.monotonic())
         self.batch = None
@@ -233,10 +226,7 @@ class Durability:
             return BACKGROUND_POLL
         if not self.dirty or self.level != EVERYSEC:
             return None
-        due = self._next_sync
-        if self.syncer is not None and self.barrier_wanted():
-            due = min(due, self._last_barrier + EARLY_SPACING)
-        return max(0.0, due - self._clock())
+        return max(0.0, self._next_sync - self._clock())
 
     def sync_if_due(self, force=False):
         """everysec's timer: a barrier once a second while there are writes;
@@ -254,13 +244,11 @@ class Durability:
         now = self._clock()
         if not self.dirty:
             return passed
-        early = not force and self.level == EVERYSEC and now < self._next_sync
-        if not force and (self.level != EVERYSEC or now < self._next_sync) and not self._early(now):
+        if not force and (self.level != EVERYSEC or now < self._next_sync):
             return passed
-        timer, self._next_sync = self._next_sync, now + EVERYSEC_INTERVAL
+        self._next_sync = now + EVERYSEC_INTERVAL
         if self.syncer is not None and not force:
             self.dirty = False
-            self._last_barrier = now
             self.barrier_started()
             try:
                 self.syncer.start()
@@ -268,10 +256,6 @@ class Durability:
             except HelperGone as e:
                 self._lose_helper(e)
                 self.dirty = True
-                if early:
-                    # the barrier in the loop keeps to the timer: it stalls every client
-                    self._next_sync = timer
-                    return passed
         files, dirs = self._dirty_files, self._dirty_dirs
         self._dirty_files, self._dirty_dirs = set(), set()
         self.dirty = False
@@ -294,15 +278,6 @@ class Durability:
             raise
         return True
 
-    def _early(self, now):
-        # only the helper's: a barrier in the loop would stall every client
-        return (
-            self.level == EVERYSEC
-            and self.syncer is not None
-            and now >= self._last_barrier + EARLY_SPACING
-            and self.barrier_wanted()
-        )
-
     def _finish_background(self, wait):
         # True if the helper's barrier has just passed; raises OSError if it failed
         syncer = self.syncer
@@ -323,7 +298,6 @@ class Durability:
                             "and the writes since are not durable yet", took)
             return False
         self._stuck_told = False
-        self._last_barrier = self._clock()
         self._count(time.perf_counter() - started, "the replies did not wait (it ran in the helper)")
         if code:
             self.errors += 1
@@ -346,7 +320,3 @@ class Durability:
 
 def _nothing():
     pass
-
-
-def _never():
-    return False

@@ -205,7 +205,6 @@ class Store:
             self.durability = Durability(fsync, fsync_method, self.dir.path, background=background_sync)
             self.durability.barrier_started = self.dir.spares.barrier_started
             self.durability.barrier_passed = self.dir.spares.barrier_passed
-            self.durability.barrier_wanted = self.dir.spares.wants_barrier
             self.state = PersistentState(self.dir)
             self.restored = self._restore_from_spares()
             self.dir.clear_tmp()

@@ -28,12 +28,6 @@ that make the old inodes spares. So each such write also asks the loop's
 idle moments for two empty spares (up to `fresh_max`): made while nothing
 else is waiting, they make the next burst of writes cheap. An empty file
 holds no record, so it is no key's fallback and needs no barrier.
-
-A barrier before its time: under `everysec`, when writes make their own files
-while many spares wait only for a barrier (a burst of overwrites after a
-fill), `wants_barrier` asks the timer for one at once, so the dip lasts about
-a barrier, not a second or two. An earlier barrier only makes writes durable
-sooner.
 """
 
 import collections
@@ -55,11 +49,6 @@ _BLOCK = 4096
 FRESH_SPARES = 8192
 FRESH_PER_MISS = 2
 FRESH_BACKOFF = 60.0
-# A barrier before the timer's is worth it once this many writes made their
-# own files since the last one began while at least as many old inodes wait
-# only for a barrier to be reusable (a few misses before each second's
-# barrier are not: they would only make barriers more frequent).
-EARLY_BARRIER_AFTER = 64
 
 FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
 
@@ -85,7 +74,6 @@ class SparePool:
         self._held = []  # released since the last barrier began
         self._in_flight = []  # released before the barrier under way
         self._lent = {}  # path -> (name written into it, size)
-        self._missed = 0  # writes that made their own file since the last barrier began
         self.reused = 0  # writes that went into a spare (stats: spare_writes)
         self.fresh_max = 0  # ready spares the idle loop fills up to, at most
         self._fresh_wanted = 0  # empty spares it may still make: FRESH_PER_MISS per miss
@@ -121,12 +109,6 @@ class SparePool:
     def missed(self):
         """A write found no ready spare and made its own file."""
         self._fresh_wanted = min(self.fresh_max, self._fresh_wanted + FRESH_PER_MISS)
-        self._missed += 1
-
-    def wants_barrier(self):
-        """Whether a barrier now would help: writes keep finding no ready
-        spare since the last one began, and enough spares wait only for one."""
-        return self._missed >= EARLY_BARRIER_AFTER and len(self._held) >= EARLY_BARRIER_AFTER
 
     def wants_fresh(self):
         """Whether the idle loop should make empty spares."""
@@ -189,7 +171,6 @@ class SparePool:
         renamed into place so far."""
         self._in_flight += self._held
         self._held = []
-        self._missed = 0
 
     def barrier_passed(self):
         """The barrier that began last is done: the spares released before it

@@ -16,7 +16,6 @@ import pytest
 from handlers import Server, Session, Settings
 from store import ALWAYS, EVERYSEC, NO, Mode, Result, Store, StoreError
 from store import durability as durability_mod
-from store import spares as spares_mod
 from store import record
 from store.durability import FsyncBarrier, SyncfsBarrier, make_barrier
 
@@ -716,95 +715,6 @@ def test_a_barrier_still_running_at_the_next_second_is_waited_for_not_doubled(he
     spares = store.dir.spares
     assert [name for _, name, _ in spares._ready] == [file_name(store, b"a")]
     assert [name for _, name, _ in spares._held + spares._in_flight] == [file_name(store, b"b")]
-
-
-def test_writes_making_their_own_files_while_spares_wait_start_the_barrier_before_its_second(helper_store, ticking):
-    store = helper_store
-    keys = [b"k%d" % i for i in range(spares_mod.EARLY_BARRIER_AFTER)]
-    for key in keys:
-        set_(store, key, b"1")
-    ticking[0] += 1.0
-    until_passed(store)  # every key's first record is durable; no spare yet
-    for key in keys:
-        set_(store, key, b"2")  # no ready spare: each makes its own file, its old one waits
-    ticking[0] += durability_mod.EARLY_SPACING  # a tenth of the timer's second
-    assert store.sync_if_due() is False
-    assert store.durability.syncer.running  # the barrier is under way
-
-
-def test_a_few_writes_making_their_own_files_wait_for_the_timer(helper_store, ticking):
-    store = helper_store
-    set_(store, b"k", b"1")
-    ticking[0] += 1.0
-    until_passed(store)
-    set_(store, b"k", b"2")
-    ticking[0] += durability_mod.EARLY_SPACING
-    store.sync_if_due()
-    assert not store.durability.syncer.running
-
-
-def test_a_barrier_before_its_second_comes_at_most_every_early_spacing(helper_store, ticking):
-    store = helper_store
-    store.durability.barrier_wanted = lambda: True
-    set_(store, b"a", b"1")
-    until_passed(store)  # at once: asked for
-    set_(store, b"b", b"1")
-    store.sync_if_due()
-    assert not store.durability.syncer.running  # too soon after the last
-    ticking[0] += durability_mod.EARLY_SPACING
-    store.sync_if_due()
-    assert store.durability.syncer.running
-
-
-def test_a_barrier_in_the_loop_never_comes_before_its_second(open_store, ticking):
-    store = open_store(EVERYSEC)  # no helper: a barrier here would stall every client
-    store.durability.barrier_wanted = lambda: True
-    set_(store, b"k", b"v")
-    assert store.sync_if_due() is False
-    assert store.durability.calls == 0
-
-
-def test_an_early_barrier_waits_early_spacing_after_the_last_one_ended(helper_store, ticking, monkeypatch):
-    store = helper_store
-    syncer = store.durability.syncer
-    store.durability.barrier_wanted = lambda: True
-    set_(store, b"a", b"1")
-    store.sync_if_due()  # started
-    real_poll = syncer.poll
-    monkeypatch.setattr(syncer, "poll", lambda wait=False: None)
-    ticking[0] += 3 * durability_mod.EARLY_SPACING  # a slow barrier
-    store.sync_if_due()
-    monkeypatch.setattr(syncer, "poll", real_poll)
-    until_passed(store)  # it ends now
-    set_(store, b"b", b"1")
-    ticking[0] += durability_mod.EARLY_SPACING / 2
-    store.sync_if_due()
-    assert not syncer.running  # long after the last start, but just after its end
-    ticking[0] += durability_mod.EARLY_SPACING
-    store.sync_if_due()
-    assert syncer.running
-
-
-def test_the_loop_wakes_in_time_for_a_barrier_before_its_second(helper_store, ticking):
-    store = helper_store
-    store.durability.barrier_wanted = lambda: True
-    set_(store, b"a", b"1")
-    until_passed(store)
-    set_(store, b"b", b"1")
-    assert store.seconds_to_sync() == pytest.approx(durability_mod.EARLY_SPACING)
-
-
-def test_a_dead_helper_met_by_a_barrier_before_its_second_leaves_it_to_the_timer(helper_store, ticking):
-    store = helper_store
-    store.durability.syncer._proc.kill()
-    store.durability.syncer._proc.wait()
-    store.durability.barrier_wanted = lambda: True
-    set_(store, b"k", b"v")
-    ticking[0] += durability_mod.EARLY_SPACING
-    assert store.sync_if_due() is False  # no barrier in the loop before the timer's second
-    assert store.durability.calls == 0 and store.durability.syncer is None
-    ticking[0] += 1.0
-    assert store.sync_if_due() is True  # the timer's, in the loop
 
 
 def test_a_helper_barrier_that_runs_on_and_on_is_reported_once(helper_store, ticking, monkeypatch, caplog):

@@ -10,7 +10,6 @@ import pytest
 
 from store import Mode
 from store.durability import ALWAYS, EVERYSEC, NO
-from store.spares import EARLY_BARRIER_AFTER, SparePool
 
 
 @pytest.fixture(params=["renameat2", "link"])
@@ -340,39 +339,3 @@ def test_a_failure_to_make_an_empty_spare_pauses_the_making(open_store, monkeypa
     store.idle_tick(1.0)
     assert not store.has_idle_work()  # paused: not retried at every idle turn
     assert store.dir.spares.made == 0
-
-
-def _pool(tmp_path):
-    return SparePool(str(tmp_path), os.getpid())
-
-
-def _miss_and_hold(pool, n):
-    for i in range(n):
-        pool.missed()
-        pool.released(f"/nowhere/{i}", f"name{i}", 100)
-
-
-def test_many_writes_making_their_own_files_while_spares_wait_want_a_barrier(tmp_path):
-    pool = _pool(tmp_path)
-    _miss_and_hold(pool, EARLY_BARRIER_AFTER)
-    assert pool.wants_barrier()
-
-
-def test_a_few_writes_making_their_own_files_want_no_barrier(tmp_path):
-    pool = _pool(tmp_path)
-    _miss_and_hold(pool, EARLY_BARRIER_AFTER - 1)
-    assert not pool.wants_barrier()
-
-
-def test_misses_with_no_spare_waiting_want_no_barrier(tmp_path):
-    pool = _pool(tmp_path)
-    for _ in range(EARLY_BARRIER_AFTER):
-        pool.missed()  # new keys: nothing a barrier would free
-    assert not pool.wants_barrier()
-
-
-def test_a_barrier_that_begins_answers_the_wish(tmp_path):
-    pool = _pool(tmp_path)
-    _miss_and_hold(pool, EARLY_BARRIER_AFTER)
-    pool.barrier_started()
-    assert not pool.wants_barrier()
