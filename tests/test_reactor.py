@@ -276,65 +276,70 @@ def test_failing_background_work_is_logged_and_backed_off_while_serving_goes_on(
         r.stop()
 
 
-def test_replies_of_a_turn_go_out_after_its_reads_in_the_order_they_were_made(tmp_path):
-    store = Store(tmp_path / "data", fsync="everysec")
-    server = handlers.Server(store)
-    loop = reactor.Reactor(server, socket.create_server(("127.0.0.1", 0)))
-    pairs = [socket.socketpair() for _ in range(2)]
-    try:
-        conns = []
-        for ours, _ in pairs:
-            ours.setblocking(False)
-            conn = reactor.Connection(ours, handlers.Session(server), "pair")
-            loop.conns.add(conn)
-            conns.append(conn)
-        loop._deferring = True  # as while the turn's events are served
-        loop._queue(conns[0], b"A1 ")
-        loop._queue(conns[1], b"B ")
-        loop._queue(conns[0], b"A2")
-        for _, theirs in pairs:
-            theirs.setblocking(False)
-            with pytest.raises(BlockingIOError):
-                theirs.recv(10)  # nothing sent yet
-        loop._deferring = False
-        loop._send_later()
-        assert [theirs.recv(10) for _, theirs in pairs] == [b"A1 A2", b"B "]
-    finally:
-        for a, b in pairs:
-            a.close()
-            b.close()
-        loop.listener.close()
-        loop.sel.close()
-        loop._wake_r.close()
-        loop._wake_w.close()
-        store.close()
+class BareLoop:
+    """A reactor that is never run: the test drives its steps, over
+    connections that are socketpairs (ours for the loop, theirs to read)."""
 
+    def __init__(self, tmp_path):
+        self.store = Store(tmp_path / "data", fsync="everysec")
+        self.server = handlers.Server(self.store)
+        self.loop = reactor.Reactor(self.server, socket.create_server(("127.0.0.1", 0)))
+        self.socks = []
 
-def test_a_reply_of_the_turn_the_socket_takes_in_part_waits_for_it_to_be_writable(tmp_path):
-    store = Store(tmp_path / "data", fsync="everysec")
-    server = handlers.Server(store)
-    loop = reactor.Reactor(server, socket.create_server(("127.0.0.1", 0)))
-    ours, theirs = socket.socketpair()
-    try:
+    def connect(self):
+        """(the loop's Connection, the client's socket)."""
+        ours, theirs = socket.socketpair()
+        self.socks += (ours, theirs)
         ours.setblocking(False)
-        conn = reactor.Connection(ours, handlers.Session(server), "pair")
-        loop.conns.add(conn)
-        reply = b"z" * BIG  # more than a socket buffer holds
-        loop._deferring = True
-        loop._queue(conn, reply)
-        loop._deferring = False
-        loop._send_later()
-        assert conn.out and conn.events & selectors.EVENT_WRITE
-        sent = len(reply) - conn.out_size
-        assert read_exactly(theirs, sent) == reply[:sent]
-    finally:
-        for sock in (ours, theirs):
+        conn = reactor.Connection(ours, handlers.Session(self.server), "pair")
+        self.loop.conns.add(conn)
+        return conn, theirs
+
+    def close(self):
+        for sock in self.socks:
             sock.close()
+        loop = self.loop
         loop.listener.close()
         loop.sel.close()
         loop._wake_r.close()
         loop._wake_w.close()
-        store.close()
+        self.store.close()
+
+
+@pytest.fixture
+def bare(tmp_path):
+    b = BareLoop(tmp_path)
+    yield b
+    b.close()
+
+
+def test_replies_of_a_turn_go_out_after_its_reads_in_the_order_they_were_made(bare):
+    (a, a_reads), (b, b_reads) = bare.connect(), bare.connect()
+    loop = bare.loop
+    loop._deferring = True  # as while the turn's events are served
+    loop._queue(a, b"A1 ")
+    loop._queue(b, b"B ")
+    loop._queue(a, b"A2")
+    for theirs in (a_reads, b_reads):
+        theirs.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            theirs.recv(10)  # nothing sent yet
+    loop._deferring = False
+    loop._send_later()
+    assert [a_reads.recv(10), b_reads.recv(10)] == [b"A1 A2", b"B "]
+
+
+def test_a_reply_of_the_turn_the_socket_takes_in_part_waits_for_it_to_be_writable(bare):
+    conn, theirs = bare.connect()
+    loop = bare.loop
+    reply = b"z" * BIG  # more than a socket buffer holds
+    loop._deferring = True
+    loop._queue(conn, reply)
+    loop._deferring = False
+    loop._send_later()
+    assert conn.out and conn.events & selectors.EVENT_WRITE
+    sent = len(reply) - conn.out_size
+    assert read_exactly(theirs, sent) == reply[:sent]
 
 
 def test_the_idle_loop_makes_the_empty_spares_the_writes_asked_for(tmp_path):
