@@ -300,7 +300,8 @@ class Store:
             if item is not None and durability.batch is None:
                 exptime = item.exptime
                 if (not exptime or exptime > now) and (
-                    # no flush_all to ask about (its usual state) before the call that asks
+                    # state.is_flushed's usual answer without the call: no delayed
+                    # flush pending and the item newer than every flush so far
                     (state.pending_flush is None and item.cas >= state.dead_below_cas and item.stored >= state.dead_before)
                     or not state.is_flushed(item.cas, item.stored, now)
                 ):
