@@ -128,9 +128,9 @@ class Batch:
     """The writes and deletes of one loop iteration under `always`.
 
     Readers find a key's pending change here until the batch is committed.
-    `changes` grows with every change that joins and every read of a pending
-    change, so a caller can tell whether a command depends on the batch;
-    `error` is the reason the commit failed, or None once it succeeded.
+    `changes` counts the changes that joined (for the log); whether a command
+    depends on the batch is `Durability.used`'s business. `error` is the
+    reason the commit failed, or None once it succeeded.
     """
 
     def __init__(self):
@@ -164,6 +164,10 @@ class Durability:
         self._stuck_told = False
         self._clock = clock or (lambda: time.monotonic())
         self.batch = None
+        # the batch the running command wrote or read, set by the store
+        # (Store._live, _join_batch): the protocol takes it after each
+        # command, and that command's reply waits for the batch
+        self.used = None
         self.calls = 0
         self.seconds = 0.0
         self.errors = 0

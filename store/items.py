@@ -336,7 +336,7 @@ class Store:
         if pending is not None:
             # a change of the open batch: what this command answers depends
             # on it, so its reply waits for the batch (and fails with it)
-            self.durability.batch.changes += 1
+            self.durability.used = batch
             item = pending.item
             if item is None:
                 return None  # deleted in this batch
@@ -551,6 +551,7 @@ class Store:
             change.old_size = replaced.old_size  # the file on disk is still that one
         batch.writes[key] = change
         batch.changes += 1
+        self.durability.used = batch
 
     def _make_room(self, path, growth):
         """--max-disk: raise DiskFull unless `growth` more bytes fit, after

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import handlers  # noqa: E402
+from commands import retrieval  # noqa: E402
 from handlers import Server, Session, Settings  # noqa: E402
 from store import Store  # noqa: E402
 
@@ -452,7 +452,7 @@ def test_a_quit_under_the_limit_still_closes(session):
 
 
 def test_a_multi_get_of_many_misses_gives_the_others_a_turn_and_resumes(session):
-    keys = [b"miss%d" % i for i in range(handlers.KEYS_PER_TURN * 2 + 5)]
+    keys = [b"miss%d" % i for i in range(retrieval.KEYS_PER_TURN * 2 + 5)]
     session.feed(b"set miss7 0 0 1\r\nx\r\n")
     out = session.feed(b"get " + b" ".join(keys) + b"\r\n", limit=1 << 20)
     assert session.stopped_early  # after KEYS_PER_TURN keys, not at the limit

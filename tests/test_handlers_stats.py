@@ -15,8 +15,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import handlers  # noqa: E402
+from commands import auth  # noqa: E402
+from commands import stats as stats_family  # noqa: E402
 from handlers import Server, Session, Settings  # noqa: E402
-from store import Store, record  # noqa: E402
+from store import Mode, Store, record  # noqa: E402
 
 NOW = 1_700_000_000.0
 END = b"END\r\n"
@@ -89,7 +91,7 @@ def test_stats_has_memcached_names_it_lacked(session):
 
 def test_stats_names_follow_memcached_order_then_ours(session):
     names = list(stats(session))
-    order = handlers.GENERAL_STATS_ORDER
+    order = stats_family.GENERAL_STATS_ORDER
     theirs = [n for n in names if n in order]
     assert theirs == sorted(theirs, key=order.index)
     ours = names[len(theirs):]
@@ -99,7 +101,7 @@ def test_stats_names_follow_memcached_order_then_ours(session):
 
 def test_stats_settings_follow_memcached_order_then_ours(session):
     names = list(stats(session, b"settings"))
-    order = handlers.SETTINGS_STATS_ORDER
+    order = stats_family.SETTINGS_STATS_ORDER
     theirs = [n for n in names if n in order]
     assert names[: len(theirs)] == sorted(theirs, key=order.index)
     assert {"data_dir", "fsync", "max_disk", "disk_policy"} <= set(names[len(theirs):])
@@ -167,7 +169,7 @@ def test_stats_items_shows_one_class_in_memcached_names(session):
     session.feed(set_cmd(b"a", b"1") + set_cmd(b"b", b"22") + b"get a\r\n")
     reply = session.feed(b"stats items\r\n")
     names = [line.split()[1] for line in reply.split(b"\r\n") if line.startswith(b"STAT")]
-    assert names == [b"items:1:" + n.encode() for n in handlers._ITEMS_NAMES]
+    assert names == [b"items:1:" + n.encode() for n in stats_family.ITEMS_NAMES]
     rows = rows_of(reply)
     assert (rows["items:1:number"], rows["items:1:hits_to_cold"]) == ("2", "1")
 
@@ -312,7 +314,7 @@ def test_stats_detail_without_on_off_or_dump_is_its_usage(session, line):
 
 
 def test_stats_detail_keeps_a_bounded_number_of_prefixes(session, monkeypatch):
-    monkeypatch.setattr(handlers.PrefixStats, "MAX", 2)
+    monkeypatch.setattr(stats_family.PrefixStats, "MAX", 2)
     session.feed(b"stats detail on\r\nget a:1 b:1 c:1\r\n")
     assert session.feed(b"stats detail dump\r\n").count(b"PREFIX") == 2
 
@@ -474,14 +476,14 @@ def test_reload_without_an_auth_file_does_nothing(server):
 def test_a_malformed_auth_file_is_refused(tmp_path, content):
     path = tmp_path / "auth"
     path.write_bytes(content)
-    with pytest.raises(handlers.AuthFileError):
-        handlers.load_auth_file(str(path))
+    with pytest.raises(auth.AuthFileError):
+        auth.load_auth_file(str(path))
 
 
 def test_an_auth_file_ignores_blank_lines_and_keeps_colons_in_passwords(tmp_path):
     path = tmp_path / "auth"
     path.write_bytes(b"a:b:c\n\nd:e")
-    assert handlers.load_auth_file(str(path)) == [(b"a", b"b:c"), (b"d", b"e")]
+    assert auth.load_auth_file(str(path)) == [(b"a", b"b:c"), (b"d", b"e")]
 
 
 # == --max-disk =======================================================================
@@ -568,14 +570,14 @@ def test_the_evict_policy_removes_the_least_recently_written_of_a_bucket(quota_s
         if len(by_bucket[key_hash(key)[:4]]) == 3:
             break
     old, new, third = by_bucket[key_hash(key)[:4]]
-    quota_store.store(handlers.Mode.SET, old, 0, 0, b"v" * 400)
+    quota_store.store(Mode.SET, old, 0, 0, b"v" * 400)
     clock.advance(1)
-    quota_store.store(handlers.Mode.SET, new, 0, 0, b"v" * 400)
+    quota_store.store(Mode.SET, new, 0, 0, b"v" * 400)
     path = quota_store.dir.locate(old)[1]
     import os
 
     os.utime(path, (NOW - 100, NOW - 100))
-    quota_store.store(handlers.Mode.SET, third, 0, 0, b"v" * 400)
+    quota_store.store(Mode.SET, third, 0, 0, b"v" * 400)
     assert quota_store.peek(old) is None
     assert quota_store.peek(new) is not None
 

@@ -15,9 +15,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import handlers  # noqa: E402
+from commands import base  # noqa: E402
 from handlers import Session  # noqa: E402
-from store import Store  # noqa: E402
+from store import Mode, Store  # noqa: E402
 
 from replies import END, ERROR, VERSION  # noqa: E402
 
@@ -122,11 +122,11 @@ def test_cls_is_the_slab_class_memcached_would_use(session):
 
 
 def test_the_slab_classes_are_memcached_default_chunk_sizes():
-    assert handlers._SLAB_SIZES == MEMCACHED_CHUNK_SIZES
+    assert base.SLAB_SIZES == MEMCACHED_CHUNK_SIZES
 
 
 def test_an_item_larger_than_the_largest_chunk_is_in_the_largest_class():
-    assert handlers._slab_class(600_062) == 39
+    assert base.slab_class(600_062) == 39
 
 
 def test_expired_items_are_left_out(session, clock):
@@ -239,13 +239,13 @@ def test_live_heads_yields_once_per_bucket(store):
 
 
 def test_live_heads_gives_each_item_header_without_its_value(store):
-    store.store(handlers.Mode.SET, b"k", 7, 0, b"value")
+    store.store(Mode.SET, b"k", 7, 0, b"value")
     (head,) = [h for bucket in store.live_heads() for h in bucket]
     assert (head.key, head.flags, head.exptime, head.value_len, head.stored) == (b"k", 7, 0, 5, NOW)
 
 
 def test_live_heads_skips_a_corrupt_file_and_leaves_it_to_the_walk(store):
-    store.store(handlers.Mode.SET, b"k", 0, 0, b"value")
+    store.store(Mode.SET, b"k", 0, 0, b"value")
     _, path = store.dir.locate(b"k")
     with open(path, "r+b") as f:
         f.write(b"JUNK")

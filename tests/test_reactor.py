@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+import commands
 import handlers
 import reactor
 from store import Store
@@ -105,10 +106,10 @@ def test_a_request_is_answered(running):
 
 
 def test_a_connection_that_raises_is_closed_and_the_others_are_served(running, monkeypatch):
-    def broken(self, words):
+    def broken(session, words):
         raise RuntimeError("handler bug")
 
-    monkeypatch.setitem(handlers._COMMANDS, b"version", (broken, 1, None))
+    monkeypatch.setitem(commands.COMMANDS, b"version", (broken, 1, None))
     with running.connect() as bad, running.connect() as good:
         bad.sendall(b"version\r\n")
         assert read_until_closed(bad) == b""
@@ -142,15 +143,15 @@ def test_a_pipelining_client_does_not_hold_up_the_others(running, monkeypatch):
     # and the other client's command runs at the next turn, not after the hog.
     order = []
     other_sent = threading.Event()
-    real = handlers.Session._version
+    real = commands.admin.version
 
-    def version(self, words):
+    def version(session, words):
         if not order:
             other_sent.wait(10)
-        order.append(self)
-        real(self, words)
+        order.append(session)
+        real(session, words)
 
-    monkeypatch.setitem(handlers._COMMANDS, b"version", (version, 1, None))
+    monkeypatch.setitem(commands.COMMANDS, b"version", (version, 1, None))
     reply = b"VERSION 1.6.18-lite\r\n"
     count = reactor.REQS_PER_EVENT * 50
     with running.connect() as hog, running.connect() as other:
@@ -422,20 +423,20 @@ def test_always_commits_the_writes_of_many_connections_together(always, monkeypa
     # so loopback delivery delays under load change nothing); the next select
     # then finds all seven: one batch.
     clients = 8
-    real = handlers.Session._complete_storage
+    real = commands.storage.StorageRequest.complete
     first = []
 
     def others_readable():
         others = [c.sock for c in list(always.reactor.conns) if c.session is not first[0]]
         return len(others) == clients - 1 and len(select.select(others, [], [], 0)[0]) == clients - 1
 
-    def complete(self, block):
+    def complete(request, session, block):
         if not first:
-            first.append(self)
+            first.append(session)
             wait_for(others_readable)
-        real(self, block)
+        real(request, session, block)
 
-    monkeypatch.setattr(handlers.Session, "_complete_storage", complete)
+    monkeypatch.setattr(commands.storage.StorageRequest, "complete", complete)
     socks = [always.connect() for _ in range(clients)]
     try:
         # every connection accepted before the first set holds the loop

@@ -1,0 +1,130 @@
+"""The retrieval commands: get gets gat gats. A long key list pauses at the
+session's limits and goes on as resumable work (`Retrieval`); the session's
+plain-get fast path calls `retrieve_keys` directly."""
+
+from store import StoreError
+
+from .base import BAD_EXPTIME, BAD_FORMAT, END, INFINITY, KEY_MAX_LENGTH, strtol32
+
+# Keys a multi-get looks up before the other connections get a turn (when the
+# reactor sets limits): a few times a typical multi-get.
+KEYS_PER_TURN = 1000
+
+
+class Retrieval:
+    """A key list paused at a limit: the keys from `start` on are still to be
+    answered, in the next turn."""
+
+    __slots__ = ("keys", "start", "with_cas", "exptime")
+    COUNTS = 0  # a resumed key list is the same command, not another
+
+    def __init__(self, keys, start, with_cas, exptime):
+        self.keys = keys
+        self.start = start
+        self.with_cas = with_cas
+        self.exptime = exptime
+
+    def step(self, session):
+        retrieve_keys(session, self.keys, self.with_cas, self.exptime, self.start)
+
+
+def get(session, words):
+    """get|gets <key>*"""
+    retrieve(session, words[1:], words[0] == b"gets", None)
+
+
+def gat(session, words):
+    """gat|gats <exptime> <key>*: get and touch."""
+    exptime = strtol32(words[1])
+    if exptime is None:
+        return session.out.append(BAD_EXPTIME)
+    retrieve(session, words[2:], words[0] == b"gats", exptime)
+
+
+def retrieve(session, keys, with_cas, exptime):
+    if keys and max(map(len, keys)) > KEY_MAX_LENGTH:
+        return session.out.append(BAD_FORMAT)
+    retrieve_keys(session, keys, with_cas, exptime)
+
+
+def retrieve_keys(session, keys, with_cas, exptime, start=0):
+    """Answer a get/gets/gat/gats key list from `start`; returns the reply
+    bytes it made."""
+    # A long key list pauses once the reply passes the room the session gives
+    # it, so `get k k k ...` of a large item cannot make the server hold
+    # gigabytes of replies; and after KEYS_PER_TURN keys, so a list of a
+    # million misses cannot hold up the other clients for seconds.
+    store = session.store
+    server = session.server
+    detail = server.settings.detail_enabled
+    room = session.room
+    count = len(keys)
+    stop = count if room == INFINITY else min(count, start + KEYS_PER_TURN)
+    parts = []
+    made = hits = 0
+    i = start
+    paused = False
+    if exptime is None:
+        items = store.get_each(keys, start)
+    else:
+        items = (store.touch(keys[j], exptime) for j in range(start, count))
+    try:
+        for item in items:
+            key = keys[i]
+            i += 1
+            if detail:
+                server.prefixes.record(key, server.settings.prefix_delimiter, 0, item is not None)
+            if item is not None:
+                hits += 1
+                value = item.value
+                size = len(value)
+                if size < 4096:
+                    # one part to join, not three
+                    if with_cas:
+                        part = b"VALUE %s %d %d %d\r\n%s\r\n" % (key, item.flags, size, item.cas, value)
+                    else:
+                        part = b"VALUE %s %d %d\r\n%s\r\n" % (key, item.flags, size, value)
+                    parts.append(part)
+                    made += len(part)
+                else:
+                    # a large value is copied once, by the join
+                    if with_cas:
+                        head = b"VALUE %s %d %d %d\r\n" % (key, item.flags, size, item.cas)
+                    else:
+                        head = b"VALUE %s %d %d\r\n" % (key, item.flags, size)
+                    parts += (head, value, b"\r\n")
+                    made += len(head) + size + 2
+            if (made >= room or i == stop) and i < count:
+                session.resume_later(Retrieval(keys, i, with_cas, exptime), end_turn=True)
+                paused = True
+                break
+    except StoreError:
+        # the SERVER_ERROR the session makes of it stands in for the rest of the reply
+        _count(session.counters, exptime, i - start, hits)
+        raise
+    if not paused:
+        parts.append(END)
+        made += len(END)
+    _count(session.counters, exptime, i - start, hits)
+    session.out.extend(parts)
+    return made
+
+
+def _count(c, exptime, asked, hits):
+    # memcached counts gat/gats as touches, not gets
+    if exptime is None:
+        c.cmd_get += asked
+        c.get_hits += hits
+        c.get_misses += asked - hits
+    else:
+        c.cmd_touch += asked
+        c.touch_hits += hits
+        c.touch_misses += asked - hits
+
+
+COMMANDS = {
+    b"get": (get, 2, None),
+    b"gets": (get, 2, None),
+    b"gat": (gat, 2, None),
+    b"gats": (gat, 2, None),
+}

@@ -1,0 +1,118 @@
+"""The storage commands, one path for all six (set add replace append prepend
+cas) and for `ms`: the command line is checked here and becomes a
+`StorageRequest`, the session's DATA state reads its data block, and
+`StorageRequest.complete` hands the value to `Store.store`."""
+
+import logging
+
+from store import DiskFull, Mode, Result, StoreError, parse_u64
+
+from .base import BAD_CHUNK, BAD_FORMAT, INT32_MAX, KEY_MAX_LENGTH, TOO_LARGE, reply, strtol32, strtoul32
+
+log = logging.getLogger("memcached-lite.protocol")
+
+MODES = {
+    b"set": Mode.SET,
+    b"add": Mode.ADD,
+    b"replace": Mode.REPLACE,
+    b"append": Mode.APPEND,
+    b"prepend": Mode.PREPEND,
+    b"cas": Mode.CAS,
+}
+_CAS_COUNTERS = {Result.STORED: "cas_hits", Result.EXISTS: "cas_badval", Result.NOT_FOUND: "cas_misses"}
+# a storage command's reply line for each Result
+RESULT_LINES = {result: result.value.encode() + b"\r\n" for result in Result}
+
+
+class StorageRequest:
+    """A storage command waiting for its data block: `need` bytes (the value
+    and its "\\r\\n"), then `complete(session, block)`. `meta` is an ms's
+    MetaRequest (None for the classic commands), whose reply it writes."""
+
+    __slots__ = ("need", "mode", "key", "flags", "exptime", "cas_unique", "noreply", "meta")
+
+    def __init__(self, length, mode, key, flags, exptime, cas_unique, noreply, meta=None):
+        self.need = length + 2
+        self.mode = mode
+        self.key = key
+        self.flags = flags
+        self.exptime = exptime
+        self.cas_unique = cas_unique
+        self.noreply = noreply
+        self.meta = meta
+
+    def complete(self, session, block):
+        session.counters.cmd_set += 1
+        meta = self.meta
+        if not block.endswith(b"\r\n"):
+            # ms always reports errors, q or not
+            return reply(session, self.noreply and meta is None, BAD_CHUNK)
+        mode, key = self.mode, self.key
+        options = {} if meta is None else meta.store_options
+        try:
+            result = session.store.store(mode, key, self.flags, self.exptime, block[:-2], self.cas_unique, **options)
+        except DiskFull:
+            if mode is Mode.SET:
+                drop_old_value(session, key)  # as memcached: no stale value after a refused set
+            raise
+        if mode is Mode.CAS:
+            session.counters.bump(_CAS_COUNTERS[result])
+        if meta is not None:
+            return meta.set_reply(session, result)
+        reply(session, self.noreply, RESULT_LINES[result])
+
+
+def storage(session, words):
+    """set add replace append prepend: <key> <flags> <exptime> <bytes> [noreply];
+    cas: the same with <cas unique> before noreply."""
+    mode = MODES[words[0]]
+    noreply = words[-1] == b"noreply"
+    key = words[1]
+    if len(key) > KEY_MAX_LENGTH:
+        return reply(session, noreply, BAD_FORMAT)
+    flags = strtoul32(words[2])
+    exptime = strtol32(words[3])
+    length = strtol32(words[4])
+    cas_unique = 0
+    if mode is Mode.CAS:
+        cas_unique = parse_u64(words[5])
+    if None in (flags, exptime, length, cas_unique) or not 0 <= length <= INT32_MAX - 2:
+        return reply(session, noreply, BAD_FORMAT)
+    settings = session.server.settings
+    if settings.detail_enabled:
+        session.server.prefixes.record(key, settings.prefix_delimiter, 2)
+    if not session.store.item_fits(len(key), length, flags):
+        refuse_too_large(session, length, key if mode is Mode.SET else None)
+        return reply(session, noreply, TOO_LARGE)
+    session.expect(StorageRequest(length, mode, key, flags, exptime, cas_unique, noreply))
+
+
+def refuse_too_large(session, length, key=None):
+    """An item over -I: its data will be read and dropped (never buffered),
+    and the old value of `key` (a set's) goes, as memcached's does."""
+    session.counters.store_too_large += 1
+    session.swallow(length + 2)
+    if key is not None:
+        drop_old_value(session, key)
+
+
+def drop_old_value(session, key):
+    # memcached drops the old value of a set refused for size, so a client
+    # never reads a stale one; if the disk refuses, the one reply stays
+    # the size error and the failure is logged and counted
+    try:
+        session.store.discard(key)
+    except StoreError as e:
+        session.counters.persist_errors += 1
+        log.error("could not drop the old value of %r: %s", key, e)
+
+
+# command -> (function, fewest words, most words), as memcached counts them
+COMMANDS = {
+    b"set": (storage, 5, 6),
+    b"add": (storage, 5, 6),
+    b"replace": (storage, 5, 6),
+    b"append": (storage, 5, 6),
+    b"prepend": (storage, 5, 6),
+    b"cas": (storage, 6, 7),
+}
