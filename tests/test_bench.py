@@ -48,14 +48,12 @@ def binary(loadgen, tmp_path_factory):
     return loadgen.build(str(tmp_path_factory.mktemp("loadgen")))
 
 
-@pytest.fixture(scope="module")
-def refloop():
-    """The reference loop on a free port; (process, port)."""
+def _start_refloop(*extra):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, str(BENCH / "refloop.py"), "--port", str(port)],
+        [sys.executable, str(BENCH / "refloop.py"), "--port", str(port), *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:
@@ -73,6 +71,47 @@ def refloop():
     finally:
         proc.kill()
         proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def refloop():
+    """The reference loop on a free port; (process, port)."""
+    yield from _start_refloop()
+
+
+@pytest.fixture
+def wtloop(tmp_path):
+    """The write-through reference loop on a free port; (process, port, data folder)."""
+    for proc, port in _start_refloop("--data", str(tmp_path)):
+        yield proc, port, tmp_path
+
+
+def _roundtrip(port, request, reply_end):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request)
+        got = b""
+        while not got.endswith(reply_end):
+            chunk = s.recv(65536)
+            assert chunk, got
+            got += chunk
+        return got
+
+
+def test_the_write_through_loop_answers_like_the_reference_loop(wtloop):
+    proc, port, data = wtloop
+    request = b"set a 0 0 1\r\nx\r\nset a 5 0 2\r\nyz\r\nget a b\r\n"
+    assert _roundtrip(port, request, b"END\r\n") == b"STORED\r\nSTORED\r\nVALUE a 5 2\r\nyz\r\nEND\r\n"
+
+
+def test_the_write_through_loop_writes_each_set_into_a_spare_and_exchanges_it(wtloop):
+    proc, port, data = wtloop
+    _roundtrip(port, b"set a 0 0 1\r\nx\r\nset a 0 0 2\r\nyz\r\nset a 0 0 3\r\nabc\r\nmn\r\n", b"ERROR\r\n")
+    items = [p for p in data.glob("??/*")]
+    spares = list((data / "tmp").iterdir())
+    assert [p.read_bytes() for p in items] == [b"0 abc"]
+    # one spare made, at the second write; the third wrote over it and swapped
+    # the second's record into it: no inode made or freed per overwrite
+    assert [p.read_bytes() for p in spares] == [b"0 yz"]
 
 
 def test_loadgen_compiles_warnings_clean(tmp_path):
