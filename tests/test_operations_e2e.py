@@ -511,9 +511,3 @@ def test_vvv_logs_the_line_and_data_states_and_batch_commits(start_mclite, conne
     assert conn.exchange(b"hello\r\n") == b"STORED\r\n"
     wait_for(lambda: "DATA -> LINE" in server.stderr_text(), what="the DATA -> LINE line")
     wait_for(lambda: "batch committed: 1 changes" in server.stderr_text(), what="the batch line")
-
-
-def test_the_default_listens_on_loopback_only():
-    import reactor
-
-    assert reactor.parse_args([]).listen == "127.0.0.1"

@@ -16,6 +16,7 @@ import pytest
 import commands
 import handlers
 import reactor
+import transports
 from store import Store
 
 BIG = 1 << 20  # near the largest item
@@ -292,7 +293,7 @@ class BareLoop:
         ours, theirs = socket.socketpair()
         self.socks += (ours, theirs)
         ours.setblocking(False)
-        conn = reactor.Connection(ours, handlers.Session(self.server), "pair")
+        conn = transports.PlainConnection(ours, handlers.Session(self.server), "pair")
         self.loop.conns.add(conn)
         return conn, theirs
 
@@ -317,7 +318,6 @@ def bare(tmp_path):
 def test_replies_of_a_turn_go_out_after_its_reads_in_the_order_they_were_made(bare):
     (a, a_reads), (b, b_reads) = bare.connect(), bare.connect()
     loop = bare.loop
-    loop._deferring = True  # as while the turn's events are served
     loop._queue(a, b"A1 ")
     loop._queue(b, b"B ")
     loop._queue(a, b"A2")
@@ -325,7 +325,6 @@ def test_replies_of_a_turn_go_out_after_its_reads_in_the_order_they_were_made(ba
         theirs.setblocking(False)
         with pytest.raises(BlockingIOError):
             theirs.recv(10)  # nothing sent yet
-    loop._deferring = False
     loop._send_later()
     assert [a_reads.recv(10), b_reads.recv(10)] == [b"A1 A2", b"B "]
 
@@ -334,9 +333,7 @@ def test_a_reply_of_the_turn_the_socket_takes_in_part_waits_for_it_to_be_writabl
     conn, theirs = bare.connect()
     loop = bare.loop
     reply = b"z" * BIG  # more than a socket buffer holds
-    loop._deferring = True
     loop._queue(conn, reply)
-    loop._deferring = False
     loop._send_later()
     assert conn.out and conn.events & selectors.EVENT_WRITE
     sent = len(reply) - conn.out_size

@@ -1,0 +1,214 @@
+"""The server's command line: memcached's flag names where memcached has the
+option, memcached-lite's own long options beside them.
+
+It is data first. OPTIONS is the table of options (flags, then argparse's
+keywords), EXTENDED the table of memcached's `-o name=value` suboptions, and
+CHECKS the table of what is refused once everything is parsed, each with its
+message, in the order they are tried. A new option is a row of OPTIONS (and,
+if some values are refused, a row of CHECKS); a new `-o` suboption is a row
+of EXTENDED.
+
+    args = parse_args(sys.argv[1:])
+    settings = make_settings(args)
+"""
+
+import argparse
+import os
+import ssl
+
+import handlers
+from store import DISK_POLICIES, EVERYSEC, LEVELS, METHODS
+
+# memcached's ssl_verify_mode: none, request, require, once (as require here)
+VERIFY_MODES = {0: ssl.CERT_NONE, 1: ssl.CERT_OPTIONAL, 2: ssl.CERT_REQUIRED, 3: ssl.CERT_REQUIRED}
+
+
+def default_data_dir(port):
+    """Where items live when --data-dir is not given: one folder per port."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "memcached-lite", str(port))
+
+
+def parse_size(text):
+    """memcached's -I: bytes, or with a k/m (or g) suffix."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    text = text.strip().lower()
+    try:
+        if text and text[-1] in units:
+            return int(text[:-1]) * units[text[-1]]
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
+
+
+def auth_file(path):
+    """-Y: the path, once it is known to load."""
+    try:
+        handlers.load_auth_file(path)
+    except handlers.AuthFileError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return path
+
+
+# (flags, argparse keywords): the parser is built from this table, in its order
+OPTIONS = (
+    (("-p", "--port"), dict(type=int, default=11211, help="TCP port to listen on (default: 11211)")),
+    (("-l", "--listen"), dict(default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")),
+    (("-c", "--conn-limit"), dict(
+        type=int, default=1024,
+        help="max simultaneous connections; more are answered 'ERROR Too many open connections' "
+        "and closed (default: 1024)",
+    )),
+    (("-m", "--memory-limit"), dict(
+        type=int, default=64, help="MB of items kept in memory in front of the files (default: 64)",
+    )),
+    (("-I", "--max-item-size"), dict(
+        type=parse_size, default=1 << 20, help="largest item, e.g. 1m or 512k (default: 1m)",
+    )),
+    (("--data-dir",), dict(
+        help="where items are kept (default: $XDG_DATA_HOME/memcached-lite/<port>, "
+        "i.e. ~/.local/share/memcached-lite/<port>)",
+    )),
+    (("--fsync",), dict(
+        choices=LEVELS, default=EVERYSEC,
+        help="always: reply only once the write is on disk (group commit); everysec: "
+        "reply after the rename, on disk within about a second; no: when the OS likes "
+        "(default: everysec)",
+    )),
+    (("--fsync-method",), dict(
+        choices=METHODS, default="auto",
+        help="how writes are made durable: syncfs (one call per batch, Linux), fsync "
+        "(each file and folder), auto: syncfs where available (default: auto)",
+    )),
+    (("-A", "--enable-shutdown"), dict(action="store_true", help="enable the 'shutdown [graceful]' command")),
+    (("-F", "--disable-flush-all"), dict(action="store_true", help="refuse flush_all")),
+    (("-o", "--extended"), dict(
+        action="append", default=[], metavar="OPT=VALUE,...",
+        help="memcached's suboptions: idle_timeout=N (close connections idle N seconds), "
+        "ssl_chain_cert=, ssl_key=, ssl_ca_cert=, ssl_verify_mode=0|1|2|3",
+    )),
+    (("-Z", "--enable-ssl"), dict(action="store_true", help="TLS on the listening port (needs --tls-cert)")),
+    (("--tls-cert",), dict(help="certificate chain, PEM (-o ssl_chain_cert=)")),
+    (("--tls-key",), dict(help="private key, PEM, if not in the certificate file (-o ssl_key=)")),
+    (("--tls-ca",), dict(help="CA certificates for client certificates, PEM (-o ssl_ca_cert=)")),
+    (("-P", "--pidfile"), dict(help="write the pid here at start; removed at a clean exit")),
+    (("--log-file",), dict(help="log here instead of stderr; SIGHUP reopens it (for logrotate)")),
+    (("--log-format",), dict(
+        choices=("text", "json"), default="text", help="text lines or one JSON object a line",
+    )),
+    (("-v", "--verbose"), dict(
+        action="count", default=0,
+        help="-v connections and errors, -vv every command and reply, -vvv state transitions",
+    )),
+    (("-D",), dict(
+        dest="prefix_delimiter", type=os.fsencode,
+        help="the character that ends a key's prefix for `stats detail`; turns detail on (default: ':')",
+    )),
+    (("-X", "--disable-dumping"), dict(
+        action="store_true", help="refuse key dumps: `stats cachedump` and `lru_crawler metadump`",
+    )),
+    (("-Y", "--auth-file"), dict(
+        type=auth_file,
+        help="memcached's ASCII authentication: a file of user:password lines; a client "
+        "authenticates with `set <any> 0 0 <n>` and `<user> <password>` as the data",
+    )),
+    (("--max-disk",), dict(
+        type=parse_size, default=None,
+        help="most bytes of item records the data dir may hold, e.g. 100m or 2g (default: no limit)",
+    )),
+    (("--disk-policy",), dict(
+        choices=DISK_POLICIES, default="refuse",
+        help="past --max-disk: refuse (SERVER_ERROR out of memory storing object, as memcached's -M) "
+        "or evict the least recently written files (default: refuse)",
+    )),
+)
+
+# memcached's -o suboptions that memcached-lite has (the others are refused):
+# name -> (the attribute it sets, its type, the default). A suboption that
+# has a long option too (ssl_chain_cert is --tls-cert) gives way to it.
+EXTENDED = {
+    "idle_timeout": ("idle_timeout", int, 0),
+    "ssl_chain_cert": ("tls_cert", str, None),
+    "ssl_key": ("tls_key", str, None),
+    "ssl_ca_cert": ("tls_ca", str, None),
+    "ssl_verify_mode": ("tls_verify_mode", int, 0),
+}
+
+# (refused when true, the message), tried in this order once all is parsed
+CHECKS = (
+    (lambda a: a.prefix_delimiter is not None and len(a.prefix_delimiter) != 1, "-D takes one character"),
+    (lambda a: not 0 < a.port < 65536, "port must be 1-65535"),
+    (lambda a: a.conn_limit < 1 or a.memory_limit < 1, "-c and -m must be positive"),
+    (lambda a: not 1024 <= a.max_item_size <= 1 << 30, "-I must be between 1k and 1024m"),
+    (lambda a: a.idle_timeout < 0, "-o idle_timeout must be 0 (off) or a number of seconds"),
+    (lambda a: a.tls_verify_mode not in VERIFY_MODES, "-o ssl_verify_mode must be 0, 1, 2 or 3"),
+    (lambda a: a.enable_ssl and not a.tls_cert, "-Z needs a certificate: --tls-cert or -o ssl_chain_cert="),
+    (
+        lambda a: a.tls_verify_mode and not a.tls_ca,
+        "-o ssl_verify_mode needs the clients' CA: --tls-ca or -o ssl_ca_cert=",
+    ),
+)
+
+
+def parse_extended(values):
+    """memcached's `-o a=1,b=2` (the option may be repeated) as a dict."""
+    options = {}
+    for value in values:
+        for item in value.split(","):
+            name, _, setting = item.strip().partition("=")
+            if not name:
+                continue
+            if name not in EXTENDED:
+                raise argparse.ArgumentTypeError(f"unknown -o option {name!r} (known: {', '.join(EXTENDED)})")
+            options[name] = setting
+    return options
+
+
+def apply_extended(args, given):
+    """Set each suboption's attribute: from -o, unless its long option was
+    given; else its default."""
+    for name, (attribute, convert, default) in EXTENDED.items():
+        if not getattr(args, attribute, None):
+            setattr(args, attribute, convert(given[name]) if name in given else default)
+
+
+def parser():
+    """The argparse parser of OPTIONS."""
+    p = argparse.ArgumentParser(
+        prog="python -m reactor",
+        description="memcached-lite: a memcached 1.6 text-protocol server whose items "
+        "are written through to files and survive restarts.",
+    )
+    for flags, keywords in OPTIONS:
+        p.add_argument(*flags, **keywords)
+    return p
+
+
+def parse_args(argv):
+    """The command line, checked: a namespace, or a usage error (exit 2)."""
+    p = parser()
+    args = p.parse_args(argv)
+    try:
+        apply_extended(args, parse_extended(args.extended))
+    except (argparse.ArgumentTypeError, ValueError) as e:
+        p.error(f"-o: {e}")
+    for refused, message in CHECKS:
+        if refused(args):
+            p.error(message)
+    args.data_dir = args.data_dir or default_data_dir(args.port)
+    return args
+
+
+def make_settings(args):
+    """The protocol's settings (handlers.Settings) the command line gives."""
+    settings = handlers.Settings(max_connections=args.conn_limit, port=args.port, listen=args.listen)
+    settings.verbosity = args.verbose
+    settings.shutdown_enabled = args.enable_shutdown
+    settings.flush_enabled = not args.disable_flush_all
+    settings.idle_timeout = args.idle_timeout
+    settings.tls_enabled = args.enable_ssl
+    settings.tls_cert = args.tls_cert
+    settings.tls_key = args.tls_key
+    settings.tls_ca = args.tls_ca
+    settings.tls_verify_mode = args.tls_verify_mode
+    return settings

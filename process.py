@@ -1,0 +1,170 @@
+"""The server process around its event loop: the start-up sequence (the
+command line, the log, the descriptor limit, the TLS context, the store, the
+listening socket, the pid file), the signals, and the clean exit.
+
+It knows the loop only as what main() is given: a class built as
+`loop(server, listener, tls_context)` with run(), stop() and call_soon(work),
+so this module never imports the reactor (reactor.main passes its Reactor).
+"""
+
+import logging
+import os
+import resource
+import signal
+import socket
+import ssl
+import sys
+
+import handlers
+import logs
+import options
+from store import FRESH_SPARES, DataDirError, Store
+
+log = logging.getLogger("memcached-lite")
+
+# the open files besides the connections: the store's files, the listener, logs
+DESCRIPTOR_RESERVE = 64
+LISTEN_BACKLOG = 1024
+
+
+def tls_context(args):
+    """The server's ssl context for -Z: TLS 1.2 or later, no renegotiation."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.options |= getattr(ssl, "OP_NO_RENEGOTIATION", 0)
+    ctx.load_cert_chain(args.tls_cert, args.tls_key)
+    if args.tls_ca:
+        ctx.load_verify_locations(args.tls_ca)
+    ctx.verify_mode = options.VERIFY_MODES[args.tls_verify_mode]
+    return ctx
+
+
+def configure_stats(server, args, listener):
+    """Hand -D, -X, -Y and the listening socket (for `stats conns`) to the protocol."""
+    settings = server.settings
+    if args.prefix_delimiter is not None:
+        settings.prefix_delimiter = args.prefix_delimiter
+        settings.detail_enabled = True  # as memcached's -D
+    settings.dump_enabled = not args.disable_dumping
+    if args.auth_file is not None:
+        server.load_auth(args.auth_file)
+    server.listener = (listener.fileno(), listener.getsockname())
+
+
+def ensure_descriptors(connections):
+    """Raise the open-files limit so -c connections fit, as memcached does;
+    warn when the hard limit does not allow it."""
+    need = connections + DESCRIPTOR_RESERVE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        if target < need:
+            log.warning("open-files limit %d is below -c %d plus a reserve", target, connections)
+
+
+def write_pidfile(path):
+    with open(path, "w", encoding="ascii") as f:
+        f.write(f"{os.getpid()}\n")
+
+
+def remove_pidfile(path):
+    try:
+        os.unlink(path)
+    except OSError as e:
+        log.warning("cannot remove the pid file %s: %s", path, e.strerror)
+
+
+def install_signals(loop, log_handler):
+    """SIGTERM, SIGINT and SIGUSR1 stop gracefully; SIGHUP reopens the log
+    and reads the -Y auth file again, as memcached does. The handlers only
+    ask the loop: a signal may have interrupted it anywhere, even a log write."""
+
+    def on_stop(signum, frame):
+        log.info("%s: shutting down", signal.Signals(signum).name)
+        loop.stop()
+
+    def on_hup(signum, frame):
+        loop.call_soon(lambda: logs.reopen_log(log_handler))
+        loop.call_soon(loop.server.reload_auth)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+        signal.signal(signum, on_stop)
+    signal.signal(signal.SIGHUP, on_hup)
+
+
+def open_store(args):
+    return Store(
+        args.data_dir,
+        memory_limit=args.memory_limit << 20,
+        item_size_max=args.max_item_size,
+        fsync=args.fsync,
+        fsync_method=args.fsync_method,
+        max_disk=args.max_disk,
+        disk_policy=args.disk_policy,
+        background_sync=True,
+        fresh_spares=FRESH_SPARES,
+    )
+
+
+def listen(args):
+    family = socket.AF_INET6 if ":" in args.listen else socket.AF_INET
+    return socket.create_server((args.listen, args.port), family=family, backlog=LISTEN_BACKLOG)
+
+
+def main(argv, loop):
+    """Open the store, listen, serve with loop(server, listener, tls_context)
+    until stopped; the exit status (a usage error exits 2 from the parser)."""
+    args = options.parse_args(argv)
+    try:
+        log_handler = logs.configure_logging(args)
+    except OSError as e:
+        print(f"cannot open the log file {args.log_file}: {e.strerror}", file=sys.stderr)
+        return 1
+    ensure_descriptors(args.conn_limit)
+    context = None
+    if args.enable_ssl:
+        try:
+            context = tls_context(args)
+        except (OSError, ssl.SSLError) as e:
+            log.error("cannot load the TLS certificate or key: %s", e)
+            return 1
+    try:
+        store = open_store(args)
+    except (DataDirError, ValueError) as e:
+        log.error("%s", e)
+        return 1
+    try:
+        listener = listen(args)
+    except OSError as e:
+        store.close()
+        log.error("cannot listen on %s:%d: %s", args.listen, args.port, e.strerror)
+        return 1
+    if args.pidfile:
+        try:
+            write_pidfile(args.pidfile)
+        except OSError as e:
+            listener.close()
+            store.close()
+            log.error("cannot write the pid file %s: %s", args.pidfile, e.strerror)
+            return 1
+    server = handlers.Server(store, options.make_settings(args))
+    running = loop(server, listener, context)
+    configure_stats(server, args, listener)
+    install_signals(running, log_handler)
+    log.info(
+        "memcached-lite %s listening on %s:%d%s, data in %s, fsync %s (%s)",
+        handlers.VERSION,
+        args.listen,
+        args.port,
+        " (TLS)" if context else "",
+        store.dir.path,
+        store.durability.level,
+        store.durability.method,
+    )
+    try:
+        running.run()
+    finally:
+        if args.pidfile:
+            remove_pidfile(args.pidfile)
+    return 0
