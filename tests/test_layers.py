@@ -39,9 +39,12 @@ def test_store_imports_no_upper_layer():
 
 
 def test_commands_imports_neither_handlers_nor_reactor():
-    if not sources("commands"):
-        pytest.skip("no commands package yet")
-    assert not imported("commands") & {"handlers", "reactor", "transports"}
+    assert sources("commands")
+    assert not imported("commands") & ({"handlers", "reactor", "transports"} | SETUP)
+
+
+def test_handlers_imports_neither_the_loop_nor_the_set_up():
+    assert not imported("handlers") & ({"reactor", "transports"} | SETUP)
 
 
 def test_cli_imports_none_of_the_servers_modules():
