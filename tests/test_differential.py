@@ -29,7 +29,7 @@ rounded to tens of seconds, so that memcached's once-a-second clock ticking
 between two commands of a case cannot fail it: the cases use TTLs that are
 multiples of ten. The flags memcached 1.6.18 does not know and we do (E, md's
 x, ms's N) are not here, since it answers them ``CLIENT_ERROR invalid flag``
-(see README, "differs from memcached"); test_handlers_meta.py covers them.
+(see README, "differs from memcached"); test_commands_meta.py covers them.
 
 Every case runs twice: the whole stream in one send, and one byte per send.
 Needs the real memcached; skips without it. Validate this file by pointing
