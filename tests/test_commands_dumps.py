@@ -1,5 +1,6 @@
-"""`lru_crawler metadump`: one line per live item in memcached 1.6.18's format,
-ended by END, produced a bucket at a time so a dump never stalls the server.
+"""The dumps family: `lru_crawler metadump`, one line per live item in
+memcached 1.6.18's format, ended by END, produced a bucket at a time so a dump
+never stalls the server; `stats cachedump`; and -X, which refuses both.
 
 Session tests with a fake clock (no socket, no sleep), then the store's
 enumeration it rests on. The byte formats were checked against memcached
@@ -20,6 +21,7 @@ from handlers import Session  # noqa: E402
 from store import Mode, Store  # noqa: E402
 
 from replies import END, ERROR, VERSION  # noqa: E402
+from sessions import set_cmd, stats  # noqa: E402
 
 NOW = 1_700_000_000.0
 BADCLASS = b"BADCLASS invalid class id\r\n"
@@ -229,6 +231,62 @@ def test_an_item_written_by_another_client_during_a_paused_dump_keeps_the_reply_
         reply += session.feed(b"", max_commands=1000)
     assert reply.endswith(END)
     assert b"key=a " in reply
+
+
+# -- stats cachedump and -X -----------------------------------------------------
+
+
+def test_stats_cachedump_lists_items_in_memcached_format(session):
+    session.feed(set_cmd(b"forever", b"hello") + set_cmd(b"later", b"abc", exptime=100))
+    reply = session.feed(b"stats cachedump 1 0\r\n")
+    assert sorted(reply.split(b"\r\n")[:-2]) == [
+        b"ITEM forever [5 b; 0 s]",
+        b"ITEM later [3 b; %d s]" % (int(NOW) + 100),
+    ]
+    assert reply.endswith(END)
+
+
+def test_stats_cachedump_stops_at_its_limit(session):
+    session.feed(b"".join(set_cmd(b"k%d" % i, b"v") for i in range(5)))
+    assert session.feed(b"stats cachedump 1 2\r\n").count(b"ITEM ") == 2
+
+
+def test_stats_cachedump_leaves_out_dead_items(session, clock):
+    session.feed(set_cmd(b"brief", b"v", exptime=1) + set_cmd(b"gone", b"v") + b"delete gone\r\n")
+    clock.advance(2)
+    assert session.feed(b"stats cachedump 1 0\r\n") == END
+
+
+def test_stats_cachedump_of_another_class_is_empty(session):
+    session.feed(set_cmd(b"k", b"v"))
+    assert session.feed(b"stats cachedump 2 10\r\n") == END
+
+
+@pytest.mark.parametrize(
+    "line, reply",
+    [
+        (b"stats cachedump 1", b"CLIENT_ERROR bad command line\r\n"),
+        (b"stats cachedump x 1", b"CLIENT_ERROR bad command line format\r\n"),
+        (b"stats cachedump 1 x", b"CLIENT_ERROR bad command line format\r\n"),
+        (b"stats cachedump 99 1", b"CLIENT_ERROR Illegal slab id\r\n"),
+    ],
+)
+def test_stats_cachedump_errors_are_memcached_s(session, line, reply):
+    assert session.feed(line + b"\r\n") == reply
+
+
+def test_X_refuses_stats_cachedump(server, session):
+    server.settings.dump_enabled = False
+    session.feed(set_cmd(b"k", b"v"))
+    assert session.feed(b"stats cachedump 1 1\r\n") == b"CLIENT_ERROR stats cachedump not allowed\r\n"
+    assert stats(session, b"settings")["dump_enabled"] == "no"
+
+
+def test_X_refuses_lru_crawler_metadump_as_memcached_does(server, session):
+    server.settings.dump_enabled = False
+    session.feed(set_cmd(b"k", b"v"))
+    assert session.feed(b"lru_crawler metadump all\r\n") == b"ERROR metadump not allowed\r\n"
+    assert session.feed(b"lru_crawler metadump\r\n") == b"ERROR\r\n"
 
 
 # -- the store's enumeration ----------------------------------------------------

@@ -1,7 +1,8 @@
-"""The session's stats groups, `stats detail`, `stats cachedump`, -X, -Y
-authentication and the --max-disk quota: what memcached 1.6.18 answers, byte
-for byte where it was checked on loopback (`memcached -t 1 -U 0`, with `-Y`,
-`-X`, `-D /`), and what the counters count.
+"""The session's stats groups, `stats detail` and the --max-disk quota: what
+memcached 1.6.18 answers, byte for byte where it was checked on loopback
+(`memcached -t 1 -U 0`, with `-X`, `-D /`), and what the counters count.
+(`stats cachedump` is the dumps family's: test_commands_dumps.py; -Y is
+test_commands_auth.py.)
 
 Sans-I/O like test_handlers.py: a Session fed bytes, a FakeClock, no socket.
 """
@@ -14,8 +15,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import handlers  # noqa: E402
-from commands import auth  # noqa: E402
 from commands import stats as stats_family  # noqa: E402
 from handlers import Server, Session, Settings  # noqa: E402
 from store import Mode, Store, record  # noqa: E402
@@ -37,22 +36,6 @@ def finish_scan(store):
 def store(tmp_path, clock):
     s = Store(str(tmp_path / "data"), clock=clock)
     finish_scan(s)
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def auth_server(server, tmp_path):
-    path = tmp_path / "auth"
-    path.write_bytes(b"alice:secret\nbob:pw2\r\n")
-    server.load_auth(str(path))
-    return server
-
-
-@pytest.fixture
-def guest(auth_server):
-    """A session of a server started with -Y, not authenticated yet."""
-    s = Session(auth_server)
     yield s
     s.close()
 
@@ -319,171 +302,10 @@ def test_stats_detail_keeps_a_bounded_number_of_prefixes(session, monkeypatch):
     assert session.feed(b"stats detail dump\r\n").count(b"PREFIX") == 2
 
 
-# == stats cachedump and -X =========================================================
-
-
-def test_stats_cachedump_lists_items_in_memcached_format(session):
-    session.feed(set_cmd(b"forever", b"hello") + set_cmd(b"later", b"abc", exptime=100))
-    reply = session.feed(b"stats cachedump 1 0\r\n")
-    assert sorted(reply.split(b"\r\n")[:-2]) == [
-        b"ITEM forever [5 b; 0 s]",
-        b"ITEM later [3 b; %d s]" % (int(NOW) + 100),
-    ]
-    assert reply.endswith(END)
-
-
-def test_stats_cachedump_stops_at_its_limit(session):
-    session.feed(b"".join(set_cmd(b"k%d" % i, b"v") for i in range(5)))
-    assert session.feed(b"stats cachedump 1 2\r\n").count(b"ITEM ") == 2
-
-
-def test_stats_cachedump_leaves_out_dead_items(session, clock):
-    session.feed(set_cmd(b"brief", b"v", exptime=1) + set_cmd(b"gone", b"v") + b"delete gone\r\n")
-    clock.advance(2)
-    assert session.feed(b"stats cachedump 1 0\r\n") == END
-
-
-def test_stats_cachedump_of_another_class_is_empty(session):
-    session.feed(set_cmd(b"k", b"v"))
-    assert session.feed(b"stats cachedump 2 10\r\n") == END
-
-
-@pytest.mark.parametrize(
-    "line, reply",
-    [
-        (b"stats cachedump 1", b"CLIENT_ERROR bad command line\r\n"),
-        (b"stats cachedump x 1", b"CLIENT_ERROR bad command line format\r\n"),
-        (b"stats cachedump 1 x", b"CLIENT_ERROR bad command line format\r\n"),
-        (b"stats cachedump 99 1", b"CLIENT_ERROR Illegal slab id\r\n"),
-    ],
-)
-def test_stats_cachedump_errors_are_memcached_s(session, line, reply):
-    assert session.feed(line + b"\r\n") == reply
-
-
-def test_X_refuses_stats_cachedump(server, session):
-    server.settings.dump_enabled = False
-    session.feed(set_cmd(b"k", b"v"))
-    assert session.feed(b"stats cachedump 1 1\r\n") == b"CLIENT_ERROR stats cachedump not allowed\r\n"
-    assert stats(session, b"settings")["dump_enabled"] == "no"
-
-
-def test_X_refuses_lru_crawler_metadump_as_memcached_does(server, session):
-    server.settings.dump_enabled = False
-    session.feed(set_cmd(b"k", b"v"))
-    assert session.feed(b"lru_crawler metadump all\r\n") == b"ERROR metadump not allowed\r\n"
-    assert session.feed(b"lru_crawler metadump\r\n") == b"ERROR\r\n"
-
-
 def test_X_leaves_stats_detail_dump_as_memcached_does(server, session):
     server.settings.dump_enabled = False
     session.feed(b"stats detail on\r\nget p:1\r\n")
     assert session.feed(b"stats detail dump\r\n") == b"PREFIX p get 1 hit 0 set 0 del 0\r\nEND\r\n"
-
-
-# == -Y: authentication ===============================================================
-
-
-@pytest.mark.parametrize("line", [b"get a", b"version", b"stats", b"quit", b"add a 0 0 1", b"set a 0 0", b""])
-def test_before_authenticating_every_other_command_is_unauthenticated(guest, line):
-    assert guest.feed(line + b"\r\n") == b"CLIENT_ERROR unauthenticated\r\n"
-    assert not guest.closing
-
-
-def test_the_auth_set_with_a_known_user_is_stored_and_unlocks_the_connection(guest):
-    assert guest.feed(b"set any 0 0 12\r\nalice secret\r\n") == STORED
-    assert guest.feed(b"version\r\n") == b"VERSION %s\r\n" % handlers.VERSION.encode()
-
-
-def test_the_auth_set_stores_nothing(guest):
-    guest.feed(b"set any 5 5 12\r\nalice secret\r\n")
-    assert guest.feed(b"get any\r\n") == END
-
-
-def test_after_authenticating_set_is_a_set_again(guest):
-    guest.feed(b"set any 0 0 12\r\nalice secret\r\n")
-    guest.feed(b"set any 0 0 7\r\nbob pw2\r\n")
-    assert guest.feed(b"get any\r\n") == b"VALUE any 0 7\r\nbob pw2\r\nEND\r\n"
-
-
-def test_a_wrong_password_is_an_authentication_failure_and_the_connection_stays(guest):
-    assert guest.feed(b"set a 0 0 10\r\nalice nope\r\n") == b"CLIENT_ERROR authentication failure\r\n"
-    assert guest.feed(b"set a 0 0 7\r\nbob pw2\r\n") == STORED
-
-
-def test_data_without_a_space_is_a_bad_token_format(guest):
-    assert guest.feed(b"set a 0 0 1\r\nx\r\n") == b"CLIENT_ERROR bad authentication token format\r\n"
-
-
-def test_auth_data_not_ended_by_crlf_is_a_bad_termination(guest):
-    reply = guest.feed(b"set a 0 0 12\r\nalice secret \r\n")
-    assert reply.startswith(b"CLIENT_ERROR bad command line termination\r\n")
-
-
-def test_extra_words_after_the_password_are_ignored(guest):
-    assert guest.feed(b"set a 0 0 13\r\nalice secret \r\n") == STORED
-
-
-def test_the_auth_set_is_answered_under_noreply_too(guest):
-    assert guest.feed(b"set a 0 0 12 noreply\r\nalice secret\r\n") == STORED
-
-
-def test_the_auth_set_may_arrive_a_byte_at_a_time(guest):
-    data = b"set a 0 0 12\r\nalice secret\r\n"
-    replies = b"".join(guest.feed(data[i : i + 1]) for i in range(len(data)))
-    assert replies == STORED
-
-
-def test_an_oversized_auth_set_is_dropped_and_refused(guest):
-    assert guest.feed(b"set a 0 0 100000\r\n") == b"CLIENT_ERROR bad authentication token format\r\n"
-    assert guest.feed(b"x" * 100000 + b"\r\n") == b""
-    assert guest.feed(b"set a 0 0 12\r\nalice secret\r\n") == STORED
-
-
-def test_auth_attempts_and_failures_are_counted(guest):
-    guest.feed(b"set a 0 0 10\r\nalice nope\r\nset a 0 0 1\r\nx\r\nset a 0 0 12\r\nalice secret\r\n")
-    rows = stats(guest)
-    assert (rows["auth_cmds"], rows["auth_errors"], rows["cmd_set"]) == ("2", "1", "0")
-
-
-def test_stats_settings_show_the_auth_file_as_memcached(guest):
-    guest.feed(b"set a 0 0 12\r\nalice secret\r\n")
-    assert stats(guest, b"settings")["auth_enabled_ascii"] == guest.server.settings.auth_file
-
-
-def test_reload_reads_the_auth_file_again(auth_server, tmp_path):
-    (tmp_path / "auth").write_bytes(b"carol:new\n")
-    assert auth_server.reload_auth() is True
-    s = Session(auth_server)
-    assert s.feed(b"set a 0 0 12\r\nalice secret\r\n") == b"CLIENT_ERROR authentication failure\r\n"
-    assert s.feed(b"set a 0 0 9\r\ncarol new\r\n") == STORED
-    s.close()
-
-
-def test_a_failed_reload_keeps_the_old_users(auth_server, tmp_path):
-    (tmp_path / "auth").write_bytes(b"no colon here\n")
-    assert auth_server.reload_auth() is False
-    s = Session(auth_server)
-    assert s.feed(b"set a 0 0 12\r\nalice secret\r\n") == STORED
-    s.close()
-
-
-def test_reload_without_an_auth_file_does_nothing(server):
-    assert server.reload_auth() is None
-
-
-@pytest.mark.parametrize("content", [b"", b"nocolon\n", b":nouser\n"])
-def test_a_malformed_auth_file_is_refused(tmp_path, content):
-    path = tmp_path / "auth"
-    path.write_bytes(content)
-    with pytest.raises(auth.AuthFileError):
-        auth.load_auth_file(str(path))
-
-
-def test_an_auth_file_ignores_blank_lines_and_keeps_colons_in_passwords(tmp_path):
-    path = tmp_path / "auth"
-    path.write_bytes(b"a:b:c\n\nd:e")
-    assert auth.load_auth_file(str(path)) == [(b"a", b"b:c"), (b"d", b"e")]
 
 
 # == --max-disk =======================================================================

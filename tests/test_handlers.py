@@ -1,7 +1,10 @@
 """The protocol session: the command line and its errors (word counts, keys,
 numbers, the data block, items too large and the SWALLOW state, lines too
-long), the general stats, and a failing disk's one error funnel. The commands
-themselves, by family, are in test_commands_*.py.
+long), the general stats, a failing disk, the one error funnel (a StoreError
+from each command family's store call), the one work slot (a paused
+multi-get) and the batch seam (a reply waits for the batch its command used).
+The commands themselves, by family, are in test_commands_*.py; the dispatch
+table in test_commands.py.
 
 Every test drives a sans-I/O `Session` with bytes and compares the bytes it
 returns; no socket, no thread, no sleep. Time is a `FakeClock` shared by the
@@ -562,3 +565,241 @@ def test_a_too_large_set_that_cannot_drop_the_old_value_gets_one_reply(session, 
     reply = session.feed(set_cmd(b"k", b"x" * 2000) + b"version\r\n")
     assert reply.endswith(VERSION)
     assert reply[: -len(VERSION)].count(b"\r\n") == 1, reply
+
+
+# == SWALLOW: a refused value is dropped as it comes ===========================
+
+# a value over -I made of command lines: swallowing a byte too few or too many
+# would run (or mangle) one of them
+REFUSED = b"version\r\n" * 130
+REFUSED_SET = b"set k 0 0 %d\r\n" % len(REFUSED)
+
+
+def test_a_refused_value_is_swallowed_exactly_n_plus_2_bytes_wherever_it_is_split(server):
+    stream = REFUSED_SET + REFUSED + b"\r\nversion\r\n"
+    for cut in range(len(stream) + 1):
+        s = handlers.Session(server)
+        reply = s.feed(stream[:cut])
+        if len(REFUSED_SET) <= cut < len(REFUSED_SET) + len(REFUSED) + 2:
+            assert (s.state, s.buffered) == (handlers.SWALLOW, 0), cut  # never buffered
+        reply += s.feed(stream[cut:])
+        assert reply == TOO_LARGE + VERSION, cut
+        assert (s.state, s.buffered) == (handlers.LINE, 0), cut
+        s.close()
+
+
+def test_a_refused_value_fed_a_byte_at_a_time_leaves_nothing_buffered(session):
+    assert session.feed(REFUSED_SET) == TOO_LARGE
+    for i in range(len(REFUSED) + 2):
+        assert session.feed((REFUSED + b"\r\n")[i : i + 1]) == b""
+        assert session.buffered == 0
+    assert session.state == handlers.LINE
+    assert session.feed(b"version\r\n") == VERSION
+
+
+# == the work slot: a paused multi-get =========================================
+
+
+@pytest.fixture
+def five_values(session):
+    """Keys k0..k4, each a 100-byte value; the whole reply of `get k0 ... k4`."""
+    keys = [b"k%d" % i for i in range(5)]
+    session.feed(b"".join(set_cmd(k, b"%d" % i * 100) for i, k in enumerate(keys)))
+    return keys, b"".join(value(k, b"%d" % i * 100) for i, k in enumerate(keys)) + END
+
+
+def test_a_multi_get_paused_by_the_output_room_resumes_where_it_left_off(session, five_values):
+    keys, whole = five_values
+    reply = session.feed(b"get " + b" ".join(keys) + b"\r\n", limit=150)
+    assert session.stopped_early and reply.count(b"VALUE ") == 2  # paused past its room
+    assert session.work.start == 2  # the next key to answer
+    while session.stopped_early:
+        reply += session.feed(b"", limit=150)
+    assert reply == whole
+    assert session.work is None
+
+
+def test_a_line_after_a_paused_multi_get_runs_after_the_get_ends(session, five_values):
+    keys, whole = five_values
+    reply = session.feed(b"gets " + b" ".join(keys) + b"\r\nversion\r\n", limit=150)
+    while session.stopped_early:
+        reply += session.feed(b"", limit=150)
+    assert reply.endswith(END + VERSION)
+    assert reply.count(b"VALUE ") == 5
+
+
+def test_a_session_with_work_in_its_slot_is_not_awaiting_a_command(session, five_values):
+    keys, _ = five_values
+    session.feed(b"get " + b" ".join(keys) + b"\r\n", limit=150)
+    assert session.work is not None
+    assert not session.awaiting_command  # the idle timer leaves it alone
+    while session.stopped_early:
+        session.feed(b"", limit=150)
+    assert session.awaiting_command
+
+
+def test_a_resumed_multi_get_counts_each_key_once(session, five_values):
+    keys, _ = five_values
+    session.feed(b"get " + b" ".join(keys) + b" nokey\r\n", limit=150)
+    while session.stopped_early:
+        session.feed(b"", limit=150)
+    rows = stats(session)
+    assert (rows["cmd_get"], rows["get_hits"], rows["get_misses"]) == ("6", "5", "1")
+
+
+# == the one funnel: a StoreError from any family's store call =================
+
+
+def _raising(error):
+    def fail(*args, **kwargs):
+        raise error
+
+    return fail
+
+
+# family -> (the lines, the Store method their command calls); k holds b"old"
+# and n holds b"5" before the store breaks
+FAMILY_CALLS = {
+    "storage": (b"set k 0 0 3\r\nnew\r\n", "store"),
+    "retrieval": (b"gets k\r\n", "get_each"),
+    "retrieval-plain-get": (b"get k\r\n", "get_each"),
+    "retrieval-gat": (b"gat 10 k\r\n", "touch"),
+    "modify-delete": (b"delete k\r\n", "delete"),
+    "modify-incr": (b"incr n 1\r\n", "incr_decr"),
+    "modify-touch": (b"touch k 10\r\n", "touch"),
+    "modify-flush_all": (b"flush_all\r\n", "flush_all"),
+    "meta-mg": (b"mg k v\r\n", "get"),
+    "meta-ms": (b"ms k 3\r\nnew\r\n", "store"),
+    "meta-md": (b"md k\r\n", "delete"),
+    "meta-ma": (b"ma n\r\n", "arithmetic"),
+    "dumps-metadump": (b"lru_crawler metadump all\r\n", "live_heads"),
+    "dumps-cachedump": (b"stats cachedump 1 1\r\n", "live_heads"),
+    "stats-reset": (b"stats reset\r\n", "reset_stats"),
+}
+
+
+@pytest.fixture
+def filled(session):
+    session.feed(set_cmd(b"k", b"old") + set_cmd(b"n", b"5"))
+    return session
+
+
+@pytest.mark.parametrize("family", FAMILY_CALLS)
+def test_a_store_error_of_any_family_is_its_server_error_and_the_stream_goes_on(filled, store, monkeypatch, family):
+    line, method = FAMILY_CALLS[family]
+    monkeypatch.setattr(store, method, _raising(handlers.StoreError("disk on fire")))
+    assert filled.feed(line + b"version\r\n") == b"SERVER_ERROR disk on fire\r\n" + VERSION
+    assert stats(filled)["persist_errors"] == "1"
+
+
+@pytest.mark.parametrize("family", ["storage", "meta-ms"])
+def test_a_disk_full_on_a_write_is_memcached_s_out_of_memory(filled, store, monkeypatch, family):
+    line, method = FAMILY_CALLS[family]
+    monkeypatch.setattr(store, method, _raising(handlers.DiskFull()))
+    assert filled.feed(line) == b"SERVER_ERROR out of memory storing object\r\n"
+    rows = stats(filled)
+    assert (rows["store_no_memory"], rows["persist_errors"]) == ("1", "0")
+
+
+def test_a_disk_full_set_under_noreply_is_still_answered(filled, store, monkeypatch):
+    monkeypatch.setattr(store, "store", _raising(handlers.DiskFull()))
+    assert filled.feed(b"set k 0 0 3 noreply\r\nnew\r\n") == b"SERVER_ERROR out of memory storing object\r\n"
+
+
+def test_a_store_error_in_a_resumed_multi_get_ends_its_reply(session, store, monkeypatch, five_values):
+    keys, whole = five_values
+    reply = session.feed(b"get " + b" ".join(keys) + b"\r\nversion\r\n", limit=150)
+    monkeypatch.setattr(store, "get_each", _raising(handlers.StoreError("disk on fire")))
+    while session.stopped_early:
+        reply += session.feed(b"", limit=150)
+    answered = whole[: whole.index(b"VALUE k2 ")]
+    assert reply == answered + b"SERVER_ERROR disk on fire\r\n" + VERSION
+
+
+# == the batch seam: a reply waits for the batch its command used ==============
+
+
+class NoBarrier:
+    """A barrier that does nothing: what is tested is when replies leave."""
+
+    name = "none"
+    needs_paths = False
+
+    def sync(self, files, dirs):
+        pass
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def always_server(open_store, clock):
+    from store import ALWAYS
+
+    store = open_store(ALWAYS, name="always")
+    store.durability.barrier = NoBarrier()
+    return handlers.Server(store, handlers.Settings(), clock=clock)
+
+
+def test_under_always_a_write_s_reply_is_held_until_its_batch_commits(always_server):
+    s = handlers.Session(always_server)
+    assert s.feed(set_cmd(b"k", b"v")) == b""
+    assert s.holding
+    with pytest.raises(RuntimeError):
+        s.release()  # a reply never leaves before its batch is durable
+    always_server.commit()
+    assert s.release() == STORED
+    assert not s.holding
+
+
+def test_under_always_a_read_of_the_open_batch_is_held_with_it(always_server):
+    writer, reader = handlers.Session(always_server), handlers.Session(always_server)
+    writer.feed(set_cmd(b"k", b"v"))
+    assert reader.feed(b"get k\r\n") == b""  # (not the plain-get fast path)
+    always_server.commit()
+    assert (writer.release(), reader.release()) == (STORED, hit(b"k", b"v"))
+
+
+class FakeBatch:
+    committed = False
+    error = None
+
+
+@pytest.fixture
+def used_batch(session, store, monkeypatch):
+    """A batch the store says every get_each used (as Store._live says of a
+    read of the open batch): the session must ask it, not guess. (`gets`,
+    not `get`: the plain-get fast path runs only while no batch is open, when
+    a read can use none.)"""
+    batch = FakeBatch()
+    get_each = store.get_each
+
+    def reading_the_batch(*args):
+        store.durability.used = batch
+        return get_each(*args)
+
+    session.feed(set_cmd(b"k", b"v"))
+    monkeypatch.setattr(store, "get_each", reading_the_batch)
+    return batch
+
+
+def test_the_reply_of_a_command_the_store_says_used_a_batch_waits_for_that_batch(session, used_batch):
+    assert session.feed(b"gets k\r\n") == b""
+    assert session.holding
+    used_batch.committed = True
+    assert session.release().startswith(b"VALUE k 0 1 ")
+
+
+def test_a_reply_that_waited_for_a_failed_batch_is_its_server_error(session, used_batch):
+    session.feed(b"gets k\r\n")
+    used_batch.committed, used_batch.error = True, "disk on fire"
+    assert session.release() == b"SERVER_ERROR disk on fire\r\n"
+    assert stats(session)["persist_errors"] == "1"
+
+
+def test_the_store_s_mark_is_taken_once_and_the_next_command_answers_at_once(session, store, used_batch):
+    session.feed(b"gets k\r\n")
+    used_batch.committed = True
+    session.release()
+    assert store.durability.used is None
+    assert session.feed(b"version\r\n") == VERSION

@@ -340,6 +340,21 @@ def test_a_reply_of_the_turn_the_socket_takes_in_part_waits_for_it_to_be_writabl
     assert read_exactly(theirs, sent) == reply[:sent]
 
 
+def test_a_first_send_that_fails_is_logged_and_closes_only_that_connection(bare, caplog):
+    # issue 17 item 5: _send_later's first send error was once swallowed
+    (gone, theirs), (other, other_reads) = bare.connect(), bare.connect()
+    loop = bare.loop
+    theirs.close()
+    loop._queue(gone, b"STORED\r\n")
+    loop._queue(other, b"END\r\n")
+    with caplog.at_level("DEBUG", logger="memcached-lite"):
+        loop._send_later()
+    failed = [r for r in caplog.records if r.getMessage().startswith("connection pair failed: ")]
+    assert len(failed) == 1 and "Broken pipe" in failed[0].getMessage()
+    assert gone not in loop.conns
+    assert other in loop.conns and other_reads.recv(10) == b"END\r\n"
+
+
 def test_the_idle_loop_makes_the_empty_spares_the_writes_asked_for(tmp_path):
     r = Running(tmp_path, fresh_spares=100)
     try:
