@@ -148,6 +148,7 @@ def settings_stats(server):
         ("data_dir", s.dir.path),
         ("fsync", s.durability.level),
         ("fsync_method", s.durability.method),
+        ("fsync_watchdog", "%g" % s.durability.watchdog),
         ("domain_socket", "NULL"),
         ("num_threads", 1),
         ("stat_key_prefix", st.prefix_delimiter.decode("latin-1")),
