@@ -386,9 +386,7 @@ class Durability:
     def _give_up(self, syncer):
         # the barrier in flight is never counted as passed: the spares it
         # would free stay held, and its writes wait for the new helper's
-        oldest = _older(self._unsynced_since, self._in_flight_since)
-        since = time.strftime("%H:%M:%S", time.localtime(time.time() - (self._clock() - oldest))) \
-            if oldest is not None else "its start"
+        since = time.strftime("%H:%M:%S", time.localtime(time.time() - self.unsynced_seconds()))
         log.warning("the sync helper (pid %d) has not answered its barrier in %.1f s: killed; "
                     "the writes since %s are not durable yet", syncer.pid, self._waited, since)
         self._replace_helper(f"the sync helper (pid {syncer.pid}) was given up")

@@ -784,8 +784,11 @@ class Helpers:
 
     def __init__(self):
         self.made = []
+        self.refusing = False  # a new process cannot be started (EAGAIN)
 
     def __call__(self, path):
+        if self.refusing:
+            raise OSError(11, "Resource temporarily unavailable")
         self.made.append(FakeHelper(pid=1000 + len(self.made)))
         return self.made[-1]
 
@@ -1010,3 +1013,12 @@ def test_the_spares_of_a_given_up_barrier_stay_held(open_store, helpers, ticking
     helpers.current.answer_with = 0
     store.sync_if_due()  # the new helper's barrier covers it
     assert [name for _, name, _ in spares._ready] == [file_name(store, b"a")]
+
+
+def test_a_helper_that_cannot_be_started_again_puts_the_barrier_in_the_loop(watched, helpers, now, caplog):
+    start_barrier(watched, now)
+    helpers.current.die()
+    helpers.refusing = True
+    watched.sync_if_due()
+    assert watched.helper_state == "none"
+    assert "no new one starts" in caplog.text
