@@ -17,7 +17,7 @@ import os
 import ssl
 
 import handlers
-from store import DISK_POLICIES, EVERYSEC, LEVELS, METHODS
+from store import DISK_POLICIES, EVERYSEC, LEVELS, METHODS, WATCHDOG
 
 # memcached's ssl_verify_mode: none, request, require, once (as require here)
 VERIFY_MODES = {0: ssl.CERT_NONE, 1: ssl.CERT_OPTIONAL, 2: ssl.CERT_REQUIRED, 3: ssl.CERT_REQUIRED}
@@ -85,7 +85,8 @@ OPTIONS = (
     (("-o", "--extended"), dict(
         action="append", default=[], metavar="OPT=VALUE,...",
         help="memcached's suboptions: idle_timeout=N (close connections idle N seconds), "
-        "ssl_chain_cert=, ssl_key=, ssl_ca_cert=, ssl_verify_mode=0|1|2|3",
+        "ssl_chain_cert=, ssl_key=, ssl_ca_cert=, ssl_verify_mode=0|1|2|3; ours: fsync_watchdog=SECONDS "
+        f"(everysec's helper barrier unanswered this long is given up and the helper restarted; default {WATCHDOG:g})",
     )),
     (("-Z", "--enable-ssl"), dict(action="store_true", help="TLS on the listening port (needs --tls-cert)")),
     (("--tls-cert",), dict(help="certificate chain, PEM (-o ssl_chain_cert=)")),
@@ -132,6 +133,8 @@ EXTENDED = {
     "ssl_key": ("tls_key", str, None),
     "ssl_ca_cert": ("tls_ca", str, None),
     "ssl_verify_mode": ("tls_verify_mode", int, 0),
+    # memcached-lite's own, in memcached's manner of tunables
+    "fsync_watchdog": ("fsync_watchdog", float, WATCHDOG),
 }
 
 # (refused when true, the message), tried in this order once all is parsed
@@ -141,6 +144,7 @@ CHECKS = (
     (lambda a: a.conn_limit < 1 or a.memory_limit < 1, "-c and -m must be positive"),
     (lambda a: not 1024 <= a.max_item_size <= 1 << 30, "-I must be between 1k and 1024m"),
     (lambda a: a.idle_timeout < 0, "-o idle_timeout must be 0 (off) or a number of seconds"),
+    (lambda a: not a.fsync_watchdog > 0, "-o fsync_watchdog must be a positive number of seconds"),
     (lambda a: a.tls_verify_mode not in VERIFY_MODES, "-o ssl_verify_mode must be 0, 1, 2 or 3"),
     (lambda a: a.enable_ssl and not a.tls_cert, "-Z needs a certificate: --tls-cert or -o ssl_chain_cert="),
     (

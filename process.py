@@ -94,7 +94,7 @@ def install_signals(loop, log_handler):
 
 
 def open_store(args):
-    return Store(
+    store = Store(
         args.data_dir,
         memory_limit=args.memory_limit << 20,
         item_size_max=args.max_item_size,
@@ -105,6 +105,8 @@ def open_store(args):
         background_sync=True,
         fresh_spares=FRESH_SPARES,
     )
+    store.durability.watchdog = args.fsync_watchdog
+    return store
 
 
 def listen(args):

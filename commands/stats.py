@@ -77,6 +77,12 @@ def general_stats(server):
         ("fsync_calls", s.durability.calls),
         ("fsync_seconds", "%.6f" % s.durability.seconds),
         ("fsync_errors", s.durability.errors),
+        # everysec's helper: running, restarting, none (barriers in the
+        # loop), off; and how long the oldest write not yet covered by a
+        # passed barrier has waited, what a power loss now would cost
+        ("fsync_helper", s.durability.helper_state),
+        ("fsync_helper_restarts", s.durability.restarts),
+        ("fsync_unsynced_seconds", "%.3f" % s.durability.unsynced_seconds()),
         ("sync_errors", c.sync_errors),
         # memcached 1.6's general stats besides the ones above, where they
         # mean something here. Those whose mechanism does not exist here but
@@ -142,6 +148,7 @@ def settings_stats(server):
         ("data_dir", s.dir.path),
         ("fsync", s.durability.level),
         ("fsync_method", s.durability.method),
+        ("fsync_watchdog", "%g" % s.durability.watchdog),
         ("domain_socket", "NULL"),
         ("num_threads", 1),
         ("stat_key_prefix", st.prefix_delimiter.decode("latin-1")),

@@ -2,7 +2,7 @@
 cache in front, memcached's storage semantics, expiry, cas and flush epoch.
 Knows no protocol."""
 
-from .durability import ALWAYS, EVERYSEC, LEVELS, METHODS, NO
+from .durability import ALWAYS, EVERYSEC, LEVELS, METHODS, NO, WATCHDOG
 from .errors import DataDirError, DiskFull, StoreError
 from .items import (
     DISK_POLICIES,
@@ -35,6 +35,7 @@ __all__ = [
     "Result",
     "Store",
     "StoreError",
+    "WATCHDOG",
     "absolute_expiry",
     "parse_c_integer",
     "parse_u64",

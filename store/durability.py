@@ -45,9 +45,26 @@ METHODS = ("auto", "syncfs", "fsync")
 EVERYSEC_INTERVAL = 1.0
 # A barrier slower than this holds every client up: say so, as Redis does.
 SLOW_BARRIER = 0.5
-# The helper's barrier still running after this long: said once, as no other
-# barrier starts until it ends.
-STUCK_BARRIER = 30.0
+# The helper's barrier unanswered this long is given up: the helper is
+# SIGKILLed and another started. A healthy syncfs after a second of writes
+# takes 50-150 ms here and a disk busy with other work a second or two, so 5 s
+# is far past any barrier that is still coming; and until it is given up no
+# barrier runs at all, so this is how long past everysec's second a stopped or
+# hung helper may leave writes not durable. `-o fsync_watchdog=` changes it.
+WATCHDOG = 5.0
+# Two polls of the helper further apart than this mean the loop itself was not
+# running (the server stopped by SIGSTOP, a debugger, a VM pause): that time is
+# not held against the helper's barrier (the loop polls every BACKGROUND_POLL).
+LOOP_GAP = 1.0
+# A helper that died or was given up is replaced, up to this many times in
+# RESTART_WINDOW seconds; one more failure and the barrier goes back to the
+# loop for good (a helper that cannot live would otherwise be forked forever).
+MAX_RESTARTS = 3
+RESTART_WINDOW = 60.0
+# What `stats` says of the helper (fsync_helper): running; restarting (a new
+# one whose first barrier has not passed yet); none (the barrier runs in the
+# loop); off (the level is not everysec).
+HELPER_RUNNING, HELPER_RESTARTING, HELPER_NONE, HELPER_OFF = "running", "restarting", "none", "off"
 # How often the loop looks whether the helper's barrier is done.
 BACKGROUND_POLL = 0.01
 
@@ -142,27 +159,37 @@ class Batch:
 
 
 class Durability:
-    """The level in force, its barrier, the open batch, and the counters
-    `stats` shows (barrier calls, seconds spent in them, failures)."""
+    """The level in force, its barrier, the open batch, the everysec helper
+    and its watchdog, and the counters `stats` shows (barrier calls, seconds
+    spent in them, failures, helper restarts, how long writes have waited
+    for a barrier)."""
 
-    def __init__(self, level, method, path, clock=None, background=False):
+    def __init__(self, level, method, path, clock=None, background=False, helper=BackgroundSyncer):
         if level not in LEVELS:
             raise ValueError(f"unknown fsync level {level!r}")
         self.level = level
         self.barrier = make_barrier(method, path)
+        self._clock = clock or (lambda: time.monotonic())
         # everysec's timer barrier runs in a helper process (syncer.py) when
-        # asked for and possible; the others stay in the loop
+        # asked for and possible; the others stay in the loop. `helper(path)`
+        # starts one (tests pass a fake).
+        self._path = path
+        self._make_helper = helper
         self.syncer = None
+        self._helper_state = HELPER_RUNNING
+        self.watchdog = WATCHDOG  # seconds a helper barrier may take
+        self.restarts = 0  # helpers started in place of a failed one
+        self._failures = []  # clock() of the helper's recent failures
+        self._waited = 0.0  # the barrier in flight's time, the loop's gaps left out
+        self._last_poll = None
         if background and level == EVERYSEC and not self.barrier.needs_paths:
             try:
-                self.syncer = BackgroundSyncer(path)
+                self.syncer = helper(path)
             except OSError as e:
                 log.warning("no sync helper (%s): the everysec barrier runs in the loop", e)
         # told when a barrier starts and when it has passed (the spare pool)
         self.barrier_started = _nothing
         self.barrier_passed = _nothing
-        self._stuck_told = False
-        self._clock = clock or (lambda: time.monotonic())
         self.batch = None
         # the batch the running command wrote or read, set by the store
         # (Store._live, _join_batch): the protocol takes it after each
@@ -176,11 +203,28 @@ class Durability:
         self.dirty = False
         self._dirty_files = set()
         self._dirty_dirs = set()
+        # clock() of the oldest write no barrier covers yet, and of the oldest
+        # the barrier in flight covers (fsync_unsynced_seconds); None: none
+        self._unsynced_since = None
+        self._in_flight_since = None
         self._next_sync = self._clock() + EVERYSEC_INTERVAL
 
     @property
     def method(self):
         return self.barrier.name
+
+    @property
+    def helper_state(self):
+        """fsync_helper: running, restarting, none or off."""
+        if self.level != EVERYSEC:
+            return HELPER_OFF
+        return HELPER_NONE if self.syncer is None else self._helper_state
+
+    def unsynced_seconds(self):
+        """How long the oldest write no passed barrier covers has waited (0:
+        everything written is durable): what a power loss now could cost."""
+        oldest = _older(self._unsynced_since, self._in_flight_since)
+        return 0.0 if oldest is None else max(0.0, self._clock() - oldest)
 
     # -- always --------------------------------------------------------------
 
@@ -214,6 +258,8 @@ class Durability:
         """A file was renamed into place (everysec and no: for `no` only the
         barrier at a clean stop, as Redis makes its last write durable then)."""
         self.dirty = True
+        if self._unsynced_since is None:
+            self._unsynced_since = self._clock()
         if self.barrier.needs_paths and self.level == EVERYSEC:
             self._dirty_files.add(path)
             self._dirty_dirs.update(dirs)
@@ -221,6 +267,8 @@ class Durability:
     def removed(self, dirs):
         """A file was unlinked (everysec and no)."""
         self.dirty = True
+        if self._unsynced_since is None:
+            self._unsynced_since = self._clock()
         if self.barrier.needs_paths and self.level == EVERYSEC:
             self._dirty_dirs.update(dirs)
 
@@ -237,7 +285,8 @@ class Durability:
         `force` (a clean stop, any level) makes one now if anything was
         written. Returns True if a barrier passed (one of the helper's that
         finished, or one run here); raises OSError if it failed. With the
-        helper, the timer only starts a barrier; a later call sees it end."""
+        helper, the timer only starts a barrier; a later call sees it end
+        (or the watchdog give it up)."""
         passed = self._finish_background(wait=force)
         if self.syncer is not None and self.syncer.running:
             # One barrier in flight at a time, even on a disk slower than the
@@ -252,17 +301,11 @@ class Durability:
             return passed
         self._next_sync = now + EVERYSEC_INTERVAL
         if self.syncer is not None and not force:
-            self.dirty = False
-            self.barrier_started()
-            try:
-                self.syncer.start()
-                return passed
-            except HelperGone as e:
-                self._lose_helper(e)
-                self.dirty = True
+            self._start_in_helper()
+            return passed
         files, dirs = self._dirty_files, self._dirty_dirs
         self._dirty_files, self._dirty_dirs = set(), set()
-        self.dirty = False
+        self._cover()
         try:
             if self.level == NO and self.barrier.needs_paths:
                 # `no` keeps no list of what it wrote (it would only grow)
@@ -276,11 +319,34 @@ class Durability:
                 self.sync([f for f in files if os.path.exists(f)], dirs)
         except OSError:
             # still not durable: try again at the next tick
-            self.dirty = True
+            self._uncover()
             self._dirty_files |= files
             self._dirty_dirs |= dirs
             raise
+        self._in_flight_since = None
         return True
+
+    def _cover(self):
+        # a barrier begins: the writes so far are its to make durable
+        self.dirty = False
+        self._in_flight_since = _older(self._in_flight_since, self._unsynced_since)
+        self._unsynced_since = None
+
+    def _uncover(self):
+        # the barrier failed or was lost: its writes wait for the next one
+        self.dirty = True
+        self._unsynced_since = _older(self._unsynced_since, self._in_flight_since)
+        self._in_flight_since = None
+
+    def _start_in_helper(self):
+        self._cover()
+        self.barrier_started()
+        try:
+            self.syncer.start()
+        except HelperGone as e:
+            self._replace_helper(str(e))
+            return
+        self._waited, self._last_poll = 0.0, self._clock()
 
     def _finish_background(self, wait):
         # True if the helper's barrier has just passed; raises OSError if it failed
@@ -289,37 +355,76 @@ class Durability:
             return False
         started = syncer.started
         try:
-            code = syncer.poll(wait)
+            code = syncer.poll(max(0.0, self.watchdog - self._waited) if wait else 0.0)
         except HelperGone as e:
-            self._lose_helper(e)
-            self.dirty = True  # unknown: the next barrier covers it again
+            self._replace_helper(str(e))
             return False
         if code is None:
-            took = time.perf_counter() - started
-            if took > STUCK_BARRIER and not self._stuck_told:
-                self._stuck_told = True
-                log.warning("the sync helper's barrier has run for %.0f s: the disk may be stuck, "
-                            "and the writes since are not durable yet", took)
+            if wait or self._helper_waited() >= self.watchdog:
+                self._give_up(syncer)
             return False
-        self._stuck_told = False
         self._count(time.perf_counter() - started, "the replies did not wait (it ran in the helper)")
         if code:
             self.errors += 1
-            self.dirty = True
+            self._uncover()
             raise OSError(code, os.strerror(code))
+        self._in_flight_since = None
+        self._helper_state = HELPER_RUNNING
         self.barrier_passed()
         return True
 
-    def _lose_helper(self, e):
-        log.warning("%s; the everysec barrier runs in the loop from now on", e)
-        self.syncer.close()
+    def _helper_waited(self):
+        # the barrier in flight's time so far, without the loop's own gaps:
+        # a server stopped for 10 s did not see its helper for 10 s, and the
+        # helper (not stopped) has most likely answered meanwhile
+        now = self._clock()
+        gap, self._last_poll = now - self._last_poll, now
+        if gap <= LOOP_GAP:
+            self._waited += gap
+        return self._waited
+
+    def _give_up(self, syncer):
+        # the barrier in flight is never counted as passed: the spares it
+        # would free stay held, and its writes wait for the new helper's
+        since = time.strftime("%H:%M:%S", time.localtime(time.time() - self.unsynced_seconds()))
+        log.warning("the sync helper (pid %d) has not answered its barrier in %.1f s: killed; "
+                    "the writes since %s are not durable yet", syncer.pid, self._waited, since)
+        self._replace_helper(f"the sync helper (pid {syncer.pid}) was given up")
+
+    def _replace_helper(self, why):
+        """The helper died or was given up: start another, whose barrier is
+        due at once; after MAX_RESTARTS in RESTART_WINDOW, the loop's."""
+        self._uncover()
+        self.syncer.kill()
         self.syncer = None
+        now = self._clock()
+        self._next_sync = now
+        self._failures = [t for t in self._failures if now - t < RESTART_WINDOW] + [now]
+        if len(self._failures) > MAX_RESTARTS:
+            log.warning("%s, %d times in %.0f s: the everysec barrier runs in the loop from now on",
+                        why, len(self._failures), RESTART_WINDOW)
+            return
+        try:
+            self.syncer = self._make_helper(self._path)
+        except OSError as e:
+            log.warning("%s, and no new one starts (%s): the everysec barrier runs in the loop from now on", why, e)
+            return
+        self.restarts += 1
+        self._helper_state = HELPER_RESTARTING
+        log.warning("%s; a new one (pid %d) makes the barrier now", why, self.syncer.pid)
 
     def close(self):
         if self.syncer is not None:
             self.syncer.close()
             self.syncer = None
         self.barrier.close()
+
+
+def _older(a, b):
+    """The earlier of two clock() readings, either of which may be None."""
+    if a is None:
+        return b
+    return a if b is None or a <= b else b
 
 
 def _nothing():

@@ -11,6 +11,7 @@ one killed with kill -9.
 """
 
 import os
+import select
 import subprocess
 import sys
 import time
@@ -29,7 +30,8 @@ while sys.stdin.buffer.read(1):
 
 
 class HelperGone(OSError):
-    """The helper process died: the caller goes back to barriers of its own."""
+    """The helper process died: the caller starts another one (or, after too
+    many, goes back to barriers of its own)."""
 
 
 class BackgroundSyncer:
@@ -53,6 +55,10 @@ class BackgroundSyncer:
     def running(self):
         return self.started is not None
 
+    @property
+    def pid(self):
+        return self._proc.pid
+
     def start(self):
         """Ask for a barrier; raises HelperGone."""
         try:
@@ -62,22 +68,22 @@ class BackgroundSyncer:
             raise HelperGone(f"the sync helper is gone: {e}") from e
         self.started = time.perf_counter()
 
-    def poll(self, wait=False):
-        """None while the barrier runs; else its errno (0: durable). With
-        `wait`, blocks until it is done. Raises HelperGone."""
+    def poll(self, wait=0.0):
+        """None while the barrier runs; else its errno (0: durable). `wait`:
+        how many seconds to wait for the answer (a clean stop waits; a stopped
+        or hung helper must not hold it forever). Raises HelperGone."""
         if self.started is None:
             return None
         fd = self._proc.stdout.fileno()
+        end = time.monotonic() + wait
         while not self._answer.endswith(b"\n"):
-            if wait:
-                os.set_blocking(fd, True)
+            left = end - time.monotonic()
+            if left > 0 and not select.select([fd], [], [], left)[0]:
+                return None
             try:
                 chunk = os.read(fd, 64)
             except BlockingIOError:
                 return None
-            finally:
-                if wait:
-                    os.set_blocking(fd, False)
             if not chunk:
                 self.started = None
                 raise HelperGone("the sync helper exited")
@@ -85,6 +91,18 @@ class BackgroundSyncer:
         code, self._answer = int(self._answer), b""
         self.started = None
         return code
+
+    def kill(self):
+        """SIGKILL and reap the helper, whatever its state (SIGKILL ends a
+        stopped process too): the watchdog's way out of a hung barrier."""
+        self.started = None
+        self._proc.kill()  # nothing once it has been reaped
+        self._proc.wait()
+        for pipe in (self._proc.stdin, self._proc.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
 
     def close(self):
         try:

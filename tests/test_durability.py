@@ -9,6 +9,7 @@ sleeps.
 """
 
 import os
+import signal
 import time
 
 import pytest
@@ -17,7 +18,8 @@ from handlers import Server, Session, Settings
 from store import ALWAYS, EVERYSEC, NO, Mode, Result, Store, StoreError
 from store import durability as durability_mod
 from store import record
-from store.durability import FsyncBarrier, SyncfsBarrier, make_barrier
+from store.durability import Durability, FsyncBarrier, SyncfsBarrier, make_barrier
+from store.syncer import HelperGone
 
 
 class RecordingBarrier:
@@ -397,15 +399,26 @@ def test_spares_released_before_the_helpers_barrier_are_ready_only_once_it_passe
     assert [name for _, name, _ in spares._held] == [file_name(store, b"b")]
 
 
-def test_a_dead_helper_puts_the_barrier_back_in_the_loop(helper_store, ticking, caplog):
+def test_a_dead_helper_is_replaced_by_a_new_one(helper_store, ticking, caplog):
     store = helper_store
-    store.durability.syncer._proc.kill()
-    store.durability.syncer._proc.wait()
+    dead = store.durability.syncer
+    dead._proc.kill()
+    dead._proc.wait()
     set_(store, b"k", b"v")
     ticking[0] += 1.0
-    assert store.sync_if_due() is True  # ran here, at once
-    assert store.durability.syncer is None
-    assert "runs in the loop" in caplog.text
+    store.sync_if_due()  # the request finds the helper gone: another starts
+    assert store.durability.syncer is not dead
+    assert store.durability.restarts == 1
+    until_passed(store)
+    assert store.durability.helper_state == "running"
+    assert "a new one" in caplog.text
+
+
+def test_kill_ends_a_stopped_helper(helper_store):
+    syncer = helper_store.durability.syncer
+    os.kill(syncer.pid, signal.SIGSTOP)
+    syncer.kill()
+    assert syncer._proc.returncode == -signal.SIGKILL
 
 
 def test_the_helper_exits_when_the_store_closes(helper_store):
@@ -717,14 +730,295 @@ def test_a_barrier_still_running_at_the_next_second_is_waited_for_not_doubled(he
     assert [name for _, name, _ in spares._held + spares._in_flight] == [file_name(store, b"b")]
 
 
-def test_a_helper_barrier_that_runs_on_and_on_is_reported_once(helper_store, ticking, monkeypatch, caplog):
-    store = helper_store
-    syncer = store.durability.syncer
-    set_(store, b"k", b"v")
+# == the helper's watchdog ======================================================
+
+
+class FakeHelper:
+    """Stands in for the helper process: answers a barrier only when the test
+    says so (answer), dies when told (die) or killed."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.started = None
+        self.asked = 0
+        self.answer_with = None  # the errno the next poll returns; None: no answer yet
+        self.dead = False
+        self.killed = False
+        self.waits = []
+
+    @property
+    def running(self):
+        return self.started is not None
+
+    def start(self):
+        if self.dead:
+            raise HelperGone("the sync helper is gone")
+        self.asked += 1
+        self.started = time.perf_counter()
+
+    def poll(self, wait=0.0):
+        self.waits.append(wait)
+        if self.started is None:
+            return None
+        if self.dead:
+            self.started = None
+            raise HelperGone("the sync helper exited")
+        if self.answer_with is None:
+            return None
+        code, self.answer_with, self.started = self.answer_with, None, None
+        return code
+
+    def die(self):
+        self.dead = True
+
+    def kill(self):
+        self.killed = self.dead = True
+        self.started = None
+
+    def close(self):
+        pass
+
+
+class Helpers:
+    """The factory Durability starts helpers with: keeps every one made."""
+
+    def __init__(self):
+        self.made = []
+        self.refusing = False  # a new process cannot be started (EAGAIN)
+
+    def __call__(self, path):
+        if self.refusing:
+            raise OSError(11, "Resource temporarily unavailable")
+        self.made.append(FakeHelper(pid=1000 + len(self.made)))
+        return self.made[-1]
+
+    @property
+    def current(self):
+        return self.made[-1]
+
+
+@pytest.fixture
+def helpers():
+    return Helpers()
+
+
+@pytest.fixture
+def now():
+    """The monotonic clock the watchdog reads, moved by the test."""
+    return [1000.0]
+
+
+@pytest.fixture
+def watched(tmp_path, helpers, now):
+    """An everysec Durability with a fake helper; its barrier hooks recorded."""
+    if not durability_mod.HAVE_SYNCFS:
+        pytest.skip("the helper runs syncfs, which this C library lacks")
+    d = Durability(EVERYSEC, "auto", str(tmp_path), clock=lambda: now[0], background=True, helper=helpers)
+    d.hooks = []
+    d.barrier_started = lambda: d.hooks.append("started")
+    d.barrier_passed = lambda: d.hooks.append("passed")
+    yield d
+    d.close()
+
+
+def start_barrier(d, now):
+    """A write, then the timer's second: the helper's barrier is in flight."""
+    d.written("f", [])
+    now[0] += 1.0
+    d.sync_if_due()
+    assert d.syncer.running
+
+
+def poll_for(d, now, seconds, step=0.1):
+    """The loop polling every `step` seconds for `seconds`."""
+    for _ in range(round(seconds / step)):
+        now[0] += step
+        d.sync_if_due()
+
+
+def test_a_helper_barrier_answered_before_the_watchdog_passes(watched, helpers, now):
+    start_barrier(watched, now)
+    poll_for(watched, now, durability_mod.WATCHDOG - 1)
+    helpers.current.answer_with = 0
+    assert watched.sync_if_due() is True
+    assert len(helpers.made) == 1
+    assert watched.hooks == ["started", "passed"]
+
+
+def test_a_helper_that_never_answers_is_killed_at_the_watchdog(watched, helpers, now):
+    start_barrier(watched, now)
+    first = helpers.current
+    poll_for(watched, now, durability_mod.WATCHDOG - 0.5)
+    assert not first.killed
+    poll_for(watched, now, 1.0)
+    assert first.killed
+
+
+def test_a_killed_helper_is_replaced_and_the_new_ones_barrier_starts_at_once(watched, helpers, now):
+    start_barrier(watched, now)
+    poll_for(watched, now, durability_mod.WATCHDOG + 0.5)
+    assert len(helpers.made) == 2
+    assert helpers.current.asked == 1
+    assert watched.restarts == 1
+
+
+def test_a_given_up_barrier_is_never_counted_as_passed(watched, helpers, now):
+    start_barrier(watched, now)
+    poll_for(watched, now, durability_mod.WATCHDOG + 0.5)
+    assert "passed" not in watched.hooks
+    assert watched.calls == 0
+
+
+def test_the_writes_of_a_given_up_barrier_wait_for_the_next_one(watched, helpers, now):
+    start_barrier(watched, now)
+    poll_for(watched, now, durability_mod.WATCHDOG + 0.5)
+    assert watched.unsynced_seconds() > durability_mod.WATCHDOG
+    helpers.current.answer_with = 0
+    assert watched.sync_if_due() is True
+    assert watched.unsynced_seconds() == 0
+
+
+def test_the_give_up_is_logged_with_the_pid_the_wait_and_what_is_not_durable(watched, helpers, now, caplog):
+    start_barrier(watched, now)
+    poll_for(watched, now, durability_mod.WATCHDOG + 0.5)
+    assert "the sync helper (pid 1000) has not answered its barrier in 5." in caplog.text
+    assert "are not durable yet" in caplog.text
+
+
+def test_a_clean_stop_waits_for_a_hung_helper_no_longer_than_the_watchdog(watched, helpers, now):
+    start_barrier(watched, now)
+    first = helpers.current
+    assert watched.sync_if_due(force=True) is True  # given up, then the loop's own barrier
+    assert first.waits[-1] == durability_mod.WATCHDOG
+    assert first.killed
+
+
+def test_the_loops_own_gap_does_not_count_against_the_helper(watched, helpers, now):
+    start_barrier(watched, now)
+    now[0] += 10.0  # the server was stopped (SIGSTOP) for 10 s
+    watched.sync_if_due()
+    poll_for(watched, now, durability_mod.WATCHDOG - 1)
+    assert not helpers.current.killed
+    assert len(helpers.made) == 1
+
+
+def test_a_dead_helper_is_restarted(watched, helpers, now):
+    start_barrier(watched, now)
+    helpers.current.die()
+    watched.sync_if_due()
+    assert len(helpers.made) == 2
+    assert helpers.current.running  # its barrier at once
+    assert "passed" not in watched.hooks
+
+
+def test_a_helper_found_dead_at_the_request_is_restarted(watched, helpers, now):
+    helpers.current.die()
+    watched.written("f", [])
+    now[0] += 1.0
+    watched.sync_if_due()
+    assert len(helpers.made) == 2
+    watched.sync_if_due()
+    assert helpers.current.running
+
+
+def test_repeated_failures_fall_back_to_barriers_in_the_loop_and_say_so_once(watched, helpers, now, caplog):
+    for _ in range(durability_mod.MAX_RESTARTS + 1):
+        start_barrier(watched, now)
+        helpers.current.die()
+        watched.sync_if_due()
+    assert watched.syncer is None
+    assert watched.helper_state == "none"
+    assert watched.restarts == durability_mod.MAX_RESTARTS
+    watched.written("f", [])
+    now[0] += 1.0
+    assert watched.sync_if_due() is True  # in the loop
+    assert caplog.text.count("runs in the loop from now on") == 1
+
+
+def test_failures_further_apart_than_the_window_keep_restarting(watched, helpers, now):
+    for _ in range(durability_mod.MAX_RESTARTS + 2):
+        start_barrier(watched, now)
+        helpers.current.die()
+        watched.sync_if_due()
+        now[0] += durability_mod.RESTART_WINDOW
+    assert watched.helper_state != "none"
+
+
+def test_the_helper_state_is_restarting_until_the_new_helpers_barrier_passes(watched, helpers, now):
+    assert watched.helper_state == "running"
+    start_barrier(watched, now)
+    helpers.current.die()
+    watched.sync_if_due()
+    assert watched.helper_state == "restarting"
+    helpers.current.answer_with = 0
+    watched.sync_if_due()
+    assert watched.helper_state == "running"
+
+
+@pytest.mark.parametrize("level, background, state", [
+    (EVERYSEC, False, "none"), (ALWAYS, True, "off"), (NO, True, "off"),
+])
+def test_the_helper_state_without_a_helper(tmp_path, level, background, state):
+    d = Durability(level, "auto", str(tmp_path), background=background, helper=Helpers())
+    assert d.helper_state == state
+    d.close()
+
+
+def test_nothing_written_is_nothing_unsynced(watched):
+    assert watched.unsynced_seconds() == 0
+
+
+def test_unsynced_seconds_count_from_the_oldest_write_not_yet_covered(watched, now):
+    watched.written("f", [])
+    now[0] += 0.5
+    watched.written("g", [])
+    now[0] += 0.25
+    assert watched.unsynced_seconds() == 0.75
+
+
+def test_unsynced_seconds_go_on_while_the_barrier_is_in_flight(watched, now):
+    start_barrier(watched, now)
+    now[0] += 0.5
+    assert watched.unsynced_seconds() == 1.5
+
+
+def test_a_failed_helper_barrier_leaves_its_writes_unsynced(watched, helpers, now):
+    start_barrier(watched, now)
+    helpers.current.answer_with = 5
+    with pytest.raises(OSError):
+        watched.sync_if_due()
+    assert watched.unsynced_seconds() == 1.0
+    assert watched.dirty
+
+
+def test_the_spares_of_a_given_up_barrier_stay_held(open_store, helpers, ticking):
+    if not durability_mod.HAVE_SYNCFS:
+        pytest.skip("the helper runs syncfs, which this C library lacks")
+    store = open_store(EVERYSEC)
+    store.durability.close()
+    d = store.durability = Durability(EVERYSEC, "auto", store.dir.path, background=True, helper=helpers)
+    d.barrier_started = store.dir.spares.barrier_started
+    d.barrier_passed = store.dir.spares.barrier_passed
+    set_(store, b"a", b"1")
+    set_(store, b"a", b"2")  # a's first record is held until a barrier passes
     ticking[0] += 1.0
-    store.sync_if_due()  # started
-    monkeypatch.setattr(syncer, "poll", lambda wait=False: None)
-    syncer.started -= durability_mod.STUCK_BARRIER + 1  # as if it began that long ago
     store.sync_if_due()
-    store.sync_if_due()
-    assert caplog.text.count("may be stuck") == 1
+    for _ in range(int(durability_mod.WATCHDOG * 10) + 5):
+        ticking[0] += 0.1
+        store.sync_if_due()
+    assert helpers.made[0].killed
+    spares = store.dir.spares
+    assert list(spares._ready) == []
+    assert [name for _, name, _ in spares._held + spares._in_flight] == [file_name(store, b"a")]
+    helpers.current.answer_with = 0
+    store.sync_if_due()  # the new helper's barrier covers it
+    assert [name for _, name, _ in spares._ready] == [file_name(store, b"a")]
+
+
+def test_a_helper_that_cannot_be_started_again_puts_the_barrier_in_the_loop(watched, helpers, now, caplog):
+    start_barrier(watched, now)
+    helpers.current.die()
+    helpers.refusing = True
+    watched.sync_if_due()
+    assert watched.helper_state == "none"
+    assert "no new one starts" in caplog.text

@@ -16,6 +16,7 @@ import random
 import re
 import select
 import shutil
+import signal
 import subprocess
 import time
 
@@ -310,3 +311,66 @@ def _state_of(pid):
             return f.read().rsplit(")", 1)[1].split()[0]
     except FileNotFoundError:
         return "X"
+
+
+# == the everysec helper's watchdog =============================================
+
+# short, so a lost barrier is given up soon (yet well past a healthy syncfs on
+# a busy disk, or the new helper might be given up too); the tests wait for what the
+# server reports, never for this long
+WATCHDOG_ARGS = ["--fsync", "everysec", "-o", "fsync_watchdog=2"]
+SETTLE = 30.0  # the most the tests wait for the server to report recovery
+
+
+def helper_stats(conn):
+    return {name: stat(conn, name.encode()).decode()
+            for name in ("fsync_helper", "fsync_helper_restarts", "fsync_unsynced_seconds")}
+
+
+def until_stats(conn, wanted, deadline=SETTLE):
+    """Poll `stats` until the helper's rows read `wanted`; fail at the deadline."""
+    end = time.monotonic() + deadline
+    while True:
+        found = helper_stats(conn)
+        if all(found[name] == value for name, value in wanted.items()):
+            return found
+        assert time.monotonic() < end, f"the helper's stats stayed {found}, not {wanted}"
+        time.sleep(0.05)
+
+
+RECOVERED = {"fsync_helper": "running", "fsync_helper_restarts": "1", "fsync_unsynced_seconds": "0.000"}
+
+
+def test_the_helper_is_reported_running_and_writes_durable(start_mclite, connect):
+    c = connect(start_mclite(extra_args=WATCHDOG_ARGS))
+    assert c.exchange(b"set k 0 0 1\r\nv\r\n") == b"STORED\r\n"
+    until_stats(c, {"fsync_helper": "running", "fsync_helper_restarts": "0", "fsync_unsynced_seconds": "0.000"})
+
+
+@pytest.mark.parametrize("sig", [signal.SIGSTOP, signal.SIGKILL], ids=["stopped", "killed"])
+def test_a_stopped_or_killed_helper_is_replaced_and_the_write_made_durable(sig, start_mclite, connect):
+    server = start_mclite(extra_args=WATCHDOG_ARGS)
+    [helper] = children_of(server.pid)
+    c = connect(server)
+    os.kill(helper, sig)
+    assert c.exchange(b"set k 0 0 1\r\nv\r\n") == b"STORED\r\n"
+    until_stats(c, RECOVERED)
+    assert children_of(server.pid) != [helper]
+    assert not os.path.exists(f"/proc/{helper}")  # killed and reaped
+    assert "the sync helper" in server.stderr_text()
+
+
+def test_a_server_stopped_for_seconds_keeps_its_helper_and_answers(start_mclite, connect):
+    server = start_mclite(extra_args=WATCHDOG_ARGS)
+    [helper] = children_of(server.pid)
+    c = connect(server)
+    assert c.exchange(b"set k 0 0 1\r\nv\r\n") == b"STORED\r\n"  # a barrier may be in flight now
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        time.sleep(3.0)  # the stop itself, longer than the watchdog
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+    assert c.exchange(b"set k2 0 0 1\r\nv\r\n") == b"STORED\r\n"
+    until_stats(c, {"fsync_helper": "running", "fsync_unsynced_seconds": "0.000"})
+    assert helper_stats(c)["fsync_helper_restarts"] == "0"
+    assert children_of(server.pid) == [helper]

@@ -587,7 +587,8 @@ def run(args):
     figures = {}
     if server.proc.poll() is None:
         figures.update(server_stat(port, ("idle_kicks", "fsync_calls", "fsync_errors", "sync_errors",
-                                          "durability_state", "syncer_restarts")))
+                                          "fsync_helper", "fsync_helper_restarts",
+                                          "fsync_unsynced_seconds")))
     # the end: one more kill -9, then every key read back from the new process
     server.kill9()
     server.restart()
