@@ -676,6 +676,47 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+class SteppedClock:
+    """A wall clock an operator (or NTP) steps, beside a monotonic clock that
+    runs steadily: `clock` is the server's store.Clock over the two, made at
+    `now`. `run` moves both clocks, `step` the wall clock alone."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        from store import Clock
+
+        self.wall = now
+        self.monotonic = 1_000.0
+        self.clock = Clock(wall=lambda: self.wall, monotonic=lambda: self.monotonic)
+
+    def run(self, seconds: float) -> None:
+        self.wall += seconds
+        self.monotonic += seconds
+
+    def step(self, seconds: float) -> None:
+        self.wall += seconds
+
+
+@pytest.fixture
+def stepped_clock() -> SteppedClock:
+    return SteppedClock()
+
+
+@pytest.fixture
+def stepped_session(tmp_path, stepped_clock):
+    """A sans-I/O session of a server whose store runs on `stepped_clock`
+    (the server is given no clock: it takes the store's, as process.py's)."""
+    from handlers import Server, Session, Settings
+    from store import Store
+
+    store = Store(str(tmp_path / "stepped"), clock=stepped_clock.clock)
+    while store.tick(1.0):  # the start-up walk of an empty dir
+        pass
+    session = Session(Server(store, Settings()))
+    yield session
+    session.close()
+    store.close()
+
+
 @pytest.fixture
 def open_store(tmp_path, clock):
     """open_store(level, name="data", **kw): a Store on tmp_path/name at that
