@@ -3,6 +3,7 @@ storage semantics, written through to a file-per-key directory that survives
 restarts and crashes, with a fake clock for every rule that involves time."""
 
 import errno
+import json
 import os
 import random
 import re
@@ -1593,6 +1594,50 @@ def test_a_restart_after_the_wall_clock_moved_on_sees_the_new_time(stores, stepp
     stepped_clock.step(HOUR)
     restarted = stores.open(clock=Clock(wall=lambda: stepped_clock.wall))
     assert restarted.get(b"k") is None
+
+
+def restarted_clock(stepped_clock):
+    """The Clock a restarted server makes: it reads the wall clock again."""
+    return Clock(wall=lambda: stepped_clock.wall, monotonic=lambda: stepped_clock.monotonic)
+
+
+@pytest.mark.parametrize("down", ["close", "crash"])
+def test_writes_after_a_restart_with_the_wall_clock_stepped_back_outlive_a_past_delayed_flush(
+    stores, stepped_store, stepped_clock, down
+):
+    set_(stepped_store, b"old", b"v")
+    stepped_store.flush_all(10)
+    stepped_clock.run(20)
+    assert stepped_store.get(b"old") is None  # the flush has come
+    getattr(stores, down)(stepped_store)
+    stepped_clock.step(-HOUR)  # the new process's times are before the flush's
+    store = stores.open(clock=restarted_clock(stepped_clock))
+    set_(store, b"new", b"v")
+    assert value_of(store, b"new") == b"v"
+    assert store.get(b"old") is None
+
+
+def test_a_delayed_flush_kills_an_item_with_a_client_cas_from_2_63_up(stepped_store, stepped_clock):
+    # the counter never follows such a cas, so only the time can judge it
+    stepped_store.store(Mode.SET, b"k", 0, 0, b"v", new_cas=(1 << 63) + 5)
+    stepped_store.flush_all(10)
+    stepped_clock.run(10)
+    assert stepped_store.get(b"k") is None
+
+
+def test_a_state_file_without_the_flush_cas_bound_keeps_its_delayed_flush(stores, store, clock):
+    set_(store, b"a", b"1")
+    store.flush_all(10)
+    clock.advance(10)
+    stores.close(store)
+    path = stores.data_dir / "state"
+    saved = json.loads(path.read_text())
+    del saved["dead_before_cas"]  # as written before the bound existed
+    path.write_text(json.dumps(saved))
+    store = stores.open(scan=False)
+    assert store.get(b"a") is None
+    set_(store, b"b", b"2")
+    assert value_of(store, b"b") == b"2"
 
 
 # == write failures ===========================================================
