@@ -23,6 +23,7 @@ a kill -9 (no exit path at all), and the teardown's stop ignores the status.
 from __future__ import annotations
 
 import glob
+import os
 import subprocess
 import sys
 
@@ -55,8 +56,11 @@ class WallClock:
         }
 
     def set(self, offset):
-        """Step the wall clock to real time + offset seconds."""
-        self.path.write_text("%+ds\n" % offset)
+        """Step the wall clock to real time + offset seconds (by a rename: a
+        process never reads a half-written file)."""
+        part = self.path.with_suffix(".part")
+        part.write_text("%+ds\n" % offset)
+        os.replace(part, self.path)
 
 
 @pytest.fixture
