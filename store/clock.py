@@ -29,12 +29,15 @@ class Clock:
     from the wall time at its creation; `wall` and `monotonic` are
     injectable, for tests."""
 
-    __slots__ = ("_monotonic", "_monotonic_start", "started")
+    __slots__ = ("_monotonic", "_offset", "started")
 
     def __init__(self, wall=time.time, monotonic=time.monotonic):
         self._monotonic = monotonic
-        self._monotonic_start = monotonic()
+        monotonic_start = monotonic()
         self.started = wall()  # the wall time at start (memcached's process_started)
+        # started + (monotonic() - monotonic_start) in one addition: it is
+        # read several times a command
+        self._offset = self.started - monotonic_start
 
     def __call__(self):
-        return self.started + (self._monotonic() - self._monotonic_start)
+        return self._offset + self._monotonic()
