@@ -25,7 +25,6 @@ holds replies for `--fsync always`, and runs plain `get` lines by a fast path.
 """
 
 import logging
-import time
 
 from commands import COMMANDS
 from commands.auth import AuthFileError, load_auth_file, unauthenticated
@@ -131,17 +130,19 @@ class Counters:
 class Server:
     """The state shared by every session: store, settings, counters, clock."""
 
-    def __init__(self, store, settings=None, clock=time.time):
+    def __init__(self, store, settings=None, clock=None):
         self.store = store
         self.settings = settings or Settings()
         self.counters = Counters()
-        self.clock = clock
+        # the store's clock unless told: `stats time` and the expiry it
+        # reports must be the same time (store/clock.py)
+        self.clock = clock or store.clock
         self.sessions = set()  # the open connections' sessions, for `stats conns`
         self.listener = None  # (fd, address) of the listening socket, set by the reactor
         self.prefixes = PrefixStats()  # `stats detail`
         self.auth = None  # the -Y file's (user, password) pairs, or None: no auth
         self.conn_structs = 1  # memcached's connection_structures: the most at once, listener included
-        self.started = clock()
+        self.started = self.clock()
         # set by the reactor: request_stop(graceful) ends the loop (`shutdown`)
         self.request_stop = None
 

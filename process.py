@@ -150,7 +150,7 @@ def main(argv, loop):
             store.close()
             log.error("cannot write the pid file %s: %s", args.pidfile, e.strerror)
             return 1
-    server = handlers.Server(store, options.make_settings(args))
+    server = handlers.Server(store, options.make_settings(args), clock=store.clock)
     running = loop(server, listener, context)
     configure_stats(server, args, listener)
     install_signals(running, log_handler)

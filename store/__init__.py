@@ -2,6 +2,7 @@
 cache in front, memcached's storage semantics, expiry, cas and flush epoch.
 Knows no protocol."""
 
+from .clock import Clock
 from .durability import ALWAYS, EVERYSEC, LEVELS, METHODS, NO, WATCHDOG
 from .errors import DataDirError, DiskFull, StoreError
 from .items import (
@@ -27,6 +28,7 @@ __all__ = [
     "METHODS",
     "NO",
     "Arithmetic",
+    "Clock",
     "DataDirError",
     "DiskFull",
     "Item",

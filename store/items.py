@@ -23,6 +23,7 @@ import time
 
 from . import record
 from .cache import LRUCache
+from .clock import Clock
 from .durability import ALWAYS, EVERYSEC, NO, Durability, PendingWrite
 from .errors import DiskFull, StoreError
 from .files import DataDir, key_hash
@@ -183,7 +184,7 @@ class Store:
         data_dir,
         memory_limit=64 << 20,
         item_size_max=1 << 20,
-        clock=time.time,
+        clock=None,
         fsync=EVERYSEC,
         fsync_method="auto",
         max_disk=None,
@@ -191,7 +192,8 @@ class Store:
         background_sync=False,
         fresh_spares=0,
     ):
-        self.clock = clock
+        # unix time that a step of the wall clock does not move (store/clock.py)
+        self.clock = clock or Clock()
         self.max_disk = max_disk  # bytes of item records, like `bytes`; None: no quota
         self.disk_policy = disk_policy
         self.evictions = 0  # files removed to stay under max_disk

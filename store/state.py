@@ -8,6 +8,15 @@ have been handed out: no cas unique is ever given to two writes.
 `flush_all` is not a loop over files but a rule persisted here: items whose
 cas is below `dead_below_cas` are dead (an immediate flush), and so are items
 stored before `dead_before` once that time has come (a delayed flush).
+
+A delayed flush that has come kills by time only items whose cas is below
+`dead_before_cas`, the next cas when it came (or when a later process found
+it come): every later write, in this process or the next, is at or above it
+(but a client's cas from 2**63 up, which the counter never follows, is always
+judged by its time). Times are of the process that wrote them
+(store/clock.py), so after a restart with the wall clock stepped back, a new
+write's `stored` may be before `dead_before`: without the cas bound it would
+be dead as it is written.
 """
 
 import json
@@ -29,6 +38,8 @@ class PersistentState:
             self._next_cas = max(1, int(saved.get("cas_reserved", 1)))
             self.dead_below_cas = int(saved.get("dead_below_cas", 0))
             self.dead_before = float(saved.get("dead_before", 0.0))
+            # (a state file from before the bound: every item on disk is below it)
+            self.dead_before_cas = int(saved.get("dead_before_cas", self._next_cas))
             pending = saved.get("pending_flush")  # a time, or None
             self.pending_flush = None if pending is None else float(pending)
         except (ValueError, TypeError, AttributeError) as e:
@@ -62,12 +73,14 @@ class PersistentState:
             self._save(pending_flush=when)
         elif when is not None:
             # a time already past: items stored before it are dead
-            self._save(dead_before=max(self.dead_before, when), pending_flush=None)
+            self._save(dead_before=max(self.dead_before, when), dead_before_cas=self._next_cas, pending_flush=None)
         else:
             self._save(dead_below_cas=self._next_cas, pending_flush=None)
 
     def is_flushed(self, cas, stored, now):
-        if cas < self.dead_below_cas or stored < self.dead_before:
+        if cas < self.dead_below_cas or (
+            stored < self.dead_before and (cas < self.dead_before_cas or cas >= OBSERVE_MAX)
+        ):
             return True
         pending = self.pending_flush
         if pending is not None and pending <= now:
@@ -81,6 +94,7 @@ class PersistentState:
         # the same thing.
         if self.pending_flush is not None and self.pending_flush <= now:
             self.dead_before = max(self.dead_before, self.pending_flush)
+            self.dead_before_cas = self._next_cas
             self.pending_flush = None
 
     def close(self):
@@ -93,6 +107,7 @@ class PersistentState:
             "cas_reserved": self._reserved,
             "dead_below_cas": self.dead_below_cas,
             "dead_before": self.dead_before,
+            "dead_before_cas": self.dead_before_cas,
             "pending_flush": self.pending_flush,
         }
         state.update(changes)
@@ -103,4 +118,5 @@ class PersistentState:
         self._reserved = state["cas_reserved"]
         self.dead_below_cas = state["dead_below_cas"]
         self.dead_before = state["dead_before"]
+        self.dead_before_cas = state["dead_before_cas"]
         self.pending_flush = state["pending_flush"]

@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterable, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 import pytest
 
@@ -80,6 +80,7 @@ class ServerProcess:
     ``kind`` is ``"mclite"`` (``python -m reactor``) or ``"memcached"``.
     ``extra_args`` are command-line flags; for memcached only the flags both
     servers share (-m, -I, -c, -v, -A, -F, -o idle_timeout) are meaningful.
+    ``env`` is added to the process's environment (e.g. libfaketime's).
     """
 
     LISTEN_MARKER = "listening on 127.0.0.1:{port}"
@@ -91,6 +92,7 @@ class ServerProcess:
         data_dir: Optional[Path] = None,
         port: Optional[int] = None,
         extra_args: Sequence[str] = (),
+        env: Optional[Dict[str, str]] = None,
     ) -> None:
         if kind not in ("mclite", "memcached"):
             raise ValueError(kind)
@@ -103,6 +105,7 @@ class ServerProcess:
         self.port = port
         self._port_pinned = port is not None
         self.extra_args = list(extra_args)
+        self.env = dict(env or {})
         self.proc: Optional[subprocess.Popen] = None
         self.returncode: Optional[int] = None
         self._stderr_lines: List[str] = []
@@ -161,7 +164,7 @@ class ServerProcess:
         self._stderr_lines = []
         self._stderr_done = False
         self.returncode = None
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         self.proc = subprocess.Popen(
             self.argv(),
             cwd=str(REPO_ROOT),
@@ -361,11 +364,13 @@ def memcached_args(extra_args: Sequence[str]) -> List[str]:
     return out
 
 
-def make_target_server(data_dir: Path, extra_args: Sequence[str] = (), port: Optional[int] = None) -> ServerProcess:
+def make_target_server(
+    data_dir: Path, extra_args: Sequence[str] = (), port: Optional[int] = None, env: Optional[Dict[str, str]] = None
+) -> ServerProcess:
     """The server under test: ours, or real memcached when MCLITE_TARGET=memcached."""
     if TARGET == "memcached":
-        return ServerProcess("memcached", port=port, extra_args=memcached_args(extra_args))
-    return ServerProcess("mclite", data_dir=data_dir, port=port, extra_args=extra_args)
+        return ServerProcess("memcached", port=port, extra_args=memcached_args(extra_args), env=env)
+    return ServerProcess("mclite", data_dir=data_dir, port=port, extra_args=extra_args, env=env)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -395,17 +400,22 @@ def mclite(tmp_path_factory) -> Iterable[ServerProcess]:
 
 @pytest.fixture
 def start_mclite(tmp_path) -> Iterable[Callable[..., ServerProcess]]:
-    """Factory: ``start_mclite(data_dir=None, extra_args=(), port=None)``.
+    """Factory: ``start_mclite(data_dir=None, extra_args=(), port=None, env=None)``.
 
     Every server it starts is stopped by PID at the end of the test.
     """
     started: List[ServerProcess] = []
 
-    def start(data_dir: Optional[Path] = None, extra_args: Sequence[str] = (), port: Optional[int] = None):
+    def start(
+        data_dir: Optional[Path] = None,
+        extra_args: Sequence[str] = (),
+        port: Optional[int] = None,
+        env: Optional[Dict[str, str]] = None,
+    ):
         if data_dir is None:
             data_dir = tmp_path / f"data{len(started)}"
             data_dir.mkdir()
-        server = make_target_server(Path(data_dir), extra_args, port)
+        server = make_target_server(Path(data_dir), extra_args, port, env)
         started.append(server)
         return server.start()
 
@@ -674,6 +684,47 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+class SteppedClock:
+    """A wall clock an operator (or NTP) steps, beside a monotonic clock that
+    runs steadily: `clock` is the server's store.Clock over the two, made at
+    `now`. `run` moves both clocks, `step` the wall clock alone."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        from store import Clock
+
+        self.wall = now
+        self.monotonic = 1_000.0
+        self.clock = Clock(wall=lambda: self.wall, monotonic=lambda: self.monotonic)
+
+    def run(self, seconds: float) -> None:
+        self.wall += seconds
+        self.monotonic += seconds
+
+    def step(self, seconds: float) -> None:
+        self.wall += seconds
+
+
+@pytest.fixture
+def stepped_clock() -> SteppedClock:
+    return SteppedClock()
+
+
+@pytest.fixture
+def stepped_session(tmp_path, stepped_clock):
+    """A sans-I/O session of a server whose store runs on `stepped_clock`
+    (the server is given no clock: it takes the store's, as process.py's)."""
+    from handlers import Server, Session, Settings
+    from store import Store
+
+    store = Store(str(tmp_path / "stepped"), clock=stepped_clock.clock)
+    while store.tick(1.0):  # the start-up walk of an empty dir
+        pass
+    session = Session(Server(store, Settings()))
+    yield session
+    session.close()
+    store.close()
 
 
 @pytest.fixture

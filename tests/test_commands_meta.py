@@ -194,6 +194,14 @@ def test_mg_h_and_l_report_the_state_before_this_fetch(session, clock):
     assert session.feed(b"mg k h l\r\n") == b"HD h1 l0\r\n"
 
 
+@pytest.mark.parametrize("step", [3600, -3600], ids=["forward", "back"])
+def test_mg_t_counts_down_on_the_monotonic_clock_across_a_wall_clock_step(stepped_session, stepped_clock, step):
+    stepped_session.feed(b"ms k 1 T100\r\nv\r\n")
+    stepped_clock.step(step)
+    stepped_clock.run(10)
+    assert stepped_session.feed(b"mg k t\r\n") == b"HD t90\r\n"
+
+
 def test_a_get_does_not_write_the_item_file(session):
     session.feed(b"ms k 1\r\na\r\n")
     path = session.store.dir.locate(b"k")[1]

@@ -305,6 +305,19 @@ def test_flush_all_with_a_delay_above_thirty_days_is_an_absolute_unix_time(sessi
     assert session.feed(b"get a\r\n") == END
 
 
+@pytest.mark.parametrize("step", [3600, -3600], ids=["forward", "back"])
+def test_flush_all_with_a_delay_fires_after_its_seconds_not_at_a_wall_clock_step(
+    stepped_session, stepped_clock, step
+):
+    stepped_session.feed(set_cmd(b"a", b"1"))
+    assert stepped_session.feed(b"flush_all 10\r\n") == OK
+    stepped_clock.step(step)
+    stepped_clock.run(9)
+    assert stepped_session.feed(b"get a\r\n") == hit(b"a", b"1")
+    stepped_clock.run(1)
+    assert stepped_session.feed(b"get a\r\n") == END
+
+
 @pytest.mark.parametrize("command", [b"flush_all noreply\r\n", b"flush_all 0 noreply\r\n"])
 def test_flush_all_with_noreply_flushes_silently(session, command):
     session.feed(set_cmd(b"a", b"1"))

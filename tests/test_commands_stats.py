@@ -141,6 +141,28 @@ def test_the_background_walk_counts_as_the_lru_crawler(session, store):
     assert rows["lru_crawler_running"] == "0"
 
 
+# == stats time and uptime when the wall clock steps ==============================
+# memcached reports time as process_started + current_time, its monotonic
+# seconds since start: a step of the wall clock moves neither time nor uptime.
+
+WALL_STEPS = pytest.mark.parametrize("step", [3600, -3600], ids=["forward", "back"])
+
+
+@WALL_STEPS
+def test_stats_time_does_not_follow_a_wall_clock_step(stepped_session, stepped_clock, step):
+    stepped_clock.run(5)
+    stepped_clock.step(step)
+    assert stats(stepped_session)["time"] == str(int(NOW) + 5)
+
+
+@WALL_STEPS
+def test_stats_uptime_counts_monotonic_seconds_across_a_wall_clock_step(stepped_session, stepped_clock, step):
+    stepped_clock.run(5)
+    stepped_clock.step(step)
+    stepped_clock.run(2)
+    assert stats(stepped_session)["uptime"] == "7"
+
+
 # == stats items / slabs / sizes ================================================
 
 

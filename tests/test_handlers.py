@@ -79,6 +79,11 @@ def test_stats_lists_the_general_counters(session, clock):
     assert rows["curr_connections"] == "1"
 
 
+def test_a_server_given_no_clock_keeps_the_time_of_its_store(store):
+    # `stats time` and the expiry it describes are one clock (store/clock.py)
+    assert handlers.Server(store).clock is store.clock
+
+
 def test_stats_counts_sets_hits_and_deletes(session):
     session.feed(set_cmd(b"k", b"a") + b"get k\r\ndelete k\r\ndelete k\r\n")
     rows = stats(session)

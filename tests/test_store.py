@@ -3,6 +3,7 @@ storage semantics, written through to a file-per-key directory that survives
 restarts and crashes, with a fake clock for every rule that involves time."""
 
 import errno
+import json
 import os
 import random
 import re
@@ -10,7 +11,7 @@ import shutil
 
 import pytest
 
-from store import DataDirError, Mode, NonNumeric, Result, Store, StoreError
+from store import Clock, DataDirError, Mode, NonNumeric, Result, Store, StoreError
 from store import record
 from store import state as state_mod
 from store.files import DataDir
@@ -1521,6 +1522,122 @@ def test_flushed_items_are_reclaimed_by_the_start_up_scan(stores, store):
     store = stores.open()
     assert disk_usage(store.dir.path) == (0, 0)
     assert (store.curr_items, store.bytes) == (0, 0)
+
+
+# == the wall clock stepped while running (store/clock.py) ====================
+
+HOUR = 3600
+WALL_STEPS = pytest.mark.parametrize("step", [HOUR, -HOUR], ids=["forward", "back"])
+
+
+@pytest.fixture
+def stepped_store(stores, stepped_clock):
+    return stores.open(clock=stepped_clock.clock)
+
+
+@WALL_STEPS
+def test_a_relative_exptime_lives_its_seconds_across_a_wall_clock_step(stepped_store, stepped_clock, step):
+    set_(stepped_store, b"k", b"v", exptime=100)
+    stepped_clock.step(step)
+    stepped_clock.run(99)
+    assert value_of(stepped_store, b"k") == b"v"  # not expired early
+    stepped_clock.run(1)
+    assert stepped_store.get(b"k") is None  # nor alive longer
+
+
+@WALL_STEPS
+def test_an_absolute_exptime_comes_on_the_monotonic_clock_across_a_wall_clock_step(
+    stepped_store, stepped_clock, step
+):
+    set_(stepped_store, b"k", b"v", exptime=int(T0) + 100)
+    stepped_clock.step(step)
+    stepped_clock.run(99)
+    assert value_of(stepped_store, b"k") == b"v"
+    stepped_clock.run(1)
+    assert stepped_store.get(b"k") is None
+
+
+@WALL_STEPS
+def test_a_delayed_flush_fires_after_its_monotonic_seconds_not_at_a_wall_clock_step(
+    stepped_store, stepped_clock, step
+):
+    set_(stepped_store, b"k", b"v")
+    stepped_store.flush_all(10)
+    stepped_clock.step(step)
+    stepped_clock.run(9)
+    assert value_of(stepped_store, b"k") == b"v"
+    stepped_clock.run(1)
+    assert stepped_store.get(b"k") is None
+
+
+def test_cas_values_keep_increasing_across_wall_clock_steps(stepped_store, stepped_clock):
+    seen = []
+    for step in (HOUR, -HOUR, -HOUR, HOUR):
+        set_(stepped_store, b"k", b"v")
+        seen.append(stepped_store.get(b"k").cas)
+        stepped_clock.step(step)
+    assert seen == sorted(seen) and len(set(seen)) == len(seen)
+
+
+def test_a_store_opened_without_a_clock_runs_on_the_step_proof_clock(data_dir):
+    store = Store(str(data_dir))
+    try:
+        assert isinstance(store.clock, Clock)
+    finally:
+        store.close()
+
+
+def test_a_restart_after_the_wall_clock_moved_on_sees_the_new_time(stores, stepped_store, stepped_clock):
+    # the records keep absolute times: the next process reads the wall clock
+    set_(stepped_store, b"k", b"v", exptime=100)
+    stores.close(stepped_store)
+    stepped_clock.step(HOUR)
+    restarted = stores.open(clock=Clock(wall=lambda: stepped_clock.wall))
+    assert restarted.get(b"k") is None
+
+
+def restarted_clock(stepped_clock):
+    """The Clock a restarted server makes: it reads the wall clock again."""
+    return Clock(wall=lambda: stepped_clock.wall, monotonic=lambda: stepped_clock.monotonic)
+
+
+@pytest.mark.parametrize("down", ["close", "crash"])
+def test_writes_after_a_restart_with_the_wall_clock_stepped_back_outlive_a_past_delayed_flush(
+    stores, stepped_store, stepped_clock, down
+):
+    set_(stepped_store, b"old", b"v")
+    stepped_store.flush_all(10)
+    stepped_clock.run(20)
+    assert stepped_store.get(b"old") is None  # the flush has come
+    getattr(stores, down)(stepped_store)
+    stepped_clock.step(-HOUR)  # the new process's times are before the flush's
+    store = stores.open(clock=restarted_clock(stepped_clock))
+    set_(store, b"new", b"v")
+    assert value_of(store, b"new") == b"v"
+    assert store.get(b"old") is None
+
+
+def test_a_delayed_flush_kills_an_item_with_a_client_cas_from_2_63_up(stepped_store, stepped_clock):
+    # the counter never follows such a cas, so only the time can judge it
+    stepped_store.store(Mode.SET, b"k", 0, 0, b"v", new_cas=(1 << 63) + 5)
+    stepped_store.flush_all(10)
+    stepped_clock.run(10)
+    assert stepped_store.get(b"k") is None
+
+
+def test_a_state_file_without_the_flush_cas_bound_keeps_its_delayed_flush(stores, store, clock):
+    set_(store, b"a", b"1")
+    store.flush_all(10)
+    clock.advance(10)
+    stores.close(store)
+    path = stores.data_dir / "state"
+    saved = json.loads(path.read_text())
+    del saved["dead_before_cas"]  # as written before the bound existed
+    path.write_text(json.dumps(saved))
+    store = stores.open(scan=False)
+    assert store.get(b"a") is None
+    set_(store, b"b", b"2")
+    assert value_of(store, b"b") == b"2"
 
 
 # == write failures ===========================================================
