@@ -35,8 +35,8 @@ import logging
 import os
 import time
 
-from .filesystem import OSFileSystem
 from .files import fsync_dir
+from .filesystem import OSFileSystem
 from .syncer import HelperGone
 from .syscalls import HAVE_SYNCFS, syncfs  # noqa: F401  (bench/durability.py's, the same calls)
 

@@ -45,6 +45,9 @@ class DataDir:
 
     def __init__(self, path, fs=None):
         self.fs = fs = fs if fs is not None else OSFileSystem()
+        # read(path): the file's bytes, or None if there is none. The fs's
+        # own function, not a method calling it: one call less on a get miss.
+        self.read = fs.read_file
         self.path = os.path.abspath(path)
         self.items = os.path.join(self.path, "items")
         self.tmp = os.path.join(self.path, "tmp")
@@ -164,10 +167,6 @@ class DataDir:
         h = key_hash(key)
         bucket = h[:2] + "/" + h[2:4]
         return bucket, f"{self.items}/{bucket}/{h}"
-
-    def read(self, path):
-        """The file's bytes, or None if there is none."""
-        return self.fs.read_file(path)
 
     def read_head(self, path, n):
         """The first n bytes of the file, or None if there is none."""
