@@ -176,7 +176,8 @@ def parse_u64(data):
 
 
 class Store:
-    """All items of one data directory."""
+    """All items of one data directory. Every file operation goes through
+    `fs` (store/filesystem.py; None: the real file system, OSFileSystem)."""
 
     def __init__(
         self,

@@ -185,6 +185,16 @@ def test_exchange_with_a_missing_file_raises_file_not_found_or_says_it_cannot(fs
         pass
 
 
+def test_a_subclass_keeps_its_own_exchange(tmp_path):
+    class NoExchange(OSFileSystem):
+        def exchange(self, a, b):
+            return False
+
+    a, b = make_file(tmp_path / "a", b"A"), make_file(tmp_path / "b", b"B")
+    assert NoExchange().exchange(a, b) is False
+    assert (tmp_path / "a").read_bytes() == b"A"
+
+
 def test_link_gives_a_file_a_second_name(fs, tmp_path):
     a = make_file(tmp_path / "a", b"same")
     fs.link(a, str(tmp_path / "b"))
