@@ -74,7 +74,10 @@ import loadgen  # noqa: E402  (bench/loadgen.py, beside this file)
 from store import Store, record  # noqa: E402  (the path above comes first)
 from store.durability import HAVE_SYNCFS, make_barrier, syncfs  # noqa: E402  (the same calls the server makes)
 from store.files import fsync_dir  # noqa: E402
+from store.filesystem import OSFileSystem  # noqa: E402
 from store.syscalls import Exchange  # noqa: E402
+
+_OS = OSFileSystem()  # fsync_dir's file system: the real one
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WARMUP = 1.0
@@ -554,7 +557,7 @@ class Floor:
         tmp = self.write_temp(data, datasync=sync)
         os.replace(tmp, target)
         if sync:
-            fsync_dir(folder)
+            fsync_dir(_OS, folder)
 
     def per_op_spare(self, i):
         """The server's way (store/spares.py): the record written over a
