@@ -35,9 +35,10 @@ import logging
 import os
 import time
 
+from .filesystem import OSFileSystem
 from .files import fsync_dir
-from .syncer import BackgroundSyncer, HelperGone
-from .syscalls import HAVE_SYNCFS, syncfs
+from .syncer import HelperGone
+from .syscalls import HAVE_SYNCFS, syncfs  # noqa: F401  (bench/durability.py's, the same calls)
 
 ALWAYS, EVERYSEC, NO = "always", "everysec", "no"
 LEVELS = (ALWAYS, EVERYSEC, NO)
@@ -61,15 +62,16 @@ class SyncfsBarrier:
     name = "syncfs"
     needs_paths = False
 
-    def __init__(self, path):
-        self._fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    def __init__(self, path, fs=None):
+        self.fs = fs if fs is not None else OSFileSystem()
+        self._fd = self.fs.open(path, os.O_RDONLY | os.O_DIRECTORY)
 
     def sync(self, files, dirs):
-        syncfs(self._fd)
+        self.fs.syncfs(self._fd)
 
     def close(self):
         if self._fd is not None:
-            os.close(self._fd)
+            self.fs.close(self._fd)
             self._fd = None
 
 
@@ -79,32 +81,34 @@ class FsyncBarrier:
     name = "fsync"
     needs_paths = True
 
-    def __init__(self, path):
-        pass
+    def __init__(self, path, fs=None):
+        self.fs = fs if fs is not None else OSFileSystem()
 
     def sync(self, files, dirs):
+        fs = self.fs
         for path in files:
-            fd = os.open(path, os.O_RDONLY)
+            fd = fs.open(path, os.O_RDONLY)
             try:
-                os.fdatasync(fd)
+                fs.fdatasync(fd)
             finally:
-                os.close(fd)
+                fs.close(fd)
         for path in dirs:
-            fsync_dir(path)
+            fsync_dir(fs, path)
 
     def close(self):
         pass
 
 
-def make_barrier(method, path):
+def make_barrier(method, path, fs=None):
     """The barrier for `--fsync-method`: auto is syncfs where it exists."""
+    fs = fs if fs is not None else OSFileSystem()
     if method not in METHODS:
         raise ValueError(f"unknown fsync method {method!r}")
-    if method == "syncfs" and not HAVE_SYNCFS:
+    if method == "syncfs" and not fs.has_syncfs:
         raise ValueError("syncfs is not available on this system")
-    if method == "fsync" or not HAVE_SYNCFS:
-        return FsyncBarrier(path)
-    return SyncfsBarrier(path)
+    if method == "fsync" or not fs.has_syncfs:
+        return FsyncBarrier(path, fs)
+    return SyncfsBarrier(path, fs)
 
 
 class PendingWrite:
@@ -145,17 +149,18 @@ class Durability:
     """The level in force, its barrier, the open batch, and the counters
     `stats` shows (barrier calls, seconds spent in them, failures)."""
 
-    def __init__(self, level, method, path, clock=None, background=False):
+    def __init__(self, level, method, path, clock=None, background=False, fs=None):
         if level not in LEVELS:
             raise ValueError(f"unknown fsync level {level!r}")
+        self.fs = fs if fs is not None else OSFileSystem()
         self.level = level
-        self.barrier = make_barrier(method, path)
+        self.barrier = make_barrier(method, path, self.fs)
         # everysec's timer barrier runs in a helper process (syncer.py) when
         # asked for and possible; the others stay in the loop
         self.syncer = None
         if background and level == EVERYSEC and not self.barrier.needs_paths:
             try:
-                self.syncer = BackgroundSyncer(path)
+                self.syncer = self.fs.background_syncer(path)
             except OSError as e:
                 log.warning("no sync helper (%s): the everysec barrier runs in the loop", e)
         # told when a barrier starts and when it has passed (the spare pool)
@@ -268,12 +273,13 @@ class Durability:
                 # `no` keeps no list of what it wrote (it would only grow)
                 start = time.perf_counter()
                 self.barrier_started()
-                os.sync()
+                self.fs.sync()
                 self.calls += 1
                 self.seconds += time.perf_counter() - start
                 self.barrier_passed()
             else:
-                self.sync([f for f in files if os.path.exists(f)], dirs)
+                exists = self.fs.exists
+                self.sync([f for f in files if exists(f)], dirs)
         except OSError:
             # still not durable: try again at the next tick
             self.dirty = True

@@ -23,8 +23,8 @@ import itertools
 import os
 
 from .errors import DataDirError
+from .filesystem import OSFileSystem
 from .spares import FULL_DISK, SparePool
-from .syscalls import Exchange
 
 FORMAT_VERSION = 2
 _FORMAT_LINE = f"memcached-lite {FORMAT_VERSION}\n"
@@ -40,69 +40,70 @@ def key_hash(key):
 
 
 class DataDir:
-    """One data directory, locked for this process while it is open."""
+    """One data directory, locked for this process while it is open; every
+    file operation goes through `fs` (store/filesystem.py)."""
 
-    def __init__(self, path):
+    def __init__(self, path, fs=None):
+        self.fs = fs = fs if fs is not None else OSFileSystem()
         self.path = os.path.abspath(path)
         self.items = os.path.join(self.path, "items")
         self.tmp = os.path.join(self.path, "tmp")
         self.quarantine_dir = os.path.join(self.path, "quarantine")
         try:
-            os.makedirs(self.path, exist_ok=True)
+            fs.makedirs(self.path, exist_ok=True)
         except OSError as e:
             raise DataDirError(f"cannot create data dir {self.path}: {e.strerror}") from e
         self._lock_fd = self._lock()
         try:
             self._check_format()
-            os.makedirs(self.tmp, exist_ok=True)
-            os.makedirs(self.items, exist_ok=True)
-            os.makedirs(self.quarantine_dir, exist_ok=True)
+            fs.makedirs(self.tmp, exist_ok=True)
+            fs.makedirs(self.items, exist_ok=True)
+            fs.makedirs(self.quarantine_dir, exist_ok=True)
         except BaseException:
             self.close()
             raise
         self._names = itertools.count()
         self._pid = os.getpid()
         self._known_dirs = set()
-        self.spares = SparePool(self.tmp, self._pid)
-        self._exchange = Exchange()
+        self.spares = SparePool(self.tmp, self._pid, fs=fs)
         self.removed_temp_files = 0
 
     # -- whole-directory housekeeping ------------------------------------
 
     def _lock(self):
+        fs = self.fs
         lock_path = os.path.join(self.path, "lock")
         try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = fs.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
             raise DataDirError(f"cannot open {lock_path}: {e.strerror}") from e
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fs.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
-            os.close(fd)
+            holder = fs.read(fd, 32).decode("ascii", "replace").strip() or "?"
+            fs.close(fd)
             raise DataDirError(
                 f"data dir {self.path} is in use by another server (pid {holder})"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        fs.ftruncate(fd, 0)
+        fs.write(fd, f"{os.getpid()}\n".encode())
         return fd
 
     def _check_format(self):
-        format_path = os.path.join(self.path, "FORMAT")
-        try:
-            with open(format_path, encoding="utf-8", errors="replace") as f:
-                found = f.read()
-        except FileNotFoundError:
+        fs = self.fs
+        raw = fs.read_file(os.path.join(self.path, "FORMAT"))
+        if raw is None:
             # never adopt a folder that holds something else (a mistyped --data-dir)
-            if set(os.listdir(self.path)) - {"lock", "tmp"}:
+            if set(fs.listdir(self.path)) - {"lock", "tmp"}:
                 raise DataDirError(
                     f"{self.path} is not empty and has no FORMAT file: not a memcached-lite data dir"
                 ) from None
-            os.makedirs(self.tmp, exist_ok=True)
+            fs.makedirs(self.tmp, exist_ok=True)
             self.write_small_file("FORMAT", _FORMAT_LINE.encode())
             return
+        found = raw.decode("utf-8", "replace")
         if found in _ADOPTED_FORMAT_LINES:
-            os.makedirs(self.tmp, exist_ok=True)
+            fs.makedirs(self.tmp, exist_ok=True)
             self.write_small_file("FORMAT", _FORMAT_LINE.encode())
             return
         if found != _FORMAT_LINE:
@@ -114,7 +115,8 @@ class DataDir:
     def leftovers(self):
         """The files a crash left in tmp/: spares, and temp files written but
         not renamed (read them before clear_tmp)."""
-        return [e.path for e in os.scandir(self.tmp)]
+        with self.fs.scandir(self.tmp) as it:
+            return [e.path for e in it]
 
     def clear_tmp(self):
         """Remove what a crash left in tmp/ (temp files, spares); once, at
@@ -122,36 +124,38 @@ class DataDir:
         self.removed_temp_files = self._clear_tmp()
 
     def _clear_tmp(self):
+        fs = self.fs
         removed = 0
-        for entry in os.scandir(self.tmp):
-            try:
-                os.unlink(entry.path)
-                removed += 1
-            except OSError:
-                pass
+        with fs.scandir(self.tmp) as it:
+            for entry in it:
+                try:
+                    fs.unlink(entry.path)
+                    removed += 1
+                except OSError:
+                    pass
         return removed
 
     def close(self):
         if self._lock_fd is not None:
-            os.close(self._lock_fd)  # closing releases the flock
+            self.fs.close(self._lock_fd)  # closing releases the flock
             self._lock_fd = None
 
     def write_small_file(self, name, data):
         """Atomically replace <data-dir>/<name> with data, durably."""
+        fs = self.fs
         tmp = os.path.join(self.tmp, f"{name}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, os.path.join(self.path, name))
-        fsync_dir(self.path)
+        fd = fs.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            while data:
+                data = data[fs.write(fd, data):]
+            fs.fsync(fd)
+        finally:
+            fs.close(fd)
+        fs.replace(tmp, os.path.join(self.path, name))
+        fsync_dir(fs, self.path)
 
     def read_small_file(self, name):
-        try:
-            with open(os.path.join(self.path, name), "rb") as f:
-                return f.read()
-        except FileNotFoundError:
-            return None
+        return self.fs.read_file(os.path.join(self.path, name))
 
     # -- one item's file --------------------------------------------------
 
@@ -163,24 +167,16 @@ class DataDir:
 
     def read(self, path):
         """The file's bytes, or None if there is none."""
-        try:
-            with open(path, "rb") as f:
-                return f.read()
-        except FileNotFoundError:
-            return None
+        return self.fs.read_file(path)
 
     def read_head(self, path, n):
         """The first n bytes of the file, or None if there is none."""
-        try:
-            with open(path, "rb") as f:
-                return f.read(n)
-        except FileNotFoundError:
-            return None
+        return self.fs.read_head(path, n)
 
     def size(self, path):
         """The file's size, or None if there is none."""
         try:
-            return os.stat(path).st_size
+            return self.fs.stat(path).st_size
         except FileNotFoundError:
             return None
 
@@ -214,36 +210,37 @@ class DataDir:
         return self._write_temp(parts, name)
 
     def _write_temp(self, parts, name):
+        fs = self.fs
         spare = self.spares.take(name)
         if spare is not None:
             spare = spare[0]
             try:
-                fd = os.open(spare, os.O_WRONLY)
+                fd = fs.open(spare, os.O_WRONLY)
             except OSError:
                 spare = None  # removed by hand: make a new one
         if spare is None:
             self.spares.missed()
             tmp = os.path.join(self.tmp, f"{self._pid}.{next(self._names)}")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = fs.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         else:
             tmp = spare
         total = sum(map(len, parts))
         try:
             try:
-                written = os.writev(fd, parts)
+                written = fs.writev(fd, parts)
                 if written != total:  # short writes happen on full disks
                     rest = b"".join(parts)[written:]
                     while rest:
-                        n = os.write(fd, rest)
+                        n = fs.write(fd, rest)
                         rest = rest[n:]
                 # the rest of the spare's old record (fstat: far cheaper
                 # than an ftruncate that changes nothing)
-                if spare is not None and os.fstat(fd).st_size > total:
-                    os.ftruncate(fd, total)
+                if spare is not None and fs.fstat(fd).st_size > total:
+                    fs.ftruncate(fd, total)
             finally:
-                os.close(fd)
+                fs.close(fd)
         except BaseException:
-            _unlink_quietly(tmp)
+            _unlink_quietly(fs, tmp)
             raise
         if spare is not None:
             self.spares.lent(tmp, name, total)
@@ -252,7 +249,7 @@ class DataDir:
     def abandon(self, tmp):
         """Give up a temp file that will not be installed."""
         if not self.spares.abandoned(tmp):
-            _unlink_quietly(tmp)
+            _unlink_quietly(self.fs, tmp)
 
     def install(self, tmp, path, old_size=None):
         """Rename a temp file onto an item's path (making its bucket if
@@ -266,12 +263,12 @@ class DataDir:
         if spares.wants(old_size) and self._swap(tmp, path, old_size):
             return changed
         try:
-            os.replace(tmp, path)
+            self.fs.replace(tmp, path)
         except FileNotFoundError:
             # the bucket dir was removed under us (e.g. by hand); make it again
             self._known_dirs.discard(parent)
             changed += self._make_bucket(parent)
-            os.replace(tmp, path)
+            self.fs.replace(tmp, path)
         spares.installed(tmp)
         return changed
 
@@ -280,8 +277,9 @@ class DataDir:
         # temp's, in one step: the old inode is not freed, and is the item's
         # fallback until the next barrier. False: nothing was done.
         spares = self.spares
+        fs = self.fs
         try:
-            swapped = self._exchange(tmp, path)
+            swapped = fs.exchange(tmp, path)
         except FileNotFoundError:
             return False  # no old file after all
         if swapped:
@@ -291,13 +289,13 @@ class DataDir:
             # no renameat2 here: a second name for the old file, then the rename
             spare = spares.new_name()
             try:
-                os.link(path, spare)
+                fs.link(path, spare)
             except OSError:
                 return False
             try:
-                os.replace(tmp, path)
+                fs.replace(tmp, path)
             except BaseException:
-                _unlink_quietly(spare)  # a name of the live file: never written over
+                _unlink_quietly(fs, spare)  # a name of the live file: never written over
                 raise
             spares.installed(tmp)
         spares.released(spare, path.rpartition("/")[2], old_size)
@@ -308,7 +306,7 @@ class DataDir:
         changed = []
         for folder in (os.path.dirname(parent), parent):
             try:
-                os.mkdir(folder)
+                self.fs.mkdir(folder)
                 changed.append(os.path.dirname(folder))
             except FileExistsError:
                 pass
@@ -322,10 +320,10 @@ class DataDir:
         try:
             if spares.wants(size):
                 spare = spares.new_name()
-                os.rename(path, spare)
+                self.fs.rename(path, spare)
                 spares.released(spare, os.path.basename(path), size)
             else:
-                os.unlink(path)
+                self.fs.unlink(path)
             return True
         except FileNotFoundError:
             return False
@@ -334,7 +332,7 @@ class DataDir:
         """Move a corrupt file aside, so it is never served and can be inspected."""
         target = os.path.join(self.quarantine_dir, os.path.basename(path))
         try:
-            os.replace(path, target)
+            self.fs.replace(path, target)
         except FileNotFoundError:
             pass
 
@@ -343,7 +341,7 @@ class DataDir:
     def sub_buckets(self, top):
         """The numbers of the bucket folders under items/<top>, sorted."""
         try:
-            names = os.listdir(os.path.join(self.items, top))
+            names = self.fs.listdir(os.path.join(self.items, top))
         except FileNotFoundError:
             return []
         out = []
@@ -357,13 +355,13 @@ class DataDir:
         return sorted(out)
 
     def has_top(self, top):
-        return os.path.isdir(os.path.join(self.items, top))
+        return self.fs.isdir(os.path.join(self.items, top))
 
     def bucket_files(self, bucket):
         """[(path, size)] of the item files in one bucket."""
         out = []
         try:
-            with os.scandir(os.path.join(self.items, bucket)) as it:
+            with self.fs.scandir(os.path.join(self.items, bucket)) as it:
                 for entry in it:
                     try:
                         out.append((entry.path, entry.stat().st_size))
@@ -378,41 +376,42 @@ class DataDir:
         that needs only the records' headers. Read-only and forgiving: a file
         that vanished or cannot be read is left out (the background walk is
         the one that quarantines)."""
+        fs = self.fs
         out = []
         try:
-            it = os.scandir(os.path.join(self.items, bucket))
+            it = fs.scandir(os.path.join(self.items, bucket))
         except FileNotFoundError:
             return out
         with it:
             for entry in it:
-                # os.open/os.read: half the cost of open() for a few hundred bytes
+                # read on an fd: half the cost of a file object for a few hundred bytes
                 try:
-                    fd = os.open(entry.path, os.O_RDONLY)
+                    fd = fs.open(entry.path, os.O_RDONLY)
                 except OSError:
                     continue
                 try:
-                    out.append((entry.path, os.fstat(fd).st_size, os.read(fd, n)))
+                    out.append((entry.path, fs.fstat(fd).st_size, fs.read(fd, n)))
                 except OSError:
                     pass
                 finally:
-                    os.close(fd)
+                    fs.close(fd)
         return out
 
 
-def _unlink_quietly(path):
+def _unlink_quietly(fs, path):
     try:
-        os.unlink(path)
+        fs.unlink(path)
     except OSError:
         pass
 
 
-def fsync_dir(path):
-    """Make a folder's entries (a rename, a new file) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+def fsync_dir(fs, path):
+    """Make a folder's entries (a rename, a new file) durable, through fs."""
+    fd = fs.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.fsync(fd)
+        fs.fsync(fd)
     except OSError as e:
         if e.errno not in (errno.EINVAL, errno.ENOTSUP):  # some file systems refuse
             raise
     finally:
-        os.close(fd)
+        fs.close(fd)

@@ -190,6 +190,7 @@ class Store:
         disk_policy=REFUSE,
         background_sync=False,
         fresh_spares=0,
+        fs=None,
     ):
         self.clock = clock
         self.max_disk = max_disk  # bytes of item records, like `bytes`; None: no quota
@@ -199,10 +200,11 @@ class Store:
         self.walks = 0  # background walks started (lru_crawler_starts)
         self.items_checked = 0  # files the walks read (crawler_items_checked)
         self.item_size_max = item_size_max
-        self.dir = DataDir(data_dir)
+        self.dir = DataDir(data_dir, fs)
+        self.fs = self.dir.fs  # every file operation goes through it (store/filesystem.py)
         self.durability = None
         try:
-            self.durability = Durability(fsync, fsync_method, self.dir.path, background=background_sync)
+            self.durability = Durability(fsync, fsync_method, self.dir.path, background=background_sync, fs=self.fs)
             self.durability.barrier_started = self.dir.spares.barrier_started
             self.durability.barrier_passed = self.dir.spares.barrier_passed
             self.state = PersistentState(self.dir)
@@ -252,9 +254,9 @@ class Store:
                     best[path] = (r.cas, spare)
         restored = 0
         for path, (_, spare) in best.items():
-            if not os.path.exists(path) or self._intact(path, os.path.basename(path)) is not None:
+            if not self.fs.exists(path) or self._intact(path, os.path.basename(path)) is not None:
                 continue
-            os.replace(spare, path)
+            self.fs.replace(spare, path)
             log.warning("restored %s from its previous record: it was torn (a power loss?)", path)
             restored += 1
         return restored
@@ -589,7 +591,7 @@ class Store:
                 if file_path == keep:
                     continue
                 try:
-                    victims.append((os.stat(file_path).st_mtime, file_path, size))
+                    victims.append((self.fs.stat(file_path).st_mtime, file_path, size))
                 except FileNotFoundError:
                     continue
             if not victims:

@@ -36,6 +36,8 @@ import logging
 import os
 import time
 
+from .filesystem import OSFileSystem
+
 log = logging.getLogger("memcached-lite.store")
 
 # Spares kept ready at most (by their records' size, rounded up to blocks):
@@ -61,7 +63,8 @@ class SparePool:
     """The spares of one data dir's tmp/: ready to be written over, held
     until the next barrier, or lent to a write not yet renamed into place."""
 
-    def __init__(self, tmp, pid, reuse_at_once=False, ready_bytes=READY_BYTES):
+    def __init__(self, tmp, pid, reuse_at_once=False, ready_bytes=READY_BYTES, fs=None):
+        self.fs = fs if fs is not None else OSFileSystem()
         self.tmp = tmp
         self._pid = pid
         self._names = 0
@@ -123,12 +126,13 @@ class SparePool:
         """Make empty ready spares for about `budget` seconds, or until none
         is wanted; returns how many. A failure (a full disk) is logged and
         pauses this for FRESH_BACKOFF seconds."""
+        fs = self.fs
         deadline = time.monotonic() + budget
         made = 0
         while self.wants_fresh():
             path = self.new_name()
             try:
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+                fs.close(fs.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
             except OSError as e:
                 log.warning("cannot make a spare file in %s: %s; trying again in %.0f s", self.tmp, e, FRESH_BACKOFF)
                 self._fresh_paused_until = time.monotonic() + FRESH_BACKOFF
@@ -181,7 +185,7 @@ class SparePool:
 
     def _add_ready(self, path, name, size):
         if self._ready_size + _blocks(size) > self.ready_bytes:
-            _unlink(path)
+            _unlink(self.fs, path)
             return
         self._ready.append((path, name, size))
         self._ready_size += _blocks(size)
@@ -190,21 +194,22 @@ class SparePool:
         """Free the ready spares' blocks (a full disk; a clean stop, after its
         barrier, with held_too). Returns how many files were removed."""
         self._fresh_paused_until = time.monotonic() + FRESH_BACKOFF  # not at once again
+        fs = self.fs
         removed = 0
         while self._ready:
-            removed += _unlink(self._ready.popleft()[0])
+            removed += _unlink(fs, self._ready.popleft()[0])
         self._ready_size = 0
         if held_too:
             for path, _, _ in (*self._held, *self._in_flight):
-                removed += _unlink(path)
+                removed += _unlink(fs, path)
             self._held = []
             self._in_flight = []
         return removed
 
 
-def _unlink(path):
+def _unlink(fs, path):
     try:
-        os.unlink(path)
+        fs.unlink(path)
         return 1
     except OSError:
         return 0

@@ -629,9 +629,11 @@ def connect() -> Iterable[Callable[..., Conn]]:
 
 @pytest.fixture(scope="module")
 def no_fsync():
-    """os.fsync as a no-op for one module: for tests of replies, not durability."""
+    """The store's fsync as a no-op for one module: for tests of replies, not durability."""
+    from store.filesystem import OSFileSystem
+
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(os, "fsync", lambda fd: None)
+        mp.setattr(OSFileSystem, "fsync", staticmethod(lambda fd: None))
         yield
 
 

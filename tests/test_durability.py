@@ -18,6 +18,7 @@ from store import ALWAYS, EVERYSEC, NO, Mode, Result, Store, StoreError
 from store import durability as durability_mod
 from store import record
 from store.durability import FsyncBarrier, SyncfsBarrier, make_barrier
+from store.filesystem import OSFileSystem
 
 
 class RecordingBarrier:
@@ -533,11 +534,12 @@ def test_syncfs_barrier_runs(tmp_path):
 
 def test_fsync_barrier_syncs_each_file_and_folder(tmp_path, monkeypatch):
     synced = []
-    monkeypatch.setattr(os, "fdatasync", lambda fd: synced.append(("file", os.readlink(f"/proc/self/fd/{fd}"))))
-    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(("dir", os.readlink(f"/proc/self/fd/{fd}"))))
+    fs = OSFileSystem()
+    monkeypatch.setattr(fs, "fdatasync", lambda fd: synced.append(("file", os.readlink(f"/proc/self/fd/{fd}"))))
+    monkeypatch.setattr(fs, "fsync", lambda fd: synced.append(("dir", os.readlink(f"/proc/self/fd/{fd}"))))
     f = tmp_path / "f"
     f.write_bytes(b"x")
-    FsyncBarrier(str(tmp_path)).sync([str(f)], [str(tmp_path)])
+    FsyncBarrier(str(tmp_path), fs).sync([str(f)], [str(tmp_path)])
     assert synced == [("file", str(f)), ("dir", str(tmp_path))]
 
 

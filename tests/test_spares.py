@@ -21,7 +21,7 @@ def open_store(request, open_store):
     def open_(level=EVERYSEC, **kw):
         store = open_store(level, **kw)
         if request.param == "link":
-            store.dir._exchange.available = False
+            store.fs._exchange.available = False
         return store
 
     return open_
@@ -217,7 +217,7 @@ def test_a_full_disk_frees_the_spares_and_tries_once_more(open_store, monkeypatc
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_writev(fd, parts)
 
-    monkeypatch.setattr(os, "writev", full_once)
+    monkeypatch.setattr(store.fs, "writev", full_once)
     set_(store, b"b", b"1")
     assert len(calls) == 2
     assert spares_on_disk(store) == []
@@ -226,17 +226,17 @@ def test_a_full_disk_frees_the_spares_and_tries_once_more(open_store, monkeypatc
 
 def test_a_failed_rename_never_leaves_a_second_name_of_the_live_file(open_store, monkeypatch):
     store = open_store(NO)
-    store.dir._exchange.available = False  # the link + rename path
+    store.fs._exchange.available = False  # the link + rename path
     set_(store, b"a", b"old")
     real_replace = os.replace
 
     def refuse(src, dst):
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(os, "replace", refuse)
+    monkeypatch.setattr(store.fs, "replace", refuse)
     with pytest.raises(Exception):
         set_(store, b"a", b"new")
-    monkeypatch.setattr(os, "replace", real_replace)
+    monkeypatch.setattr(store.fs, "replace", real_replace)
     for i in range(5):
         set_(store, b"k%d" % i, b"x")  # none may write into a's live file
         set_(store, b"k%d" % i, b"y")
@@ -335,7 +335,7 @@ def test_a_failure_to_make_an_empty_spare_pauses_the_making(open_store, monkeypa
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_open(path, flags, *args, **kw)
 
-    monkeypatch.setattr(os, "open", full)
+    monkeypatch.setattr(store.fs, "open", full)
     store.idle_tick(1.0)
     assert not store.has_idle_work()  # paused: not retried at every idle turn
     assert store.dir.spares.made == 0

@@ -1596,8 +1596,8 @@ def test_failed_replace_leaves_no_temp_file(stores, store, monkeypatch, data_dir
             _disk_full()
         return real_replace(src, dst, *a, **kw)
 
-    monkeypatch.setattr(os, "replace", replace)
-    monkeypatch.setattr(store.dir, "_exchange", lambda a, b: _disk_full())  # renameat2 too
+    monkeypatch.setattr(store.fs, "replace", replace)
+    monkeypatch.setattr(store.fs, "exchange", lambda a, b: _disk_full())  # renameat2 too
     with pytest.raises(StoreError):
         set_(store, b"k", b"new")
     assert stray_temp_files(store) == []
@@ -1610,8 +1610,8 @@ def test_failed_replace_leaves_no_temp_file(stores, store, monkeypatch, data_dir
 
 def test_failed_replace_via_os_replace_raising_everywhere(store, monkeypatch, data_dir):
     set_(store, b"k", b"old")
-    monkeypatch.setattr(os, "replace", _disk_full)
-    monkeypatch.setattr(store.dir, "_exchange", lambda a, b: _disk_full())
+    monkeypatch.setattr(store.fs, "replace", _disk_full)
+    monkeypatch.setattr(store.fs, "exchange", lambda a, b: _disk_full())
     with pytest.raises(StoreError):
         set_(store, b"k", b"new")
     monkeypatch.undo()
@@ -1621,7 +1621,7 @@ def test_failed_replace_via_os_replace_raising_everywhere(store, monkeypatch, da
 
 def test_failed_data_write_leaves_no_temp_file(store, monkeypatch, data_dir):
     set_(store, b"k", b"old")
-    monkeypatch.setattr(os, "writev", _disk_full)
+    monkeypatch.setattr(store.fs, "writev", _disk_full)
     with pytest.raises(StoreError):
         set_(store, b"k", b"new")
     assert stray_temp_files(store) == []
@@ -1645,7 +1645,7 @@ def test_short_writes_are_completed(stores, store, monkeypatch):
     def short_writev(fd, parts):
         return real_writev(fd, [b"".join(parts)[:3]])
 
-    monkeypatch.setattr(os, "writev", short_writev)
+    monkeypatch.setattr(store.fs, "writev", short_writev)
     set_(store, b"k", b"a value longer than three bytes")
     monkeypatch.undo()
     store = stores.reopen(store)
@@ -1666,8 +1666,8 @@ def test_failed_delete_raises_store_error_and_keeps_the_item(store, monkeypatch)
     def read_only(path, *a, **kw):
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr(os, "unlink", read_only)
-    monkeypatch.setattr(os, "rename", read_only)  # a removed record may be kept as a spare
+    monkeypatch.setattr(store.fs, "unlink", read_only)
+    monkeypatch.setattr(store.fs, "rename", read_only)  # a removed record may be kept as a spare
     with pytest.raises(StoreError):
         store.delete(b"k")
     monkeypatch.undo()
