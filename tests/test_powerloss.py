@@ -1,0 +1,386 @@
+"""Power loss under the store: a store over store/faultfs.FaultFS is written,
+the power is cut (FaultFS.crash(seed)), and a new store opened on what the
+disk held must keep the promise of its --fsync level (docs/POWER_LOSS.md).
+Seeds are fixed; each test tries every seed in its range."""
+
+import random
+
+import pytest
+
+from store import ALWAYS, EVERYSEC, NO, Mode, Store
+from store import durability as durability_mod
+from store.faultfs import REORDERED, FaultFS
+
+DATA = "/data"
+SEEDS = range(20)
+NOW = 1_000_000.0
+
+
+def clock():
+    return NOW
+
+
+def open_store(fs, level=ALWAYS, method="auto"):
+    store = Store(DATA, fsync=level, fsync_method=method, fs=fs, clock=clock)
+    while store.tick():  # the start-up walk
+        pass
+    return store
+
+
+def acknowledged_set(store, key, value):
+    """A set as a handler makes it under `always`: the write, then the
+    batch's commit; the reply (acknowledgement) only if the commit worked."""
+    assert store.store(Mode.SET, key, 0, 0, value).name == "STORED"
+    batch = store.commit()
+    assert batch is not None and batch.error is None
+
+
+def served(store, keys):
+    out = {}
+    for key in keys:
+        item = store.get(key, bump=False)
+        if item is not None:
+            out[key] = item.value
+    return out
+
+
+DATA_DIR_ENTRY_NOT_SYNCED = pytest.mark.xfail(
+    strict=True,
+    reason="finding: DataDir makes the data dir (makedirs) but never fsyncs its parent, so "
+    "under --fsync-method fsync the dir's own entry is never durable and a power loss may "
+    "take the whole dir (syncfs covers it; ext4's journal commit would too, in practice)",
+)
+
+
+@pytest.mark.parametrize("metadata", ["ordered", REORDERED])
+@pytest.mark.parametrize("method", ["syncfs", pytest.param("fsync", marks=DATA_DIR_ENTRY_NOT_SYNCED)])
+def test_always_keeps_every_acknowledged_set_at_a_power_loss(method, metadata):
+    fs = FaultFS(metadata=metadata)
+    store = open_store(fs, method=method)
+    acked = {}
+    for i in range(6):
+        key, value = b"k%d" % (i % 3), b"v%d-" % i * (50 + 200 * i)  # overwrites: the spares recycle
+        acknowledged_set(store, key, value)
+        acked[key] = value
+    for seed in SEEDS:
+        crashed = open_store(fs.crash(seed), method=method)
+        assert served(crashed, acked) == acked, f"seed {seed}"
+        crashed.close()
+
+
+
+def acknowledged_delete(store, key):
+    store.delete(key)
+    batch = store.commit()
+    assert batch is not None and batch.error is None
+
+
+def history():
+    """Sets, overwrites growing and shrinking across sectors, deletes, and a
+    key set again after its delete: (op, key, value)."""
+    steps = []
+    for i in range(12):
+        key = b"k%d" % (i % 4)
+        if i % 5 == 4:
+            steps.append(("delete", key, None))
+        else:
+            steps.append(("set", key, bytes([97 + i]) * (10 + (i * 397) % 1500)))
+    return steps
+
+
+KEYS = sorted({key for _, key, _ in history()})
+# the calls before which the power is cut, inside a commit as well as after it
+CUT_BEFORE = ("replace", "rename", "exchange", "link", "unlink", "mkdir", "fsync", "fdatasync", "syncfs")
+
+
+def data_dir_made_durable(metadata):
+    # the data dir exists and its entry is on disk, as an operator makes it
+    fs = FaultFS(metadata=metadata)
+    fs.makedirs(DATA)
+    fs.sync()
+    return fs
+
+
+class Cuts:
+    """Power cuts taken while a history runs: before each of CUT_BEFORE's
+    calls and after each acknowledgement, the crash state (one per seed)
+    with what was acknowledged then and the change in flight."""
+
+    def __init__(self, fs, seeds_per_cut=2):
+        self.fs = fs
+        self.seeds = seeds_per_cut
+        self.acked = {}
+        self.in_flight = None  # (key, value or None for a delete)
+        self.taken = []  # (crash state, acknowledged, in flight, where)
+        self._next_seed = 0
+        for name in CUT_BEFORE:
+            real = getattr(fs, name)
+            setattr(fs, name, self._cutting(name, real))
+
+    def _cutting(self, name, real):
+        def call(*args, **kw):
+            self.cut(f"before {name}{args[:2]}")
+            return real(*args, **kw)
+
+        return call
+
+    def cut(self, where):
+        for _ in range(self.seeds):
+            seed, self._next_seed = self._next_seed, self._next_seed + 1
+            self.taken.append((self.fs.crash(seed), dict(self.acked), self.in_flight, f"{where}, seed {seed}"))
+
+    def run(self, store, steps):
+        for op, key, value in steps:
+            self.in_flight = (key, value)
+            if op == "set":
+                acknowledged_set(store, key, value)
+                self.acked[key] = value
+            else:
+                acknowledged_delete(store, key)
+                self.acked.pop(key, None)
+            self.in_flight = None
+            self.cut(f"after {op} {key!r}")
+
+
+def allowed(acked, in_flight, key):
+    """The values `key` may have after a cut under `always` (None: missing)."""
+    values = {acked.get(key)}
+    if in_flight is not None and in_flight[0] == key:
+        values.add(in_flight[1])
+    return values
+
+
+def violations(cuts, method):
+    found = []
+    for state, acked, in_flight, where in cuts.taken:
+        crashed = open_store(state, method=method)
+        got = served(crashed, KEYS)
+        for key in KEYS:
+            if got.get(key) not in allowed(acked, in_flight, key):
+                found.append(f"{where}: {key!r} is {got.get(key)!r:.30}")
+        crashed.close()
+    return found
+
+
+@pytest.mark.parametrize("metadata", ["ordered", REORDERED])
+@pytest.mark.parametrize("method", ["syncfs", "fsync"])
+def test_always_keeps_exactly_what_was_acknowledged_at_every_cut(method, metadata):
+    fs = data_dir_made_durable(metadata)
+    store = open_store(fs, method=method)
+    cuts = Cuts(fs)
+    cuts.run(store, history())
+    assert len(cuts.taken) > 100
+    assert violations(cuts, method) == []
+
+
+@pytest.mark.parametrize("method", ["syncfs", "fsync"])
+def test_a_store_that_renames_before_its_data_is_durable_is_caught(method):
+    # the model must see the bug these tests are for: here the commit's first
+    # barrier (the temp files' data) is skipped
+    fs = data_dir_made_durable("ordered")
+    store = open_store(fs, method=method)
+    barrier = store.durability.barrier
+    real_sync, calls = barrier.sync, []
+
+    def first_skipped(files, dirs):
+        calls.append(files)
+        if len(calls) % 2 == 0:  # a commit's barriers: data, then folders
+            real_sync(files, dirs)
+
+    barrier.sync = first_skipped
+    cuts = Cuts(fs)
+    cuts.run(store, history())
+    assert violations(cuts, method) != []
+
+
+def test_the_crash_states_of_a_history_are_many():
+    fs = data_dir_made_durable(REORDERED)
+    store = open_store(fs, method="fsync")
+    for op, key, value in history()[:6]:
+        assert store.store(Mode.SET, key, 0, 0, value or b"x" * 700).name == "STORED"
+    store.commit()
+    store.store(Mode.SET, b"k0", 0, 0, b"z" * 1400)  # in flight at the cut
+    states = {tuple(sorted(fs.crash(seed).files().items())) for seed in range(50)}
+    assert len(states) > 10
+
+
+# -- everysec and no -----------------------------------------------------------
+
+
+class Versions:
+    """Every value each key had, stamped with a step number (None: missing),
+    and the step the last passed background barrier covers."""
+
+    def __init__(self):
+        self.step = 0
+        self.history = {key: [(0, None)] for key in KEYS}
+        self.covered = 0  # what the last passed barrier made durable
+        self.barrier_began = None
+
+    def change(self, key, value):
+        self.step += 1
+        self.history[key].append((self.step, value))
+
+    def since_covered(self, key):
+        """The values the key may have after a cut under everysec: the one
+        it had when the last passed barrier began, and any later one."""
+        had = [v for t, v in self.history[key] if t <= self.covered][-1]
+        return {had} | {v for t, v in self.history[key] if t > self.covered}
+
+    def ever(self, key):
+        return {v for _, v in self.history[key]}
+
+
+class EverysecRun(Cuts):
+    """A seeded everysec (or no) history with the helper's barriers started
+    and let pass at seeded moments, cut before every file operation."""
+
+    def __init__(self, fs, store, seed, deletes=0.2):
+        super().__init__(fs, seeds_per_cut=1)
+        self.deletes = deletes
+        self.store = store
+        self.rng = random.Random(seed)
+        self.versions = Versions()
+        syncer = store.durability.syncer
+        if syncer is not None:
+            real_start = syncer.start
+
+            def start():
+                real_start()
+                self.versions.barrier_began = self.versions.step
+
+            syncer.start = start
+
+    def cut(self, where):
+        seed, self._next_seed = self._next_seed, self._next_seed + 1
+        v = self.versions
+        allowed = {key: (v.since_covered(key), v.ever(key)) for key in KEYS}
+        self.taken.append((self.fs.crash(seed), allowed, None, f"{where}, step {v.step}, seed {seed}"))
+
+    def run(self, steps, ticking):
+        for _ in range(steps):
+            key = self.rng.choice(KEYS)
+            if self.rng.random() < self.deletes:
+                self.versions.change(key, None)
+                self.store.delete(key)
+            else:
+                value = bytes([self.rng.randrange(97, 123)]) * self.rng.choice((5, 300, 700, 1400))
+                self.versions.change(key, value)
+                assert self.store.store(Mode.SET, key, 0, 0, value).name == "STORED"
+            if self.rng.random() < 0.3:
+                ticking[0] += 1.0
+                self.store.sync_if_due()  # starts the helper's barrier, or sees it end
+            if self.rng.random() < 0.3 and self.fs.finish_background():
+                self.versions.covered = self.versions.barrier_began
+            self.cut("after the step")
+
+
+@pytest.fixture
+def ticking(monkeypatch):
+    """The monotonic clock everysec's timer reads, moved by the test."""
+    now = [1000.0]
+    monkeypatch.setattr(durability_mod.time, "monotonic", lambda: now[0])
+    return now
+
+
+def everysec_violations(run, level):
+    found = []
+    for state, allowed, _, where in run.taken:
+        crashed = open_store(state, level=level)
+        got = served(crashed, KEYS)
+        for key in KEYS:
+            window, ever = allowed[key]
+            if got.get(key) not in (window if level == EVERYSEC else ever):
+                found.append(f"{where}: {key!r} is {got.get(key)!r:.20}, may be {sorted(map(repr, window))!s:.80}")
+        crashed.close()
+    return found
+
+
+@pytest.mark.parametrize("metadata", ["ordered", REORDERED])
+@pytest.mark.parametrize("seed", range(3))
+def test_everysec_keeps_each_key_at_its_last_barrier_or_newer(seed, metadata, ticking):
+    # sets and overwrites only: deletes are the findings below
+    fs = data_dir_made_durable(metadata)
+    store = everysec_store(fs)
+    run = EverysecRun(fs, store, seed, deletes=0.0)
+    run.run(40, ticking)
+    assert everysec_violations(run, EVERYSEC) == []
+
+
+def everysec_store(fs):
+    store = Store(DATA, fsync=EVERYSEC, fs=fs, clock=clock, background_sync=True)
+    while store.tick():
+        pass
+    assert store.durability.syncer is not None
+    return store
+
+
+def barrier_passes(store, fs, ticking):
+    """One helper barrier, started by the timer and seen to pass."""
+    ticking[0] += 1.0
+    assert store.sync_if_due() is False  # started
+    assert fs.finish_background() == 1
+    assert store.sync_if_due() is True  # seen to pass: its spares are ready
+
+
+def set_(store, key, value):
+    assert store.store(Mode.SET, key, 0, 0, value).name == "STORED"
+
+
+def served_after_cuts(fs, key, seeds):
+    out = set()
+    for seed in seeds:
+        crashed = open_store(fs.crash(seed), level=EVERYSEC)
+        out.add(served(crashed, [key]).get(key))
+        crashed.close()
+    return out
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="finding: start-up restore (Store._restore_from_spares) brings back the record a "
+    "durable delete moved to tmp/ when the key's later write is torn; the key comes back "
+    "with a value older than its delete",
+)
+@pytest.mark.parametrize("metadata", ["ordered", REORDERED])
+def test_everysec_a_durable_delete_never_comes_back_when_a_later_write_tears(metadata, ticking):
+    fs = data_dir_made_durable(metadata)
+    store = everysec_store(fs)
+    set_(store, b"other", b"o" * 1400)
+    set_(store, b"other", b"p" * 1400)  # a spare of another key
+    set_(store, b"k", b"v1" * 100)
+    barrier_passes(store, fs, ticking)
+    store.delete(b"k")  # k's record moves to tmp/ as a spare
+    barrier_passes(store, fs, ticking)  # the delete is durable
+    set_(store, b"k", b"v2" * 600)  # written over the other key's spare
+    assert served_after_cuts(fs, b"k", range(40)) <= {None, b"v2" * 600}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="finding (reordered metadata only): a replace over an item kept while the earlier "
+    "rename of its durable record to tmp/ is lost orphans that record; the torn new write "
+    "is then restored from an older spare, older than the durable value",
+)
+def test_everysec_reordered_a_durable_value_is_never_replaced_by_an_older_one(ticking):
+    fs = data_dir_made_durable(REORDERED)
+    store = everysec_store(fs)
+    set_(store, b"other", b"o" * 1400)
+    set_(store, b"other", b"p" * 1400)  # a spare of another key
+    set_(store, b"k", b"v1" * 100)
+    set_(store, b"k", b"v2" * 100)  # v1's record is a spare
+    barrier_passes(store, fs, ticking)  # v2 durable; the spares ready
+    store.delete(b"k")
+    set_(store, b"k", b"v3" * 600)
+    assert served_after_cuts(fs, b"k", range(40)) <= {b"v2" * 100, None, b"v3" * 600}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_no_serves_only_values_a_key_really_had(seed, ticking):
+    fs = data_dir_made_durable(REORDERED)
+    store = Store(DATA, fsync=NO, fs=fs, clock=clock)
+    while store.tick():
+        pass
+    run = EverysecRun(fs, store, seed)
+    run.run(40, ticking)
+    assert everysec_violations(run, NO) == []
