@@ -332,16 +332,15 @@ class Scandir:
         self._it = iter(())
 
 
-class BackgroundHung(Exception):
-    """poll(wait=True) on a helper the test made hang: the real one would
-    block for ever."""
-
-
 class FaultSyncer:
     """background_syncer(path): store/syncer.BackgroundSyncer's interface.
     start() snapshots what is in the page cache; the barrier passes (the
     snapshot becomes durable) only when the test says so: fs.finish_background()
-    or poll(wait=True)."""
+    or poll(wait=...). A hung one answers no poll, however long it waits (as
+    the real one's poll returns None when its wait runs out); kill() ends it,
+    as the watchdog does, and the next background_syncer() is a new one."""
+
+    _pids = itertools.count(1_000_000)  # fake, for the watchdog's log lines
 
     def __init__(self, fs, path):
         self._fs = fs
@@ -353,6 +352,7 @@ class FaultSyncer:
         self._snapshot = None
         self._answer = None
         self.closed = False
+        self.pid = next(self._pids)
 
     @property
     def running(self):
@@ -387,11 +387,16 @@ class FaultSyncer:
             if not wait:
                 return None
             if self.state == "hung":
-                raise BackgroundHung("the sync helper hangs (FaultFS): poll(wait=True) would never return")
+                return None
             self.finish()
         code, self._answer = self._answer, None
         self.started = None
         return code
+
+    def kill(self):
+        """The watchdog's SIGKILL: the barrier in flight is lost, never passed."""
+        self.state = "dead"
+        self.close()
 
     def close(self):
         self.closed = True

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from store.faultfs import FIRST_FD, REORDERED, SECTOR, BackgroundHung, FaultFS
+from store.faultfs import FIRST_FD, REORDERED, SECTOR, FaultFS
 from store.syncer import HelperGone
 
 W = os.O_WRONLY | os.O_CREAT
@@ -581,8 +581,21 @@ def test_a_hung_background_barrier_never_passes(fs):
     fs.background_hangs()
     assert fs.finish_background() == 0
     assert syncer.poll() is None
-    with pytest.raises(BackgroundHung):
-        syncer.poll(wait=True)
+    assert syncer.poll(wait=5.0) is None
+
+
+def test_a_killed_helper_is_gone_and_the_next_one_works(fs):
+    syncer = fs.background_syncer("/d")
+    put(fs, "/d/a", b"v")
+    syncer.start()
+    fs.background_hangs()
+    syncer.kill()
+    with pytest.raises(HelperGone):
+        syncer.start()
+    again = fs.background_syncer("/d")
+    again.start()
+    fs.finish_background()
+    assert again.poll() == 0
 
 
 def test_a_dead_helper_raises_helper_gone(fs):
