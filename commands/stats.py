@@ -67,6 +67,8 @@ def general_stats(server):
         ("persist_errors", c.persist_errors),
         ("items_loaded", s.loaded),
         ("files_quarantined", s.quarantined),
+        # records that could not be read (EIO...): answered as misses, kept
+        ("read_errors", s.read_errors),
         ("files_restored", s.restored),
         # replaced records' files kept to be written over (store/spares.py)
         ("spare_files", len(s.dir.spares)),

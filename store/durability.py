@@ -308,6 +308,14 @@ class Durability:
         if self.syncer is not None and not force:
             self._start_in_helper()
             return passed
+        self.sync_now()
+        return True
+
+    def sync_now(self):
+        """A barrier in the loop, now, over everything written so far (the
+        timer's, a clean stop's, or a full disk's before it frees the held
+        spares); raises OSError, and then its writes wait for the next one.
+        Covers what a helper barrier in flight covers too."""
         files, dirs = self._dirty_files, self._dirty_dirs
         self._dirty_files, self._dirty_dirs = set(), set()
         self._cover()
@@ -330,7 +338,6 @@ class Durability:
             self._dirty_dirs |= dirs
             raise
         self._in_flight_since = None
-        return True
 
     def _cover(self):
         # a barrier begins: the writes so far are its to make durable

@@ -10,6 +10,11 @@ class StoreError(Exception):
     message is the reason a client is given."""
 
 
+class ReadError(StoreError):
+    """A record's file could not be read (EIO...): a retrieval makes it a
+    miss; a change that needs the old value first fails with it."""
+
+
 class DiskFull(StoreError):
     """A write would take the data dir past --max-disk (and, under the evict
     policy, nothing could be evicted to make room): memcached's -M answer."""

@@ -20,11 +20,14 @@ import errno
 import fcntl
 import hashlib
 import itertools
+import logging
 import os
 
 from .errors import DataDirError
 from .filesystem import OSFileSystem
 from .spares import FULL_DISK, SparePool
+
+log = logging.getLogger("memcached-lite.store")
 
 FORMAT_VERSION = 2
 _FORMAT_LINE = f"memcached-lite {FORMAT_VERSION}\n"
@@ -69,6 +72,9 @@ class DataDir:
         self._pid = os.getpid()
         self._known_dirs = set()
         self.spares = SparePool(self.tmp, self._pid, fs=fs)
+        # barrier(): makes everything written so far durable (the Store's
+        # Durability.sync_now); run before a full disk frees the held spares
+        self.barrier = None
         self.removed_temp_files = 0
 
     # -- whole-directory housekeeping ------------------------------------
@@ -205,8 +211,22 @@ class DataDir:
         except OSError as e:
             if e.errno not in FULL_DISK or not had_spares:
                 raise
-        self.spares.drain(held_too=True)
+        self._free_spares()
         return self._write_temp(parts, name)
+
+    def _free_spares(self):
+        # A held spare is the record a power loss now would fall back to (its
+        # item's new record is not durable yet): a barrier first makes the
+        # new records durable and the held spares ready, then all can go. If
+        # the barrier fails, the held ones stay: only the ready ones are freed.
+        spares = self.spares
+        if spares.held and self.barrier is not None:
+            try:
+                self.barrier()
+            except OSError as e:
+                log.error("the disk is full and the barrier before freeing the spares failed: %s; "
+                          "%d spares stay, the fallbacks of writes not yet durable", e, spares.held)
+        spares.drain()
 
     def _write_temp(self, parts, name):
         fs = self.fs

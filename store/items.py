@@ -25,9 +25,10 @@ from . import record
 from .cache import LRUCache
 from .clock import Clock
 from .durability import ALWAYS, EVERYSEC, NO, Durability, PendingWrite
-from .errors import DiskFull, StoreError
+from .errors import DiskFull, ReadError, StoreError
 from .files import DataDir, key_hash
 from .state import PersistentState
+from .throttle import Throttle
 
 log = logging.getLogger("memcached-lite.store")
 
@@ -210,6 +211,7 @@ class Store:
             self.durability = Durability(fsync, fsync_method, self.dir.path, background=background_sync, fs=self.fs)
             self.durability.barrier_started = self.dir.spares.barrier_started
             self.durability.barrier_passed = self.dir.spares.barrier_passed
+            self.dir.barrier = self.durability.sync_now
             self.state = PersistentState(self.dir)
             self.restored = self._restore_from_spares()
             self.dir.clear_tmp()
@@ -231,7 +233,11 @@ class Store:
         self.get_flushed = 0
         self.reclaimed = 0
         self.quarantined = 0
+        self.read_errors = 0  # records that could not be read (EIO...): misses
         self.loaded = 0
+        # the log lines of faults that come with every command (store/throttle.py)
+        self.throttle = Throttle()
+        self._barrier_failures = 0  # everysec barriers failed since the last that passed
         # Buckets up to _counted are in curr_items/bytes; the start-up scan
         # moves it forward, and a write counts itself only behind it.
         self._counted = ""
@@ -281,8 +287,12 @@ class Store:
         """The live item for key, or None; counts expired and flushed misses.
 
         `bump` marks it fetched and accessed now, as memcached's LRU bump does
-        (in memory; see the module docstring)."""
-        item = self._live(key, counting=True)
+        (in memory; see the module docstring). A record that cannot be read
+        is a miss (counted in read_errors and logged by _read)."""
+        try:
+            item = self._live(key, counting=True)
+        except ReadError:
+            return None
         if item is not None and bump:
             self.bump(item)
         return item
@@ -398,8 +408,8 @@ class Store:
         try:
             data = self.dir.read(path)
         except OSError as e:
-            log.error("cannot read %s: %s", path, e)
-            raise StoreError(f"cannot read: {e.strerror or e}") from e
+            self._read_failed(path, e)
+            raise ReadError(f"cannot read: {e.strerror or e}") from e
         if data is None:
             return None
         try:
@@ -418,6 +428,14 @@ class Store:
             item.size = len(data)  # a version 1 record is shorter
         self.cache.put(item)
         return item
+
+    def _read_failed(self, path, e):
+        # Not quarantined: an EIO may be transient (a cable, a controller
+        # reset) and the record intact; moving it aside would lose it for
+        # good, while a miss costs the client one re-set, whose new file
+        # replaces a really bad one. Never served: a miss, never guessed bytes.
+        self.read_errors += 1
+        self.throttle.log(("read", e.errno), log, logging.ERROR, "cannot read %s: %s (a miss)", path, e)
 
     def _quarantine(self, path, size, why):
         try:
@@ -530,7 +548,7 @@ class Store:
             else:
                 durability.written(path, self.dir.write(path, parts, old_size))
         except OSError as e:
-            log.error("write of %r failed: %s", key, e)
+            self.throttle.log(("write", e.errno), log, logging.ERROR, "write of %r failed: %s", key, e)
             raise StoreError(f"{e.strerror or e}") from e
         self.cache.put(item)
         self._accessed.pop(key, None)  # the new record holds the access state
@@ -740,7 +758,7 @@ class Store:
         try:
             return self.dir.remove(path, size)
         except OSError as e:
-            log.error("cannot remove %s: %s", path, e)
+            self.throttle.log(("remove", e.errno), log, logging.ERROR, "cannot remove %s: %s", path, e)
             raise StoreError(f"cannot remove: {e.strerror or e}") from e
 
     def _account(self, bucket, items, nbytes):
@@ -785,7 +803,8 @@ class Store:
             durability.sync((), batch.dirs)
         except OSError as e:
             batch.error = e.strerror or str(e)
-            log.error("commit of %d changes failed: %s", len(changes), e)
+            self.throttle.log(("commit", e.errno), log, logging.ERROR,
+                              "commit of %d changes failed: %s; their commands are answered with it", len(changes), e)
             for change in changes:
                 if change.key not in done:
                     self._forget(change)
@@ -804,12 +823,24 @@ class Store:
         return self.durability.seconds_to_sync()
 
     def sync_if_due(self):
-        """everysec's timer; raises StoreError if the barrier failed."""
+        """everysec's timer; raises StoreError if the barrier failed (its
+        writes wait for the next tick's, which is logged when it passes)."""
         try:
-            return self.durability.sync_if_due()
+            passed = self.durability.sync_if_due()
         except OSError as e:
-            log.error("periodic sync failed: %s", e)
+            self._barrier_failures += 1
+            self.throttle.log(("sync", e.errno), log, logging.ERROR,
+                              "periodic sync failed: %s; retried at the next tick", e)
             raise StoreError(f"sync failed: {e.strerror or e}") from e
+        if passed and self._barrier_failures:
+            # Linux's fsync-gate: a failed writeback may have dropped the
+            # dirty pages it could not write (marked clean), and the retry
+            # that passes now does not write them again (docs/POWER_LOSS.md)
+            log.error("periodic sync passed again after %d failed; the writes those covered are "
+                      "readable but may not be durable (a failed writeback can drop them)",
+                      self._barrier_failures)
+            self._barrier_failures = 0
+        return passed
 
     # -- flush_all and the walk over every file -----------------------------
 
@@ -890,9 +921,17 @@ class Store:
             # _account calls below are no-ops there, as they must be.
             try:
                 data = self.dir.read(path)
-            except OSError as e:
-                # a directory, an unreadable file: not an item; set it aside
+            except IsADirectoryError as e:
+                # a directory is not an item: set it aside
                 self._quarantine(path, size, e)
+                continue
+            except OSError as e:
+                # an unreadable record (EIO) stays, counted as the file on
+                # disk it is: a later read or walk may succeed (_read_failed)
+                self._read_failed(path, e)
+                if first:
+                    self.curr_items += 1
+                    self.bytes += size
                 continue
             if data is None:
                 continue
@@ -1009,8 +1048,14 @@ class Store:
             log.error("final sync failed: %s", e)
         finally:
             self.durability.close()
-            self.state.close()
-            self.dir.close()
+            try:
+                self.state.close()
+            except StoreError as e:
+                # (a full or read-only disk) the reservation saved before
+                # stands: a restart skips some cas values, never reuses one
+                log.error("%s at close: the saved cas reservation stands", e)
+            finally:
+                self.dir.close()
 
 
 def _bucket_of(path):

@@ -86,6 +86,11 @@ class SparePool:
     def __len__(self):
         return len(self._ready) + len(self._held) + len(self._in_flight)
 
+    @property
+    def held(self):
+        """How many spares are some item's fallback until a barrier passes."""
+        return len(self._held) + len(self._in_flight)
+
     def idle(self):
         """The paths of the spares not lent to a write (ready or held)."""
         return [p for p, _, _ in (*self._ready, *self._held, *self._in_flight)]
