@@ -235,8 +235,11 @@ class DataDir:
             spare = spare[0]
             try:
                 fd = fs.open(spare, os.O_WRONLY)
-            except OSError:
+            except FileNotFoundError:
                 spare = None  # removed by hand: make a new one
+            except OSError:
+                self.spares.untake()  # still a spare, for when the disk is back
+                raise
         if spare is None:
             self.spares.missed()
             tmp = os.path.join(self.tmp, f"{self._pid}.{next(self._names)}")

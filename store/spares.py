@@ -77,6 +77,7 @@ class SparePool:
         self._held = []  # released since the last barrier began
         self._in_flight = []  # released before the barrier under way
         self._lent = {}  # path -> (name written into it, size)
+        self._taken = None  # the ready spare take() gave last
         self.reused = 0  # writes that went into a spare (stats: spare_writes)
         self.fresh_max = 0  # ready spares the idle loop fills up to, at most
         self._fresh_wanted = 0  # empty spares it may still make: FRESH_PER_MISS per miss
@@ -110,9 +111,15 @@ class SparePool:
             spare = ready.popleft()
             if spare[1] != avoid:
                 self._ready_size -= _blocks(spare[2])
+                self._taken = spare
                 return spare[0], spare[2]
             ready.append(spare)
         return None
+
+    def untake(self):
+        """The spare take() gave last could not be opened (a read-only or
+        failing disk): ready again, so it is neither lost nor orphaned."""
+        self._add_ready(*self._taken)
 
     def missed(self):
         """A write found no ready spare and made its own file."""

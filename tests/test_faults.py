@@ -479,3 +479,33 @@ def test_on_a_read_only_file_system_the_write_failure_is_logged_once(read_only, 
         read_only.send(set_cmd(b"k%d" % i, b"new"))
     assert read_only.stats()["persist_errors"] == "20"
     assert caplog.text.count("Read-only file system") == 1
+
+
+def test_on_a_read_only_file_system_a_write_leaves_its_spare_a_spare(fs):
+    store = open_store(fs, level=EVERYSEC)
+    client = Client(store)
+    client.send(set_cmd(b"k", b"1") + set_cmd(b"k", b"2"))
+    store.durability.sync_now()  # k's first record is a ready spare
+    remount_read_only(fs)
+    assert client.send(set_cmd(b"j", b"1")) == error(errno.EROFS)
+    assert len(store.dir.spares) == 1
+    assert stray_temp_files(store) == []
+    store.close()
+
+
+def test_a_failed_helper_barrier_is_counted_logged_and_retried(fs, ticking, caplog):
+    store = open_store(fs, level=EVERYSEC, background_sync=True)
+    client = Client(store)
+    client.send(set_cmd(b"k", b"v"))
+    fs.background_fails(errno.EIO)
+    tick(client, ticking)  # starts the helper's barrier
+    fs.finish_background()  # which fails
+    client.server.sync_if_due()
+    assert (client.stats()["fsync_errors"], client.stats()["sync_errors"]) == ("1", "1")
+    assert "retried at the next tick" in caplog.text
+    tick(client, ticking)  # the retry
+    fs.finish_background()
+    client.server.sync_if_due()
+    assert store.durability.unsynced_seconds() == 0
+    assert "passed again after 1 failed" in caplog.text
+    store.close()
