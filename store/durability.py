@@ -320,8 +320,9 @@ class Durability:
         self._dirty_files, self._dirty_dirs = set(), set()
         self._cover()
         try:
-            if self.level == NO and self.barrier.needs_paths:
-                # `no` keeps no list of what it wrote (it would only grow)
+            if self.level != EVERYSEC and self.barrier.needs_paths:
+                # `no` keeps no list of what it wrote (it would only grow),
+                # nor `always` outside its batches (a full disk's barrier)
                 start = time.perf_counter()
                 self.barrier_started()
                 self.fs.sync()

@@ -509,3 +509,20 @@ def test_a_failed_helper_barrier_is_counted_logged_and_retried(fs, ticking, capl
     assert store.durability.unsynced_seconds() == 0
     assert "passed again after 1 failed" in caplog.text
     store.close()
+
+
+def test_under_always_a_full_disk_s_barrier_covers_a_failed_commit_s_renames(fs):
+    # the fsync method keeps no list outside a batch: the barrier is a sync()
+    store = open_store(fs, fsync_method="fsync")
+    client = Client(store)
+    assert client.send(set_cmd(b"k", b"old")) == STORED
+    fs.fail("fsync", errno.EIO, when=lambda path: "/items/" in path)  # the folders' barrier
+    assert client.send(set_cmd(b"k", b"new")) == error(errno.EIO)
+    assert store.dir.spares.held == 1  # k's old record: its rename is not known durable
+    fs.fail("writev", errno.ENOSPC)
+    syncs = fs.calls.get("sync", 0)
+    assert client.send(set_cmd(b"j", b"1")) == STORED
+    assert (fs.calls["sync"], store.dir.spares.held) == (syncs + 1, 0)
+    for seed, got in served_after_power_loss(fs, [b"k", b"j"]).items():
+        assert got == {b"k": b"new", b"j": b"1"}, seed
+    store.close()
