@@ -330,8 +330,12 @@ class Store:
             yield self.get(key)
 
     def peek(self, key):
-        """The live item for key, or None, leaving its access state alone."""
-        return self._live(key)
+        """The live item for key, or None, leaving its access state alone (an
+        unreadable record is None, as for get)."""
+        try:
+            return self._live(key)
+        except ReadError:
+            return None
 
     def bump(self, item, now=None):
         """Mark an item fetched and accessed now, without a write."""

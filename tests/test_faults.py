@@ -388,6 +388,18 @@ def test_eio_on_a_read_is_a_miss(fs, on_disk):
     assert on_disk.send(b"get k\r\n") == END
 
 
+def test_eio_on_a_read_is_a_miss_for_mg_too(fs, on_disk):
+    fs.fail("read", errno.EIO)
+    assert on_disk.send(b"mg k v\r\n") == b"EN\r\n"
+
+
+@pytest.mark.parametrize("command", [b"delete k\r\n", b"add k 0 0 1\r\nx\r\n", b"gat 100 k\r\n", b"incr k 1\r\n"])
+def test_eio_on_the_read_a_change_needs_is_the_error_not_a_miss(fs, on_disk, command):
+    fs.fail("read", errno.EIO)
+    assert on_disk.send(command) == b"SERVER_ERROR cannot read: Input/output error\r\n"
+    assert on_disk.send(b"get k\r\n") == hit(b"k", b"v")  # the record is untouched
+
+
 def test_eio_on_a_read_is_counted_in_read_errors(fs, on_disk):
     fs.fail("read", errno.EIO)
     on_disk.send(b"get k\r\n")
