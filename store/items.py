@@ -1031,13 +1031,15 @@ class Store:
         only that access state is lost."""
         accessed, self._accessed = self._accessed, collections.OrderedDict()
         for key, item in accessed.items():
-            live = self._live(key)
-            if live is None or live.cas != item.cas:
-                continue  # changed or gone since: its record is newer
             try:
+                live = self._live(key)
+                if live is None or live.cas != item.cas:
+                    continue  # changed or gone since: its record is newer
                 self.mark(item)
             except StoreError as e:
-                log.error("could not save the access state of %r: %s", key, e)
+                # (a read-only disk fails every one: a line a minute, not one a key)
+                self.throttle.log("access state", log, logging.ERROR,
+                                  "could not save the access state of %r: %s", key, e)
 
     def close(self):
         """Save the access state, commit, make everything durable, save the

@@ -538,3 +538,13 @@ def test_under_always_a_full_disk_s_barrier_covers_a_failed_commit_s_renames(fs)
     for seed, got in served_after_power_loss(fs, [b"k", b"j"]).items():
         assert got == {b"k": b"new", b"j": b"1"}, seed
     store.close()
+
+
+def test_a_store_closed_on_a_read_only_file_system_says_once_that_it_cannot_save_the_access_state(fs, caplog):
+    store = open_store(fs, level=EVERYSEC)
+    client = Client(store)
+    for i in range(10):
+        client.send(set_cmd(b"k%d" % i, b"v") + b"get k%d\r\n" % i)
+    remount_read_only(fs)
+    store.close()
+    assert caplog.text.count("could not save the access state") == 1
