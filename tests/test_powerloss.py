@@ -44,16 +44,8 @@ def served(store, keys):
     return out
 
 
-DATA_DIR_ENTRY_NOT_SYNCED = pytest.mark.xfail(
-    strict=True,
-    reason="finding: DataDir makes the data dir (makedirs) but never fsyncs its parent, so "
-    "under --fsync-method fsync the dir's own entry is never durable and a power loss may "
-    "take the whole dir (syncfs covers it; ext4's journal commit would too, in practice)",
-)
-
-
 @pytest.mark.parametrize("metadata", ["ordered", REORDERED])
-@pytest.mark.parametrize("method", ["syncfs", pytest.param("fsync", marks=DATA_DIR_ENTRY_NOT_SYNCED)])
+@pytest.mark.parametrize("method", ["syncfs", "fsync"])
 def test_always_keeps_every_acknowledged_set_at_a_power_loss(method, metadata):
     fs = FaultFS(metadata=metadata)
     store = open_store(fs, method=method)
