@@ -283,6 +283,9 @@ class DataDir:
         spares = self.spares
         if spares.wants(old_size) and self._swap(tmp, path, old_size):
             return changed
+        # a plain rename (no old file to keep): the key's old records in
+        # tmp/ are no fallback of this write (spares.py: supersede)
+        spares.supersede(path.rpartition("/")[2])
         try:
             self.fs.replace(tmp, path)
         except FileNotFoundError:
