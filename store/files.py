@@ -56,15 +56,14 @@ class DataDir:
         self.tmp = os.path.join(self.path, "tmp")
         self.quarantine_dir = os.path.join(self.path, "quarantine")
         try:
-            fs.makedirs(self.path, exist_ok=True)
+            self._make_dir(self.path)
         except OSError as e:
             raise DataDirError(f"cannot create data dir {self.path}: {e.strerror}") from e
         self._lock_fd = self._lock()
         try:
             self._check_format()
-            fs.makedirs(self.tmp, exist_ok=True)
-            fs.makedirs(self.items, exist_ok=True)
-            fs.makedirs(self.quarantine_dir, exist_ok=True)
+            for folder in (self.tmp, self.items, self.quarantine_dir):
+                self._make_dir(folder)
         except BaseException:
             self.close()
             raise
@@ -78,6 +77,29 @@ class DataDir:
         self.removed_temp_files = 0
 
     # -- whole-directory housekeeping ------------------------------------
+
+    def _make_dir(self, path):
+        """Make a folder (and any missing parents) durably: each folder made
+        has its entry fsync'd in its parent, so a power loss cannot take it
+        under --fsync-method fsync (syncfs would cover it; fsync of a file
+        inside does not). Once per folder, at start-up: nothing when it exists."""
+        fs = self.fs
+        made = []
+        top = path
+        while not fs.isdir(top):
+            made.append(top)
+            parent = os.path.dirname(top)
+            if parent == top:
+                break
+            top = parent
+        if not made:
+            return
+        fs.makedirs(path, exist_ok=True)
+        for folder in reversed(made):  # the outermost first: its parent exists on disk
+            try:
+                fsync_dir(fs, os.path.dirname(folder))
+            except PermissionError:
+                pass  # a parent we may not open (made by the operator): as durable as before
 
     def _lock(self):
         fs = self.fs
@@ -107,12 +129,12 @@ class DataDir:
                 raise DataDirError(
                     f"{self.path} is not empty and has no FORMAT file: not a memcached-lite data dir"
                 ) from None
-            fs.makedirs(self.tmp, exist_ok=True)
+            self._make_dir(self.tmp)
             self.write_small_file("FORMAT", _FORMAT_LINE.encode())
             return
         found = raw.decode("utf-8", "replace")
         if found in _ADOPTED_FORMAT_LINES:
-            fs.makedirs(self.tmp, exist_ok=True)
+            self._make_dir(self.tmp)
             self.write_small_file("FORMAT", _FORMAT_LINE.encode())
             return
         if found != _FORMAT_LINE:
@@ -284,6 +306,9 @@ class DataDir:
         spares = self.spares
         if spares.wants(old_size) and self._swap(tmp, path, old_size):
             return changed
+        # a plain rename (no old file to keep): the key's old records in
+        # tmp/ are no fallback of this write (spares.py: supersede)
+        spares.supersede(path.rpartition("/")[2])
         try:
             self.fs.replace(tmp, path)
         except FileNotFoundError:

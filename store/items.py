@@ -253,7 +253,11 @@ class Store:
         spare may hold the spare's old bytes; the item's previous record is
         then one of the spares left in tmp/. Put back the newest intact
         record of each key whose file does not verify. A key whose file is
-        gone was deleted: a spare never brings it back."""
+        gone was deleted: a spare never brings it back. The newest record is
+        the right one only because a key installed with no old file has had
+        all its records taken out of tmp/ first (SparePool.supersede): its
+        torn file then finds none, and no item is its correct state
+        (docs/POWER_LOSS.md, "What a torn file falls back to")."""
         best = {}
         for spare in self.dir.leftovers():
             r = self._intact(spare)

@@ -19,7 +19,17 @@ previous bytes. Three rules keep that harmless:
   bytes in an item's file are another key's record, which fails the check
   that a record's key hashes to its file name;
 - under `always` the batch's first barrier covers the spares' new bytes
-  before any rename, so nothing of this is needed there.
+  before any rename, so nothing of this is needed there;
+- a key installed with no old file (a plain rename: the key was absent)
+  first has every idle spare still holding one of its records removed
+  (`supersede`). Such a torn file's only correct fallback is no item at
+  all, and start-up restores the newest intact record of the key it finds
+  in tmp/: after a plain install there is none to find. (A spare ready
+  again holds a superseded record: restoring it once the install that
+  replaced it is durable would bring back a value older than a durable
+  write or delete.) The removals come before the rename in the metadata
+  log, so they survive wherever it does when metadata is ordered, as ext4's
+  journal orders it (docs/POWER_LOSS.md).
 
 Empty spares made in advance: a write that finds no ready spare creates its
 file (the slow path this module exists to avoid), and right after a fill of
@@ -78,6 +88,8 @@ class SparePool:
         self._in_flight = []  # released before the barrier under way
         self._lent = {}  # path -> (name written into it, size)
         self._taken = None  # the ready spare take() gave last
+        # name -> how many idle spares (ready, held, in flight) hold its record
+        self._holding = {}
         self.reused = 0  # writes that went into a spare (stats: spare_writes)
         self.fresh_max = 0  # ready spares the idle loop fills up to, at most
         self._fresh_wanted = 0  # empty spares it may still make: FRESH_PER_MISS per miss
@@ -112,6 +124,7 @@ class SparePool:
             if spare[1] != avoid:
                 self._ready_size -= _blocks(spare[2])
                 self._taken = spare
+                self._unhold(spare[1])
                 return spare[0], spare[2]
             ready.append(spare)
         return None
@@ -181,6 +194,40 @@ class SparePool:
             self._add_ready(path, name, size)
         else:
             self._held.append((path, name, size))
+            holding = self._holding
+            holding[name] = holding.get(name, 0) + 1
+
+    def supersede(self, name):
+        """`name` is about to be installed with no old file: remove the idle
+        spares holding its records, so none is ever taken for its fallback
+        (see the module's docstring). Returns how many were removed."""
+        if name not in self._holding:
+            return 0
+        del self._holding[name]
+        fs = self.fs
+        removed = 0
+        kept = collections.deque()
+        for spare in self._ready:
+            if spare[1] == name:
+                self._ready_size -= _blocks(spare[2])
+                removed += _unlink(fs, spare[0])
+            else:
+                kept.append(spare)
+        self._ready = kept
+        for pool in (self._held, self._in_flight):
+            mine = [spare for spare in pool if spare[1] == name]
+            for spare in mine:
+                pool.remove(spare)
+                removed += _unlink(fs, spare[0])
+        return removed
+
+    def _unhold(self, name):
+        holding = self._holding
+        n = holding.get(name, 0) - 1
+        if n > 0:
+            holding[name] = n
+        else:
+            holding.pop(name, None)
 
     def barrier_started(self):
         """A barrier begins: what it makes durable includes every record
@@ -193,11 +240,18 @@ class SparePool:
         began are no longer anyone's fallback."""
         passed, self._in_flight = self._in_flight, []
         for spare in passed:
-            self._add_ready(*spare)
+            self._to_ready(*spare)
 
     def _add_ready(self, path, name, size):
+        holding = self._holding
+        holding[name] = holding.get(name, 0) + 1
+        self._to_ready(path, name, size)
+
+    def _to_ready(self, path, name, size):
+        # an idle spare (counted in _holding) becomes ready, or is freed
         if self._ready_size + _blocks(size) > self.ready_bytes:
             _unlink(self.fs, path)
+            self._unhold(name)
             return
         self._ready.append((path, name, size))
         self._ready_size += _blocks(size)
@@ -209,13 +263,16 @@ class SparePool:
         fs = self.fs
         removed = 0
         while self._ready:
-            removed += _unlink(fs, self._ready.popleft()[0])
+            path, name, _ = self._ready.popleft()
+            removed += _unlink(fs, path)
+            self._unhold(name)
         self._ready_size = 0
         if held_too:
             for path, _, _ in (*self._held, *self._in_flight):
                 removed += _unlink(fs, path)
             self._held = []
             self._in_flight = []
+            self._holding = {}
         return removed
 
 

@@ -192,6 +192,38 @@ def test_a_spare_never_brings_back_a_deleted_key(open_store):
     assert store.get(b"k") is None
 
 
+def test_a_key_set_again_after_its_delete_leaves_none_of_its_records_in_tmp(open_store):
+    store = open_store()
+    set_(store, b"k", b"v1")
+    set_(store, b"k", b"v2")  # v1 a spare
+    barrier(store)  # v1 ready: a superseded record
+    store.delete(b"k")  # v2 a held spare
+    set_(store, b"other", b"x")
+    set_(store, b"k", b"v3")  # no old file: a plain rename
+    names = {store._intact(os.path.join(store.dir.tmp, n)).key for n in spares_on_disk(store)}
+    assert b"k" not in names
+    assert store.get(b"k").value == b"v3"
+
+
+def test_a_durable_delete_stays_when_the_next_write_of_the_key_tears(open_store):
+    store = open_store()
+    set_(store, b"other", b"o" * 100)
+    set_(store, b"other", b"p" * 100)  # a spare of another key
+    set_(store, b"k", b"v1")
+    barrier(store)
+    store.delete(b"k")
+    barrier(store)  # the delete is durable; v1's record a ready spare
+    set_(store, b"k", b"v2")  # written over the other key's spare
+    path = store.dir.locate(b"k")[1]
+    crash(store)
+    # a power loss before the barrier: the file holds the spare's old bytes
+    with open(path, "r+b") as f:
+        f.write(b"o" * 8)
+    store = open_store()
+    assert store.restored == 0
+    assert store.get(b"k") is None
+
+
 def test_the_newest_intact_spare_wins(open_store):
     store = open_store()
     for v in (b"v1", b"v2", b"v3", b"v4"):

@@ -1214,6 +1214,18 @@ def test_layout_of_a_new_data_dir(store, data_dir):
     assert (data_dir / "FORMAT").read_text() == "memcached-lite 2\n"
 
 
+def test_a_new_data_dir_and_its_folders_are_durable_in_their_parents():
+    # under --fsync-method fsync nothing else would make the new folders'
+    # entries durable: a power loss right after start-up keeps them all
+    from store.faultfs import FaultFS
+
+    fs = FaultFS()
+    DataDir("/srv/data", fs).close()
+    crashed = fs.crash(0)
+    assert {"/srv/data", "/srv/data/items", "/srv/data/tmp", "/srv/data/quarantine"} <= set(crashed.dirs())
+    assert crashed.read_file("/srv/data/FORMAT") == b"memcached-lite 2\n"
+
+
 def test_a_second_store_on_an_open_dir_is_refused(stores, store, data_dir):
     with pytest.raises(DataDirError) as info:
         Store(str(data_dir))
