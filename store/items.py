@@ -27,6 +27,7 @@ from .clock import Clock
 from .durability import ALWAYS, EVERYSEC, NO, Durability, PendingWrite
 from .errors import DiskFull, ReadError, StoreError
 from .files import DataDir, key_hash
+from .restore import restore_from_spares
 from .state import PersistentState
 from .throttle import Throttle
 
@@ -213,7 +214,7 @@ class Store:
             self.durability.barrier_passed = self.dir.spares.barrier_passed
             self.dir.barrier = self.durability.sync_now
             self.state = PersistentState(self.dir)
-            self.restored = self._restore_from_spares()
+            self.restored = restore_from_spares(self.dir)  # before tmp/ is cleared
             self.dir.clear_tmp()
             self.dir.spares.reuse_at_once = fsync == NO
             self.dir.spares.fresh_max = fresh_spares  # made by idle_tick()
@@ -247,43 +248,6 @@ class Store:
         # (an OrderedDict: dropping the oldest of a plain dict again and again
         # makes next(iter()) walk the holes its deletions leave)
         self._accessed = collections.OrderedDict()
-
-    def _restore_from_spares(self):
-        """After a power loss (everysec, no), an item's file written into a
-        spare may hold the spare's old bytes; the item's previous record is
-        then one of the spares left in tmp/. Put back the newest intact
-        record of each key whose file does not verify. A key whose file is
-        gone was deleted: a spare never brings it back. The newest record is
-        the right one only because a key installed with no old file has had
-        all its records taken out of tmp/ first (SparePool.supersede): its
-        torn file then finds none, and no item is its correct state
-        (docs/POWER_LOSS.md, "What a torn file falls back to")."""
-        best = {}
-        for spare in self.dir.leftovers():
-            r = self._intact(spare)
-            if r is not None:
-                _, path = self.dir.locate(r.key)
-                if path not in best or r.cas > best[path][0]:
-                    best[path] = (r.cas, spare)
-        restored = 0
-        for path, (_, spare) in best.items():
-            if not self.fs.exists(path) or self._intact(path, os.path.basename(path)) is not None:
-                continue
-            self.fs.replace(spare, path)
-            log.warning("restored %s from its previous record: it was torn (a power loss?)", path)
-            restored += 1
-        return restored
-
-    def _intact(self, path, name=None):
-        # the record in path if it reads whole (and belongs to `name`), else None
-        try:
-            data = self.dir.read(path)
-            r = record.decode(data) if data is not None else None
-        except (OSError, record.CorruptRecord):
-            return None
-        if r is None or (name is not None and key_hash(r.key) != name):
-            return None
-        return r
 
     # -- reading ----------------------------------------------------------
 

@@ -10,6 +10,7 @@ import pytest
 
 from store import Mode
 from store.durability import ALWAYS, EVERYSEC, NO
+from store.restore import intact_record
 
 
 @pytest.fixture(params=["renameat2", "link"])
@@ -200,7 +201,7 @@ def test_a_key_set_again_after_its_delete_leaves_none_of_its_records_in_tmp(open
     store.delete(b"k")  # v2 a held spare
     set_(store, b"other", b"x")
     set_(store, b"k", b"v3")  # no old file: a plain rename
-    names = {store._intact(os.path.join(store.dir.tmp, n)).key for n in spares_on_disk(store)}
+    names = {intact_record(store.dir, os.path.join(store.dir.tmp, n)).key for n in spares_on_disk(store)}
     assert b"k" not in names
     assert store.get(b"k").value == b"v3"
 

@@ -1,0 +1,58 @@
+"""Start-up's repair of the items a power loss tore (everysec, no).
+
+A write into a spare is not ordered before its rename, so after a power loss
+an item's file may hold the spare's old bytes or a torn mix of old and new
+sectors. The item's previous record is then one of the spares left in tmp/:
+the one its install displaced (an exchange leaves it under the temp file's
+name). Before tmp/ is cleared, `restore_from_spares` puts back the newest
+intact record of each key whose file does not verify.
+
+"The newest" is the displaced record only because a key installed with no
+old file (nothing displaced: absent is then its correct state) has had all
+its records taken out of tmp/ first (`SparePool.supersede`); a key whose
+file is gone was deleted, and a spare never brings it back. The reasoning,
+and what the crash tests prove of it: docs/POWER_LOSS.md, "What a torn file
+falls back to".
+"""
+
+import logging
+import os
+
+from . import record
+from .files import key_hash
+
+log = logging.getLogger("memcached-lite.store")
+
+
+def restore_from_spares(data_dir):
+    """Put back, in `data_dir` (a files.DataDir), each torn item's newest
+    intact record found in tmp/; how many were put back."""
+    best = {}
+    for spare in data_dir.leftovers():
+        r = intact_record(data_dir, spare)
+        if r is not None:
+            _, path = data_dir.locate(r.key)
+            if path not in best or r.cas > best[path][0]:
+                best[path] = (r.cas, spare)
+    fs = data_dir.fs
+    restored = 0
+    for path, (_, spare) in best.items():
+        if not fs.exists(path) or intact_record(data_dir, path, os.path.basename(path)) is not None:
+            continue
+        fs.replace(spare, path)
+        log.warning("restored %s from its previous record: it was torn (a power loss?)", path)
+        restored += 1
+    return restored
+
+
+def intact_record(data_dir, path, name=None):
+    """The record in `path` if it reads whole (and, given `name`, belongs to
+    the key of that file name), else None."""
+    try:
+        data = data_dir.read(path)
+        r = record.decode(data) if data is not None else None
+    except (OSError, record.CorruptRecord):
+        return None
+    if r is None or (name is not None and key_hash(r.key) != name):
+        return None
+    return r
