@@ -277,6 +277,8 @@ class History:
         self.restarts = 0
         self.adopted = 0
         self.store = None
+        self.log = []  # what happened, for --trace
+        self.pending = []  # crash states cut, to check once the change in flight is known
 
     # -- running -------------------------------------------------------------
 
@@ -288,6 +290,7 @@ class History:
                 if self.states >= self.budget:
                     break
                 self._iteration()
+            self._settle()
         return self
 
     def _open(self, fs, opened=None):
@@ -314,6 +317,7 @@ class History:
             def start():
                 real_start()
                 self.oracle.barrier_began = self.oracle.step
+                self.log.append(f"step {self.oracle.step}: helper barrier starts")
 
             syncer.start = start
 
@@ -329,7 +333,9 @@ class History:
         for session in fed:
             line, keys, noreply, flush = self._command()
             reply = session.feed(line)
+            self.log.append(f"step {oracle.step} s{self.sessions.index(session)}: {line[:50]!r} -> {reply[:40]!r}")
             entries = [e for e in (self._observe(k, force=bool(flush)) for k in keys) if e is not None]
+            self._settle()
             self._check_reply(reply)
             if noreply:
                 continue
@@ -343,9 +349,11 @@ class History:
                 self._check_reply(session.release())
                 for entries, flush in owed[session]:
                     self._acknowledged(entries, flush)
+        self._settle()
         server.sync_if_due()
         if rng.random() < 0.4 and self.fs.finish_background() and oracle.barrier_began is not None:
             oracle.covered = oracle.barrier_began
+            self.log.append(f"step {oracle.step}: the barrier begun at step {oracle.covered} passes")
         if server.has_background_work():
             server.background(0.003)
         elif server.has_idle_work():
@@ -355,6 +363,8 @@ class History:
             entry = self._observe(key)
             if entry is not None:
                 entry.acked = entry.step
+                self.log.append(f"step {entry.step}: time made {key!r} {'missing' if entry.state is None else entry.state[0][:20]}")
+        self._settle()
         if rng.random() < 0.3:
             self._cut("after the iteration", adopt=rng.random() < 0.25)
         if rng.random() < 0.03:
@@ -369,10 +379,12 @@ class History:
         """A clean stop and start, no power loss: start-up restore on the way."""
         self.store.close()
         self.oracle.everything_durable()
+        self.log.append(f"step {self.oracle.step}: clean restart")
         self.restarts += 1
         for session in self.sessions:
             session.close()
         self._start(self._open(self.fs), self.fs, hook=False)
+        self._settle()
 
     def _check_reply(self, reply):
         if b"SERVER_ERROR" in reply:
@@ -454,37 +466,52 @@ class History:
             self._cut(where)
 
     def _cut(self, where, adopt=False):
-        """The power goes now: check one crash state; with `adopt`, serve
-        from it afterwards (called between iterations only)."""
+        """The power goes now: one crash state, checked once the change in
+        flight is known (_settle); with `adopt` (between iterations only),
+        served from afterwards."""
         if self.states >= self.budget:
             return
         self.cuts += 1
         self.states += 1
         seed = self.rng.randrange(1 << 30)
         label = f"history {self.seed}, cut {self.cuts} ({where}), crash seed {seed}"
-        with self.time.frozen():
-            state = self.fs.crash(seed)
-            crashed, items, leftovers = None, {}, []
-            try:
-                # tmp/ as start-up leaves it, before the walk makes new spares
-                crashed = self._open(state, opened=lambda s: leftovers.extend(state.listdir(DATA + "/tmp")))
-            except Exception as e:  # start-up must survive any crash state
-                found = [f"{label}: start-up failed: {e!r}"]
-            else:
-                try:
-                    found, items = self._check(crashed, leftovers, label)
-                except Exception as e:
-                    found = [f"{label}: the check failed: {e!r}"]
-        self.violations += found
-        if adopt and crashed is not None and not found:
-            self.adopted += 1
-            for session in self.sessions:
-                session.close()
-            self.oracle.max_cas = max(self.oracle.max_cas, items.pop(PROBE))
-            self.oracle.reset(items)
-            self._start(crashed, state)
+        self.log.append(f"step {self.oracle.step}: cut {self.cuts} ({where[:100]})")
+        oracle = self.oracle
+        allowed = {key: oracle.allowed(key, self.level) for key in oracle.keys}
+        self.pending.append((self.fs.crash(seed), label, allowed, oracle.step, oracle.max_cas, adopt))
+        if adopt:
+            self._settle()
 
-    def _check(self, store, leftovers, label):
+    def _settle(self):
+        """Check the crash states cut so far: a key may also be at any state
+        it got since its cut (the outcome of the change in flight then)."""
+        pending, self.pending = self.pending, []
+        for state, label, allowed, step, max_cas, adopt in pending:
+            for key, entries in self.oracle.keys.items():
+                allowed[key] = allowed.get(key, entries[:1]) + [e for e in entries if e.step > step]
+            with self.time.frozen():
+                crashed, items, leftovers = None, {}, []
+                try:
+                    # tmp/ as start-up leaves it, before the walk makes new spares
+                    crashed = self._open(state, opened=lambda s: leftovers.extend(state.listdir(DATA + "/tmp")))
+                except Exception as e:  # start-up must survive any crash state
+                    found = [f"{label}: start-up failed: {e!r}"]
+                else:
+                    try:
+                        found, items = self._check(crashed, leftovers, allowed, max_cas, label)
+                    except Exception as e:
+                        found = [f"{label}: the check failed: {e!r}"]
+            self.violations += found
+            if adopt and crashed is not None and not found:
+                self.adopted += 1
+                for session in self.sessions:
+                    session.close()
+                self.oracle.max_cas = max(self.oracle.max_cas, items.pop(PROBE))
+                self.oracle.reset(items)
+                self._start(crashed, state)
+                self.log.append(f"step {self.oracle.step}: the crash state adopted")
+
+    def _check(self, store, leftovers, allowed, max_cas, label):
         """The violations in one crash state (`store` opened on it, leaving
         `leftovers` in tmp/), and the items it served."""
         oracle = self.oracle
@@ -506,13 +533,17 @@ class History:
             else:
                 found.append(f"{label}: get {key!r} answered {reply[:60]!r}")
                 continue
-            allowed = oracle.allowed(key, self.level)
-            values = {e.state for e in allowed}
-            if any(self._maybe_dead(store, e, now) for e in allowed):
+            values = {e.state for e in allowed[key]}
+            if any(self._maybe_dead(store, e, now) for e in allowed[key]):
                 values.add(None)
             if got not in values:
                 found.append(f"{label}: {key!r} is {describe(got, key, oracle)}; may be {shown(values)}")
+                self.log.append(f"  {key!r} had: " + ", ".join(
+                    f"{e.step}{'a' if e.acked else ''}:{'-' if e.state is None else e.state[0][:12]}"
+                    for e in oracle.keys[key]))
         live = sum(v is not None for v in items.values())
+        # (an adopted state's probe may come back: its delete was not durable)
+        live += session.feed(b"get %s\r\n" % PROBE) != b"END\r\n"
         if store.curr_items != live:
             found.append(f"{label}: curr_items {store.curr_items}, {live} keys served")
         # the cas counter never goes back: a new write's is above all before
@@ -520,8 +551,8 @@ class History:
         store.commit()
         session.release()
         cas = store.peek(PROBE).cas
-        if cas <= oracle.max_cas:
-            found.append(f"{label}: a new write's cas {cas} is not above {oracle.max_cas}, handed out before")
+        if cas <= max_cas:
+            found.append(f"{label}: a new write's cas {cas} is not above {max_cas}, handed out before the cut")
         items[PROBE] = cas  # (the history's if it is adopted)
         session.feed(b"delete %s\r\n" % PROBE)
         store.commit()
@@ -574,6 +605,7 @@ class Summary:
         self.restarts += history.restarts
         self.adopted += history.adopted
         self.violations += history.violations
+        self.log = history.log
 
     def line(self):
         return (
@@ -607,12 +639,15 @@ def main(argv=None):
     p.add_argument("--history", type=int, help="run this one history seed (a violation names it)")
     p.add_argument("--show", type=int, default=20, help="violations printed per level")
     p.add_argument("--verbose", action="store_true", help="the store's log lines (restores, quarantines)")
+    p.add_argument("--trace", action="store_true", help="with --history: what it did, step by step")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.CRITICAL, format="%(message)s")
     levels = LEVELS if args.level == "all" else (args.level,)
     bad = 0
     for level in levels:
         s = campaign(level, args.states, args.seed, args.metadata, args.auto_da_alloc, history=args.history)
+        if args.trace:
+            print("\n".join(s.log))
         print(s.line(), flush=True)
         for v in s.violations[: args.show]:
             print(f"  {level}: {v}  [--level {level} --metadata {args.metadata}"
