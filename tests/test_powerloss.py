@@ -4,27 +4,19 @@ disk held must keep the promise of its --fsync level (docs/POWER_LOSS.md).
 Seeds are fixed; each test tries every seed in its range."""
 
 import random
+import sys
+from pathlib import Path
 
 import pytest
 
-from store import ALWAYS, EVERYSEC, NO, Mode, Store
+from store import EVERYSEC, NO, Mode, Store
 from store import durability as durability_mod
 from store.faultfs import REORDERED, FaultFS
 
-DATA = "/data"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+from powerloss import CUT_BEFORE, DATA, clock, cut_before, data_dir_made_durable, open_store, served  # noqa: E402
+
 SEEDS = range(20)
-NOW = 1_000_000.0
-
-
-def clock():
-    return NOW
-
-
-def open_store(fs, level=ALWAYS, method="auto"):
-    store = Store(DATA, fsync=level, fsync_method=method, fs=fs, clock=clock)
-    while store.tick():  # the start-up walk
-        pass
-    return store
 
 
 def acknowledged_set(store, key, value):
@@ -33,15 +25,6 @@ def acknowledged_set(store, key, value):
     assert store.store(Mode.SET, key, 0, 0, value).name == "STORED"
     batch = store.commit()
     assert batch is not None and batch.error is None
-
-
-def served(store, keys):
-    out = {}
-    for key in keys:
-        item = store.get(key, bump=False)
-        if item is not None:
-            out[key] = item.value
-    return out
 
 
 DATA_DIR_ENTRY_NOT_SYNCED = pytest.mark.xfail(
@@ -89,16 +72,6 @@ def history():
 
 
 KEYS = sorted({key for _, key, _ in history()})
-# the calls before which the power is cut, inside a commit as well as after it
-CUT_BEFORE = ("replace", "rename", "exchange", "link", "unlink", "mkdir", "fsync", "fdatasync", "syncfs")
-
-
-def data_dir_made_durable(metadata):
-    # the data dir exists and its entry is on disk, as an operator makes it
-    fs = FaultFS(metadata=metadata)
-    fs.makedirs(DATA)
-    fs.sync()
-    return fs
 
 
 class Cuts:
@@ -113,16 +86,7 @@ class Cuts:
         self.in_flight = None  # (key, value or None for a delete)
         self.taken = []  # (crash state, acknowledged, in flight, where)
         self._next_seed = 0
-        for name in CUT_BEFORE:
-            real = getattr(fs, name)
-            setattr(fs, name, self._cutting(name, real))
-
-    def _cutting(self, name, real):
-        def call(*args, **kw):
-            self.cut(f"before {name}{args[:2]}")
-            return real(*args, **kw)
-
-        return call
+        cut_before(fs, CUT_BEFORE, self.cut)
 
     def cut(self, where):
         for _ in range(self.seeds):

@@ -53,8 +53,12 @@ DATA = "/data"
 NOW = 1_000_000.0
 # the calls before which the power may be cut, inside a commit as well as after it
 CUT_BEFORE = ("replace", "rename", "exchange", "link", "unlink", "mkdir", "fsync", "fdatasync", "syncfs")
-# ...and, in the campaign, inside a write into a spare too
-CAMPAIGN_CUT_BEFORE = CUT_BEFORE + ("open", "writev", "write", "ftruncate")
+# ...and, in the campaign, inside a write into a spare too; the chance of a
+# cut before each: most often before a barrier (where what is in flight is
+# largest), less often before each step of a write
+CUT_CHANCE = dict.fromkeys(("fsync", "fdatasync", "syncfs"), 0.2)
+CUT_CHANCE.update(dict.fromkeys(("replace", "rename", "exchange", "link", "unlink", "mkdir"), 0.08))
+CUT_CHANCE.update(dict.fromkeys(("open", "writev", "write", "ftruncate"), 0.03))
 
 
 # -- what tests/test_powerloss.py shares -----------------------------------------
@@ -309,7 +313,8 @@ class History:
         self.server = Server(store, Settings(), clock=self.time.wall)
         self.sessions = [Session(self.server) for _ in range(SESSIONS)]
         if hook:
-            cut_before(fs, CAMPAIGN_CUT_BEFORE, self._maybe_cut)
+            for name, chance in CUT_CHANCE.items():
+                cut_before(fs, (name,), lambda where, chance=chance: self._maybe_cut(where, chance))
         syncer = store.durability.syncer
         if syncer is not None:
             real_start = syncer.start
@@ -461,8 +466,8 @@ class History:
 
     # -- cuts and their checks -------------------------------------------------
 
-    def _maybe_cut(self, where):
-        if self.states < self.budget and self.rng.random() < 0.06:
+    def _maybe_cut(self, where, chance):
+        if self.states < self.budget and self.rng.random() < chance:
             self._cut(where)
 
     def _cut(self, where, adopt=False):
@@ -641,7 +646,8 @@ def main(argv=None):
     p.add_argument("--verbose", action="store_true", help="the store's log lines (restores, quarantines)")
     p.add_argument("--trace", action="store_true", help="with --history: what it did, step by step")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.CRITICAL, format="%(message)s")
+    if args.verbose:
+        logging.getLogger("memcached-lite").setLevel(logging.INFO)
     levels = LEVELS if args.level == "all" else (args.level,)
     bad = 0
     for level in levels:
@@ -657,4 +663,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    # the store's log lines (a restore, a quarantine: hundreds) only if asked
+    logging.basicConfig(level=logging.INFO if "--verbose" in sys.argv else logging.CRITICAL, format="%(message)s")
     sys.exit(main())
