@@ -46,7 +46,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from handlers import Server, Session, Settings  # noqa: E402
-from store import ALWAYS, EVERYSEC, LEVELS, NO, Store  # noqa: E402
+from store import ALWAYS, EVERYSEC, LEVELS, Store  # noqa: E402
 from store.faultfs import METADATA_MODES, ORDERED, FaultFS  # noqa: E402
 
 DATA = "/data"
@@ -183,6 +183,7 @@ class Oracle:
         self.covered = 0  # everysec: the start step of the last barrier that passed
         self.barrier_began = None
         self.epochs = {}  # key -> the step of its state at the last acknowledged flush_all
+        self.before = {}  # key -> its states before a crash state was adopted (for describe)
         self.max_cas = 0
 
     def key(self, key):
@@ -221,6 +222,8 @@ class Oracle:
     def reset(self, items):
         """A crash state adopted: what it served is each key's one state."""
         self.step += 1
+        for key, entries in self.keys.items():
+            self.before.setdefault(key, []).extend(entries)
         self.keys = {}
         for key, item in items.items():
             self.key(key)[0] = Entry(key, None, self.step, self.step)
@@ -258,10 +261,6 @@ BIG = 64 << 10  # spares.MAX_RECORD: a record above it is renamed without an exc
 PROBE = b"probe:cas"
 
 
-class Violation(Exception):
-    pass
-
-
 class History:
     """One seeded history of one level, its cuts and their checks."""
 
@@ -277,6 +276,7 @@ class History:
         self.serial = 0
         self.cuts = 0
         self.states = 0
+        self.broken = 0  # crash states with a violation
         self.violations = []
         self.restarts = 0
         self.adopted = 0
@@ -507,6 +507,7 @@ class History:
                     except Exception as e:
                         found = [f"{label}: the check failed: {e!r}"]
             self.violations += found
+            self.broken += bool(found)
             if adopt and crashed is not None and not found:
                 self.adopted += 1
                 for session in self.sessions:
@@ -542,7 +543,7 @@ class History:
             if any(self._maybe_dead(store, e, now) for e in allowed[key]):
                 values.add(None)
             if got not in values:
-                found.append(f"{label}: {key!r} is {describe(got, key, oracle)}; may be {shown(values)}")
+                found.append(f"{label}: {key!r} is {describe(got, key, oracle, allowed[key])}; may be {shown(values)}")
                 self.log.append(f"  {key!r} had: " + ", ".join(
                     f"{e.step}{'a' if e.acked else ''}:{'-' if e.state is None else e.state[0][:12]}"
                     for e in oracle.keys[key]))
@@ -573,13 +574,29 @@ class History:
         return bool(exptime and exptime <= now) or store.state.is_flushed(entry.cas, entry.stored, now)
 
 
-def describe(state, key, oracle):
+def describe(state, key, oracle, allowed):
+    """What a served state that breaks the promise is, with a hint at the
+    way it came (what the key went through since)."""
+    entries = oracle.keys[key]
+    first = entries.index(allowed[0]) if allowed and allowed[0] in entries else len(entries)
     if state is None:
-        return "missing"
+        big = any(e.state is not None and len(e.state[0]) > BIG for e in entries[: first + 1])
+        return "missing" + (" (a durable value over 64 KiB was overwritten)" if big else "")
     value = state[0]
-    for entries in oracle.keys.values():
-        if any(e.state == state for e in entries):
-            return f"an older state ({value[:24]!r}..., flags {state[1]})"
+    older = [i for i, e in enumerate(entries[:first]) if e.state == state]
+    if older:
+        passed = entries[older[-1] + 1 : first + 1]
+        if any(e.state is None for e in passed):
+            how = "back past a delete or flush"
+        elif any(len(e.state[0]) > BIG for e in passed):
+            how = "back past a value over 64 KiB"
+        elif any(e.state[:2] == state[:2] for e in passed):
+            how = "back past a touch"
+        else:
+            how = "older than allowed"
+        return f"an older state, {how} ({value[:24]!r}..., flags {state[1]}, exptime {state[2]})"
+    if any(e.state == state for e in oracle.before.get(key, ())):
+        return f"a state from before the last power loss ({value[:24]!r}..., flags {state[1]})"
     owner = value.split(b":", 1)[0]
     if owner != key and owner in oracle.keys:
         return f"a value of {owner!r} ({value[:24]!r}...)"
@@ -600,13 +617,14 @@ def history_seed(seed, level, i):
 class Summary:
     def __init__(self, level, metadata):
         self.level, self.metadata = level, metadata
-        self.histories = self.cuts = self.states = self.restarts = self.adopted = 0
+        self.histories = self.cuts = self.states = self.broken = self.restarts = self.adopted = 0
         self.violations = []
 
     def add(self, history):
         self.histories += 1
         self.cuts += history.cuts
         self.states += history.states
+        self.broken += history.broken
         self.restarts += history.restarts
         self.adopted += history.adopted
         self.violations += history.violations
@@ -616,7 +634,8 @@ class Summary:
         return (
             f"{self.level:8} ({self.metadata}): {self.histories} histories, {self.cuts} cuts, "
             f"{self.states} crash states ({self.adopted} adopted and crashed again), "
-            f"{self.restarts} clean restarts, {len(self.violations)} violations"
+            f"{self.restarts} clean restarts; {self.states - self.broken} crash states kept the promise, "
+            f"{len(self.violations)} violations in {self.broken}"
         )
 
 
