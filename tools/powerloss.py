@@ -28,7 +28,7 @@ acknowledged, and which barrier covered it. After a cut, every key is read
 through a session's get on the crash state, and must be:
     always    the last acknowledged state, or a later unacknowledged one;
     everysec  the state at the start of the last barrier that passed, or a later one;
-    no        some state the key had (or absent);
+    no        some state the key had (or absent), before an earlier power loss too;
 at every level never older than an acknowledged flush_all, None if each
 allowed state is dead by now (expired, flushed) is also allowed, the store
 opens (no crash at start-up), tmp/ is empty, curr_items is the number of
@@ -247,7 +247,10 @@ class Oracle:
         elif level == EVERYSEC:
             since = max((i for i, e in enumerate(entries) if e.step <= self.covered), default=0)
         else:
-            since = 0
+            # `no`: any state the key had, those before a power loss too,
+            # unless a flush_all was acknowledged since
+            before = [] if key in self.epochs else self.before.get(key, [])
+            return before + entries[first:]
         return entries[max(first, since) :]
 
 
