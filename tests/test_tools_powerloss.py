@@ -33,13 +33,6 @@ def test_no_serves_only_states_each_key_really_had(metadata):
     assert summary.violations == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="findings (docs/POWER_LOSS.md): start-up restore takes any intact spare of a key whose "
-    "file is torn, even one older than the key's durable state (after a delete, a touch, or a "
-    "value over 64 KiB that is freed, not kept as a spare); a durable value over 64 KiB "
-    "overwritten by a write into a spare is lost entirely",
-)
 @pytest.mark.parametrize("metadata", [ORDERED, REORDERED])
 def test_everysec_keeps_each_key_at_its_last_barrier_or_newer(metadata):
     summary = powerloss.campaign(EVERYSEC, 150, SEED, metadata)
