@@ -12,6 +12,7 @@ one killed with kill -9.
 
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -107,6 +108,12 @@ class BackgroundSyncer:
     def close(self):
         try:
             self._proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            # a helper stopped (SIGSTOP) while idle would read the closed pipe
+            # only when continued: the stop must not wait out the timeout
+            self._proc.send_signal(signal.SIGCONT)
         except OSError:
             pass
         try:

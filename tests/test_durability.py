@@ -428,6 +428,14 @@ def test_the_helper_exits_when_the_store_closes(helper_store):
     assert proc.wait(10) == 0
 
 
+def test_a_helper_stopped_while_idle_exits_cleanly_when_the_store_closes(helper_store):
+    # continued first: it exits on the closed pipe, not killed after a timeout
+    proc = helper_store.durability.syncer._proc
+    os.kill(proc.pid, signal.SIGSTOP)
+    helper_store.close()
+    assert proc.wait(10) == 0
+
+
 def test_a_clean_stop_waits_for_the_helpers_barrier_and_makes_its_own(helper_store, ticking):
     set_(helper_store, b"k", b"v")
     ticking[0] += 1.0
