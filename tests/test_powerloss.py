@@ -358,13 +358,6 @@ def test_no_serves_only_values_a_key_really_had(seed, ticking):
     assert everysec_violations(run, NO) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding (tools/powerloss.py): a record over 64 KiB is not kept as a spare when it is "
-    "replaced (a plain rename frees it), and the new record, written into a spare, is not durable "
-    "yet: a power loss leaves the key torn with no previous record, and start-up restore puts back "
-    "an older spare of the key, older than the durable big value (or none: the key is lost)",
-)
 @pytest.mark.parametrize("metadata", ["ordered", REORDERED])
 def test_everysec_a_durable_value_over_64_kib_is_never_replaced_by_an_older_one(metadata, ticking):
     fs = data_dir_made_durable(metadata)
