@@ -17,6 +17,7 @@ disk with the item's next write, or at a clean close, so a `get` never writes.
 import collections
 import enum
 import logging
+import math
 import os
 import re
 import time
@@ -510,7 +511,13 @@ class Store:
             cas = self.state.next_cas()
         else:
             self.state.observe(cas)
-        item = Item(key, flags, exptime, cas, self.clock(), value, state, atime)
+        stored = self.clock()
+        if old is not None and old.cas == cas and stored <= old.stored:
+            # a rewrite that keeps the cas (touch, mark): its `stored` is
+            # later than the record it replaces even on a clock that did not
+            # move, so start-up restore can tell the two apart (restore.py)
+            stored = math.nextafter(old.stored, math.inf)
+        item = Item(key, flags, exptime, cas, stored, value, state, atime)
         header = record.encode(key, flags, exptime, cas, item.stored, value, item.state, item.atime)
         parts = [header, key, value]
         durability = self.durability

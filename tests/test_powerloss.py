@@ -371,12 +371,6 @@ def test_everysec_a_durable_value_over_64_kib_is_never_replaced_by_an_older_one(
     assert served_after_cuts(fs, b"k", range(40)) <= {b"B" * (70 << 10), b"v3" * 600}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding (tools/powerloss.py): touch writes a new record with the same cas, and the "
-    "pre-touch record is a spare in tmp/; when the key's next write is torn, start-up restore "
-    "cannot tell the two apart by cas and may put back the pre-touch one: a durable touch undone",
-)
 def test_everysec_a_durable_touch_is_never_undone_when_a_later_write_tears(ticking):
     fs = data_dir_made_durable("ordered")
     store = everysec_store(fs)

@@ -237,6 +237,22 @@ def test_the_newest_intact_spare_wins(open_store):
     assert store.get(b"k").value == b"v3"
 
 
+def test_of_two_spares_of_one_cas_the_later_written_wins(open_store):
+    store = open_store()
+    set_(store, b"k", b"v1")
+    barrier(store)
+    store.touch(b"k", 3600)  # the same cas; the pre-touch record a held spare
+    barrier(store)
+    set_(store, b"k", b"v2")  # the touched record displaced: the fallback
+    path = store.dir.locate(b"k")[1]
+    crash(store)
+    with open(path, "wb") as f:
+        f.write(b"garbage")
+    store = open_store()
+    assert store.restored == 1
+    assert store.get(b"k").exptime == int(store.clock()) + 3600
+
+
 BIG = b"B" * (70 << 10)  # over spares.MAX_RECORD: never recycled
 
 
