@@ -29,7 +29,8 @@ log = logging.getLogger("memcached-lite.store")
 
 def restore_from_spares(data_dir):
     """Put back, in `data_dir` (a files.DataDir), each torn item's newest
-    intact record found in tmp/; how many were put back."""
+    intact record found in tmp/; returns the item paths put back (the
+    caller makes them durable with tmp/'s clean-up: `Store`)."""
     best = {}
     for spare in data_dir.leftovers():
         r = intact_record(data_dir, spare)
@@ -39,13 +40,13 @@ def restore_from_spares(data_dir):
             if path not in best or order > best[path][0]:
                 best[path] = (order, spare)
     fs = data_dir.fs
-    restored = 0
+    restored = []
     for path, (_, spare) in best.items():
         if not fs.exists(path) or intact_record(data_dir, path, os.path.basename(path)) is not None:
             continue
         fs.replace(spare, path)
         log.warning("restored %s from its previous record: it was torn (a power loss?)", path)
-        restored += 1
+        restored.append(path)
     return restored
 
 

@@ -253,6 +253,39 @@ def test_of_two_spares_of_one_cas_the_later_written_wins(open_store):
     assert store.get(b"k").exptime == int(store.clock()) + 3600
 
 
+@pytest.mark.parametrize("level", [ALWAYS, EVERYSEC, NO])
+def test_start_up_makes_its_clean_up_of_tmp_durable_before_serving(open_store, level):
+    store = open_store()
+    set_(store, b"k", b"v1")
+    set_(store, b"k", b"v2")  # v1 a spare
+    crash(store)
+    store = open_store(level)
+    assert store.dir.removed_temp_files == 1
+    assert store.durability.calls == 1
+
+
+@pytest.mark.parametrize("level", [ALWAYS, EVERYSEC, NO])
+def test_start_up_makes_its_restores_durable_before_serving(open_store, level):
+    store = open_store()
+    set_(store, b"k", b"v1" * 100)
+    set_(store, b"k", b"v2" * 100)
+    path = store.dir.locate(b"k")[1]
+    crash(store)
+    with open(path, "r+b") as f:
+        f.truncate(50)
+    store = open_store(level)
+    assert store.restored == 1
+    assert store.durability.calls == 1
+
+
+def test_start_up_with_nothing_to_repair_makes_no_barrier(open_store):
+    store = open_store()
+    set_(store, b"k", b"v1")
+    store.close()
+    store = open_store()
+    assert store.durability.calls == 0
+
+
 BIG = b"B" * (70 << 10)  # over spares.MAX_RECORD: never recycled
 
 
