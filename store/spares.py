@@ -62,7 +62,8 @@ log = logging.getLogger("memcached-lite.store")
 # Spares kept ready at most (by their records' size, rounded up to blocks):
 # about one second of writes at the rates a single Python process reaches.
 READY_BYTES = 64 << 20
-# Records larger than this are not recycled: their blocks are freed as before.
+# Records larger than this are not recycled: displaced, held until the next
+# barrier passes, then freed (released_big).
 MAX_RECORD = 64 << 10
 _BLOCK = 4096
 # Empty spares the idle loop may keep ready (the server's; a Store makes none
