@@ -298,17 +298,21 @@ class DataDir:
     def install(self, tmp, path, old_size=None):
         """Rename a temp file onto an item's path (making its bucket if
         needed); returns the folders whose entries changed. The file it
-        replaces (of `old_size`; None: none) is kept as a spare."""
+        replaces (of `old_size`; None: none) is displaced into tmp/: a spare,
+        or (over spares.MAX_RECORD) held until the next barrier, then freed;
+        under `--fsync no` a big one is freed by the rename at once."""
         parent = path.rpartition("/")[0]
         changed = [parent]
         if parent not in self._known_dirs:
             changed += self._make_bucket(parent)
         spares = self.spares
-        if spares.wants(old_size) and self._swap(tmp, path, old_size):
+        if spares.keeps(old_size) and self._swap(tmp, path, old_size):
             return changed
         # a plain rename (no old file to keep): the key's old records in
         # tmp/ are no fallback of this write (spares.py: supersede)
-        spares.supersede(path.rpartition("/")[2])
+        name = path.rpartition("/")[2]
+        spares.supersede(name)
+        spares.supersede_big(name)
         try:
             self.fs.replace(tmp, path)
         except FileNotFoundError:
@@ -345,7 +349,10 @@ class DataDir:
                 _unlink_quietly(fs, spare)  # a name of the live file: never written over
                 raise
             spares.installed(tmp)
-        spares.released(spare, path.rpartition("/")[2], old_size)
+        if spares.wants(old_size):
+            spares.released(spare, path.rpartition("/")[2], old_size)
+        else:
+            spares.released_big(spare, path.rpartition("/")[2])  # unlinked after the next barrier
         return True
 
     def _make_bucket(self, parent):

@@ -17,6 +17,7 @@ disk with the item's next write, or at a clean close, so a `get` never writes.
 import collections
 import enum
 import logging
+import math
 import os
 import re
 import time
@@ -214,8 +215,11 @@ class Store:
             self.durability.barrier_passed = self.dir.spares.barrier_passed
             self.dir.barrier = self.durability.sync_now
             self.state = PersistentState(self.dir)
-            self.restored = restore_from_spares(self.dir)  # before tmp/ is cleared
+            restored = restore_from_spares(self.dir)  # before tmp/ is cleared
+            self.restored = len(restored)
             self.dir.clear_tmp()
+            if restored or self.dir.removed_temp_files:
+                self._start_up_barrier(restored)
             self.dir.spares.reuse_at_once = fsync == NO
             self.dir.spares.fresh_max = fresh_spares  # made by idle_tick()
             if max_disk is not None:
@@ -248,6 +252,19 @@ class Store:
         # (an OrderedDict: dropping the oldest of a plain dict again and again
         # makes next(iter()) walk the holes its deletions leave)
         self._accessed = collections.OrderedDict()
+
+    def _start_up_barrier(self, restored):
+        """Make start-up's repair durable before the first write, at every
+        level: else a second power loss could keep a later write and lose a
+        restore's rename or tmp/'s clean-up (metadata reordered, or nothing
+        ever synced under `no`), bringing back a record from before the
+        first (docs/POWER_LOSS.md). A failure is logged: the dir is then no
+        less durable than before the restart."""
+        dirs = {self.dir.tmp} | {os.path.dirname(path) for path in restored}
+        try:
+            self.durability.sync(restored, sorted(dirs))
+        except OSError as e:
+            log.error("the barrier after start-up's repair of %s failed: %s", self.dir.path, e)
 
     # -- reading ----------------------------------------------------------
 
@@ -510,7 +527,13 @@ class Store:
             cas = self.state.next_cas()
         else:
             self.state.observe(cas)
-        item = Item(key, flags, exptime, cas, self.clock(), value, state, atime)
+        stored = self.clock()
+        if old is not None and old.cas == cas and stored <= old.stored:
+            # a rewrite that keeps the cas (touch, mark): its `stored` is
+            # later than the record it replaces even on a clock that did not
+            # move, so start-up restore can tell the two apart (restore.py)
+            stored = math.nextafter(old.stored, math.inf)
+        item = Item(key, flags, exptime, cas, stored, value, state, atime)
         header = record.encode(key, flags, exptime, cas, item.stored, value, item.state, item.atime)
         parts = [header, key, value]
         durability = self.durability

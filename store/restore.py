@@ -10,7 +10,10 @@ intact record of each key whose file does not verify.
 "The newest" is the displaced record only because a key installed with no
 old file (nothing displaced: absent is then its correct state) has had all
 its records taken out of tmp/ first (`SparePool.supersede`); a key whose
-file is gone was deleted, and a spare never brings it back. The reasoning,
+file is gone was deleted, and a spare never brings it back. Records of
+one cas (a touch, or another rewrite that keeps the cas) are ordered by
+their `stored` time, which such a rewrite always moves forward
+(`Store._write_item`). The reasoning,
 and what the crash tests prove of it: docs/POWER_LOSS.md, "What a torn file
 falls back to".
 """
@@ -26,22 +29,24 @@ log = logging.getLogger("memcached-lite.store")
 
 def restore_from_spares(data_dir):
     """Put back, in `data_dir` (a files.DataDir), each torn item's newest
-    intact record found in tmp/; how many were put back."""
+    intact record found in tmp/; returns the item paths put back (the
+    caller makes them durable with tmp/'s clean-up: `Store`)."""
     best = {}
     for spare in data_dir.leftovers():
         r = intact_record(data_dir, spare)
         if r is not None:
             _, path = data_dir.locate(r.key)
-            if path not in best or r.cas > best[path][0]:
-                best[path] = (r.cas, spare)
+            order = (r.cas, r.stored)  # a rewrite that keeps the cas has a later `stored`
+            if path not in best or order > best[path][0]:
+                best[path] = (order, spare)
     fs = data_dir.fs
-    restored = 0
+    restored = []
     for path, (_, spare) in best.items():
         if not fs.exists(path) or intact_record(data_dir, path, os.path.basename(path)) is not None:
             continue
         fs.replace(spare, path)
         log.warning("restored %s from its previous record: it was torn (a power loss?)", path)
-        restored += 1
+        restored.append(path)
     return restored
 
 

@@ -29,7 +29,16 @@ previous bytes. Three rules keep that harmless:
   replaced it is durable would bring back a value older than a durable
   write or delete.) The removals come before the rename in the metadata
   log, so they survive wherever it does when metadata is ordered, as ext4's
-  journal orders it (docs/POWER_LOSS.md).
+  journal orders it (docs/POWER_LOSS.md);
+- a record too big to recycle (over MAX_RECORD) is still displaced by an
+  exchange, not freed by the rename: the new record (in a spare, or a new
+  file) is not durable yet, and the old one is the key's fallback. It is
+  *held* as a spare is (`released_big`), and unlinked instead of made ready
+  once a barrier has passed since; `supersede` of its key removes it too.
+  Under `--fsync no` (reuse_at_once: no barrier passes until a clean stop)
+  such a record is freed at once, as the rename did. Disk: the held big
+  records count until the barrier after their release frees them, about
+  one second of big overwrites at everysec (docs/POWER_LOSS.md).
 
 Empty spares made in advance: a write that finds no ready spare creates its
 file (the slow path this module exists to avoid), and right after a fill of
@@ -53,7 +62,8 @@ log = logging.getLogger("memcached-lite.store")
 # Spares kept ready at most (by their records' size, rounded up to blocks):
 # about one second of writes at the rates a single Python process reaches.
 READY_BYTES = 64 << 20
-# Records larger than this are not recycled: their blocks are freed as before.
+# Records larger than this are not recycled: displaced, held until the next
+# barrier passes, then freed (released_big).
 MAX_RECORD = 64 << 10
 _BLOCK = 4096
 # Empty spares the idle loop may keep ready (the server's; a Store makes none
@@ -85,6 +95,10 @@ class SparePool:
         self._ready = collections.deque()  # (path, name it last held, size)
         self._ready_size = 0
         self._held = []  # released since the last barrier began
+        # displaced records over MAX_RECORD: fallbacks until a barrier passes, then unlinked
+        self._big_held = []  # (path, name) released since the last barrier began
+        self._big_in_flight = []  # released before the barrier under way
+        self._big_names = {}  # name -> how many of them hold its record
         self._in_flight = []  # released before the barrier under way
         self._lent = {}  # path -> (name written into it, size)
         self._taken = None  # the ready spare take() gave last
@@ -97,19 +111,34 @@ class SparePool:
         self.made = 0  # empty spares made (stats: spare_files_made)
 
     def __len__(self):
-        return len(self._ready) + len(self._held) + len(self._in_flight)
+        return len(self._ready) + len(self._held) + len(self._in_flight) + self.held_big
 
     @property
     def held(self):
-        """How many spares are some item's fallback until a barrier passes."""
-        return len(self._held) + len(self._in_flight)
+        """How many spares (and big records) are some item's fallback until
+        a barrier passes."""
+        return len(self._held) + len(self._in_flight) + self.held_big
+
+    @property
+    def held_big(self):
+        """How many displaced records over MAX_RECORD wait for a barrier to
+        be unlinked."""
+        return len(self._big_held) + len(self._big_in_flight)
 
     def idle(self):
         """The paths of the spares not lent to a write (ready or held)."""
         return [p for p, _, _ in (*self._ready, *self._held, *self._in_flight)]
 
     def wants(self, size):
+        """Whether a record of `size` is recycled as a spare once released."""
         return size is not None and size <= MAX_RECORD
+
+    def keeps(self, size):
+        """Whether an item's old record of `size` (None: there is none) is
+        displaced into tmp/ by its install, rather than freed by a plain
+        rename: any record, but under reuse_at_once only the recycled ones
+        (no barrier would ever free the big ones)."""
+        return size is not None and (size <= MAX_RECORD or not self.reuse_at_once)
 
     def new_name(self):
         self._names += 1
@@ -221,6 +250,52 @@ class SparePool:
                 removed += _unlink(fs, spare[0])
         return removed
 
+    def released_big(self, path, name):
+        """An item's old record, too big to recycle, now lives at `path`
+        (tmp/): held as the item's fallback until a barrier has passed since,
+        then unlinked (`_big_passed`)."""
+        self._big_held.append((path, name))
+        names = self._big_names
+        names[name] = names.get(name, 0) + 1
+
+    def supersede_big(self, name):
+        """As `supersede`, for the big records held: `name` is about to be
+        installed with no old file, so its held big records are no one's
+        fallback. Returns how many were removed."""
+        if name not in self._big_names:
+            return 0
+        del self._big_names[name]
+        removed = 0
+        for pool in (self._big_held, self._big_in_flight):
+            mine = [spare for spare in pool if spare[1] == name]
+            for spare in mine:
+                pool.remove(spare)
+                removed += _unlink(self.fs, spare[0])
+        return removed
+
+    def _big_started(self):
+        self._big_in_flight += self._big_held
+        self._big_held = []
+
+    def _big_passed(self):
+        # the barrier made their items' new records durable: free them
+        passed, self._big_in_flight = self._big_in_flight, []
+        names = self._big_names
+        for path, name in passed:
+            _unlink(self.fs, path)
+            n = names.get(name, 0) - 1
+            if n > 0:
+                names[name] = n
+            else:
+                names.pop(name, None)
+
+    def _drain_big(self):
+        removed = 0
+        for path, _ in (*self._big_held, *self._big_in_flight):
+            removed += _unlink(self.fs, path)
+        self._big_held, self._big_in_flight, self._big_names = [], [], {}
+        return removed
+
     def _unhold(self, name):
         holding = self._holding
         n = holding.get(name, 0) - 1
@@ -234,6 +309,7 @@ class SparePool:
         renamed into place so far."""
         self._in_flight += self._held
         self._held = []
+        self._big_started()
 
     def barrier_passed(self):
         """The barrier that began last is done: the spares released before it
@@ -241,6 +317,7 @@ class SparePool:
         passed, self._in_flight = self._in_flight, []
         for spare in passed:
             self._to_ready(*spare)
+        self._big_passed()
 
     def _add_ready(self, path, name, size):
         holding = self._holding
@@ -273,6 +350,7 @@ class SparePool:
             self._held = []
             self._in_flight = []
             self._holding = {}
+            removed += self._drain_big()
         return removed
 
 

@@ -358,13 +358,6 @@ def test_no_serves_only_values_a_key_really_had(seed, ticking):
     assert everysec_violations(run, NO) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding (tools/powerloss.py): a record over 64 KiB is not kept as a spare when it is "
-    "replaced (a plain rename frees it), and the new record, written into a spare, is not durable "
-    "yet: a power loss leaves the key torn with no previous record, and start-up restore puts back "
-    "an older spare of the key, older than the durable big value (or none: the key is lost)",
-)
 @pytest.mark.parametrize("metadata", ["ordered", REORDERED])
 def test_everysec_a_durable_value_over_64_kib_is_never_replaced_by_an_older_one(metadata, ticking):
     fs = data_dir_made_durable(metadata)
@@ -378,12 +371,6 @@ def test_everysec_a_durable_value_over_64_kib_is_never_replaced_by_an_older_one(
     assert served_after_cuts(fs, b"k", range(40)) <= {b"B" * (70 << 10), b"v3" * 600}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding (tools/powerloss.py): touch writes a new record with the same cas, and the "
-    "pre-touch record is a spare in tmp/; when the key's next write is torn, start-up restore "
-    "cannot tell the two apart by cas and may put back the pre-touch one: a durable touch undone",
-)
 def test_everysec_a_durable_touch_is_never_undone_when_a_later_write_tears(ticking):
     fs = data_dir_made_durable("ordered")
     store = everysec_store(fs)
@@ -402,3 +389,17 @@ def test_everysec_a_durable_touch_is_never_undone_when_a_later_write_tears(ticki
             exptimes.add(item.exptime)
         crashed.close()
     assert exptimes <= {NOW + 3600}
+
+
+@pytest.mark.parametrize("metadata", ["ordered", REORDERED])
+def test_everysec_a_second_power_loss_never_brings_back_a_record_from_before_the_first(metadata, ticking):
+    fs = data_dir_made_durable(metadata)
+    store = everysec_store(fs)
+    set_(store, b"k", b"v0" * 100)
+    set_(store, b"k", b"v1" * 100)  # v0's record a spare
+    barrier_passes(store, fs, ticking)  # v1 durable; v0's record in tmp/
+    adopted = fs.crash(0)
+    store = everysec_store(adopted)  # clears tmp/: v0's record unlinked
+    store.delete(b"k")
+    set_(store, b"k", b"v2" * 600)  # a plain install, torn by the cut
+    assert served_after_cuts(adopted, b"k", range(200)) <= {b"v1" * 100, None, b"v2" * 600}

@@ -237,6 +237,116 @@ def test_the_newest_intact_spare_wins(open_store):
     assert store.get(b"k").value == b"v3"
 
 
+def test_of_two_spares_of_one_cas_the_later_written_wins(open_store):
+    store = open_store()
+    set_(store, b"k", b"v1")
+    barrier(store)
+    store.touch(b"k", 3600)  # the same cas; the pre-touch record a held spare
+    barrier(store)
+    set_(store, b"k", b"v2")  # the touched record displaced: the fallback
+    path = store.dir.locate(b"k")[1]
+    crash(store)
+    with open(path, "wb") as f:
+        f.write(b"garbage")
+    store = open_store()
+    assert store.restored == 1
+    assert store.get(b"k").exptime == int(store.clock()) + 3600
+
+
+@pytest.mark.parametrize("level", [ALWAYS, EVERYSEC, NO])
+def test_start_up_makes_its_clean_up_of_tmp_durable_before_serving(open_store, level):
+    store = open_store()
+    set_(store, b"k", b"v1")
+    set_(store, b"k", b"v2")  # v1 a spare
+    crash(store)
+    store = open_store(level)
+    assert store.dir.removed_temp_files == 1
+    assert store.durability.calls == 1
+
+
+@pytest.mark.parametrize("level", [ALWAYS, EVERYSEC, NO])
+def test_start_up_makes_its_restores_durable_before_serving(open_store, level):
+    store = open_store()
+    set_(store, b"k", b"v1" * 100)
+    set_(store, b"k", b"v2" * 100)
+    path = store.dir.locate(b"k")[1]
+    crash(store)
+    with open(path, "r+b") as f:
+        f.truncate(50)
+    store = open_store(level)
+    assert store.restored == 1
+    assert store.durability.calls == 1
+
+
+def test_start_up_with_nothing_to_repair_makes_no_barrier(open_store):
+    store = open_store()
+    set_(store, b"k", b"v1")
+    store.close()
+    store = open_store()
+    assert store.durability.calls == 0
+
+
+BIG = b"B" * (70 << 10)  # over spares.MAX_RECORD: never recycled
+
+
+def test_an_overwritten_big_record_is_held_in_tmp_until_a_barrier(open_store):
+    store = open_store()
+    set_(store, b"k", BIG)
+    first = inode(store, b"k")
+    set_(store, b"k", b"v2")
+    [spare] = spares_on_disk(store)
+    assert os.stat(os.path.join(store.dir.tmp, spare)).st_ino == first
+    assert store.dir.spares.held_big == 1
+
+
+def test_a_held_big_record_is_freed_not_recycled_once_a_barrier_passes(open_store):
+    store = open_store()
+    set_(store, b"k", BIG)
+    set_(store, b"k", b"v2")
+    barrier(store)
+    assert spares_on_disk(store) == []
+    assert len(store.dir.spares) == 0
+
+
+def test_a_torn_overwrite_of_a_big_record_falls_back_to_it(open_store):
+    store = open_store()
+    set_(store, b"k", BIG)
+    barrier(store)
+    set_(store, b"k", b"v2" * 100)
+    path = store.dir.locate(b"k")[1]
+    crash(store)
+    with open(path, "r+b") as f:
+        f.truncate(50)
+    store = open_store()
+    assert store.restored == 1
+    assert store.get(b"k").value == BIG
+
+
+def test_a_key_set_again_after_its_delete_leaves_no_big_record_in_tmp(open_store):
+    store = open_store()
+    set_(store, b"k", BIG)
+    set_(store, b"k", b"v2")  # BIG held
+    store.delete(b"k")
+    set_(store, b"k", b"v3")  # no old file: a plain rename
+    names = {intact_record(store.dir, os.path.join(store.dir.tmp, n)).key for n in spares_on_disk(store)}
+    assert b"k" not in names
+
+
+def test_under_no_an_overwritten_big_record_is_freed_at_once(open_store):
+    store = open_store(NO)
+    set_(store, b"k", BIG)
+    set_(store, b"k", b"v2")
+    assert spares_on_disk(store) == []
+
+
+def test_a_clean_stop_frees_the_held_big_records(open_store):
+    store = open_store()
+    set_(store, b"k", BIG)
+    set_(store, b"k", b"v2")
+    store.close()
+    assert os.listdir(store.dir.tmp) == []
+
+
 def test_a_full_disk_frees_the_spares_and_tries_once_more(open_store, monkeypatch):
     store = open_store(NO)
     set_(store, b"a", b"1")

@@ -378,6 +378,16 @@ def test_touch_keeps_cas_across_a_restart(stores, store):
     assert store.get(b"k").cas == cas
 
 
+def test_touch_moves_the_stored_time_forward_on_a_clock_that_did_not_move(stores, store):
+    # start-up restore orders two records of one cas by it (store/restore.py)
+    set_(store, b"k", b"v")
+    before = store.get(b"k").stored
+    store.touch(b"k", 100)
+    assert store.get(b"k").stored > before
+    store = stores.reopen(store)
+    assert store.get(b"k").stored > before
+
+
 def test_touch_of_a_missing_or_expired_item_is_none(store, clock):
     assert store.touch(b"k", 10) is None
     set_(store, b"k", b"v", exptime=1)

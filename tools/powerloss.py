@@ -260,7 +260,7 @@ SESSIONS = 3
 KEYS = 10  # the keys overwritten again and again (the spares recycle)
 NEW_KEYS = 8  # keys a history may add later
 STORAGE = (b"set", b"add", b"replace", b"append", b"prepend")
-BIG = 64 << 10  # spares.MAX_RECORD: a record above it is renamed without an exchange
+BIG = 64 << 10  # spares.MAX_RECORD: a record above it is never recycled (held, then freed)
 PROBE = b"probe:cas"
 
 
