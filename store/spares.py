@@ -29,7 +29,21 @@ previous bytes. Three rules keep that harmless:
   replaced it is durable would bring back a value older than a durable
   write or delete.) The removals come before the rename in the metadata
   log, so they survive wherever it does when metadata is ordered, as ext4's
-  journal orders it (docs/POWER_LOSS.md).
+  journal orders it (docs/POWER_LOSS.md);
+- a ready spare written over for another key may still hold, on disk, the
+  record it was booked for until a barrier begun after the write passes
+  (the write is in the page cache only). So the pool remembers, for the
+  file now at that key's path, the name of the record it may still hold
+  (its *stale* name); if the file comes back to tmp/ before that barrier
+  has passed, it is booked under both names and `supersede` of either
+  removes it. Where the stale name's plain install came first, bringing
+  the file back to tmp/ would follow that install in the metadata log, so
+  the overwrite or delete frees the file instead (`FREE`, a rename or
+  unlink over it); and where the stale mark dates from before the barrier
+  in flight, the file is the item's fallback once that barrier passes but
+  may hold the other record until then: a barrier first (`SYNC`, rare).
+  A write that is abandoned (never installed) frees its spare: its bytes
+  are no record anyone had and may not be durable.
 
 Empty spares made in advance: a write that finds no ready spare creates its
 file (the slow path this module exists to avoid), and right after a fill of
@@ -64,6 +78,12 @@ FRESH_BACKOFF = 60.0
 
 FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
 
+# What an overwrite or a delete does with the file leaving a key's path
+# (SparePool.leaving): keep it as a spare, free it, or run a barrier first.
+KEEP = "keep"
+FREE = "free"
+SYNC = "sync"
+
 
 def _blocks(size):
     return max(_BLOCK, -(-size // _BLOCK) * _BLOCK)
@@ -86,10 +106,18 @@ class SparePool:
         self._ready_size = 0
         self._held = []  # released since the last barrier began
         self._in_flight = []  # released before the barrier under way
-        self._lent = {}  # path -> (name written into it, size)
+        self._lent = {}  # path -> (name written into it, size, name it may still hold)
         self._taken = None  # the ready spare take() gave last
         # name -> how many idle spares (ready, held, in flight) hold its record
         self._holding = {}
+        # item name -> the stale name of the file at its path (whose record
+        # may still be on disk there), marked since the last barrier began
+        # and before it (the barrier in flight); and the names
+        # plain-installed in those two windows (supersede)
+        self._stale = {}
+        self._stale_early = {}
+        self._plain = set()
+        self._plain_early = set()
         self.reused = 0  # writes that went into a spare (stats: spare_writes)
         self.fresh_max = 0  # ready spares the idle loop fills up to, at most
         self._fresh_wanted = 0  # empty spares it may still make: FRESH_PER_MISS per miss
@@ -106,7 +134,7 @@ class SparePool:
 
     def idle(self):
         """The paths of the spares not lent to a write (ready or held)."""
-        return [p for p, _, _ in (*self._ready, *self._held, *self._in_flight)]
+        return [spare[0] for spare in (*self._ready, *self._held, *self._in_flight)]
 
     def wants(self, size):
         return size is not None and size <= MAX_RECORD
@@ -171,36 +199,77 @@ class SparePool:
         return made
 
     def lent(self, path, name, size):
-        self._lent[path] = (name, size)
+        """The spare take() gave last now holds `name`'s new record (not
+        durable yet: on disk it may still be the one it was booked for)."""
+        was = None if self.reuse_at_once else self._taken[1]
+        self._lent[path] = (name, size, was)
         self.reused += 1
 
     def installed(self, path):
-        """A lent spare was renamed onto an item: it is that item's file now."""
-        self._lent.pop(path, None)
+        """A lent spare was renamed onto an item: it is that item's file now,
+        marked with the name whose record it may still hold."""
+        lent = self._lent.pop(path, None)
+        if lent is not None and lent[2] is not None:
+            self._stale[lent[0]] = lent[2]
 
     def abandoned(self, path):
-        """A lent spare's write will not be installed: ready again. True if
-        it was a spare (the caller unlinks anything else)."""
-        lent = self._lent.pop(path, None)
-        if lent is None:
-            return False
-        self._add_ready(path, *lent)
-        return True
+        """A lent spare's write will not be installed: forgotten, and the
+        caller frees it. Ready again, it would be booked under a name whose
+        record it does not hold (its new bytes are not durable, and are no
+        value the key had)."""
+        self._lent.pop(path, None)
 
-    def released(self, path, name, size):
+    def leaving(self, name):
+        """The file at `name`'s path is about to leave it (an overwrite or a
+        delete): (KEEP, FREE or SYNC, stale) where stale is what to pass to
+        released() (see the module's docstring)."""
+        stale = self._stale.pop(name, None)
+        if stale is not None:
+            return (FREE if stale in self._plain else KEEP), (stale, False)
+        if not self._stale_early:
+            return KEEP, None
+        stale = self._stale_early.pop(name, None)
+        if stale is None:
+            return KEEP, None
+        if stale in self._plain or stale in self._plain_early:
+            # the barrier passed voids the mark; failed, it keeps it
+            self._stale_early[name] = stale
+            return SYNC, None
+        return KEEP, (stale, True)
+
+    def released(self, path, name, size, stale=None):
         """An item's old inode now lives at `path` (tmp/), holding `name`'s
-        previous record."""
+        previous record (and, on disk, maybe another's: `stale`, from
+        leaving())."""
         if self.reuse_at_once:
             self._add_ready(path, name, size)
         else:
-            self._held.append((path, name, size))
             holding = self._holding
             holding[name] = holding.get(name, 0) + 1
+            if stale is None:
+                self._held.append((path, name, size))
+            else:
+                self._held.append((path, name, size, *stale))
+                holding[stale[0]] = holding.get(stale[0], 0) + 1
+
+    def must_sync(self, name):
+        """Whether `name`'s plain install needs a barrier first: a spare in
+        tmp/ may still hold its record on disk, marked before the barrier in
+        flight began (so it is another item's fallback once that passes)."""
+        if name not in self._holding:
+            return False
+        for spare in self._in_flight:
+            if len(spare) > 3 and spare[3] == name:
+                return True
+        return any(len(spare) > 3 and spare[3] == name and spare[4] for spare in self._held)
 
     def supersede(self, name):
-        """`name` is about to be installed with no old file: remove the idle
-        spares holding its records, so none is ever taken for its fallback
-        (see the module's docstring). Returns how many were removed."""
+        """`name` is about to be installed with no old file (after a barrier
+        if must_sync said so): remove the idle spares holding its records, so
+        none is ever taken for its fallback (see the module's docstring).
+        Returns how many were removed."""
+        if not self.reuse_at_once:
+            self._plain.add(name)
         if name not in self._holding:
             return 0
         del self._holding[name]
@@ -215,10 +284,15 @@ class SparePool:
                 kept.append(spare)
         self._ready = kept
         for pool in (self._held, self._in_flight):
-            mine = [spare for spare in pool if spare[1] == name]
+            mine = [spare for spare in pool if spare[1] == name or (len(spare) > 3 and spare[3] == name)]
             for spare in mine:
                 pool.remove(spare)
                 removed += _unlink(fs, spare[0])
+                # the other name it was booked under
+                if spare[1] != name:
+                    self._unhold(spare[1])
+                elif len(spare) > 3:
+                    self._unhold(spare[3])
         return removed
 
     def _unhold(self, name):
@@ -234,13 +308,22 @@ class SparePool:
         renamed into place so far."""
         self._in_flight += self._held
         self._held = []
+        if self._stale_early:  # a barrier that failed: its marks stay
+            self._stale_early.update(self._stale)
+            self._plain_early |= self._plain
+        else:
+            self._stale_early, self._plain_early = self._stale, self._plain
+        self._stale, self._plain = {}, set()
 
     def barrier_passed(self):
         """The barrier that began last is done: the spares released before it
         began are no longer anyone's fallback."""
         passed, self._in_flight = self._in_flight, []
+        self._stale_early, self._plain_early = {}, set()
         for spare in passed:
-            self._to_ready(*spare)
+            if len(spare) > 3:  # its new record is durable now: it holds no other
+                self._unhold(spare[3])
+            self._to_ready(*spare[:3])
 
     def _add_ready(self, path, name, size):
         holding = self._holding
@@ -268,11 +351,12 @@ class SparePool:
             self._unhold(name)
         self._ready_size = 0
         if held_too:
-            for path, _, _ in (*self._held, *self._in_flight):
-                removed += _unlink(fs, path)
+            for spare in (*self._held, *self._in_flight):
+                removed += _unlink(fs, spare[0])
             self._held = []
             self._in_flight = []
             self._holding = {}
+            self._stale, self._stale_early = {}, {}
         return removed
 
 

@@ -362,12 +362,6 @@ def test_everysec_reordered_a_durable_value_is_never_replaced_by_an_older_one(ti
     assert served_after_cuts(fs, b"k", range(40)) <= {b"v2" * 100, None, b"v3" * 600}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (docs/POWER_LOSS.md, the hole left): a spare written over for another key and "
-    "released again before the next barrier still holds, on disk, an older record of the first "
-    "key; after that key's durable delete, its torn next write is restored from it",
-)
 def test_everysec_a_spare_reused_twice_in_one_window_never_brings_back_a_deleted_key(ticking):
     fs = data_dir_made_durable("ordered")
     store = everysec_store(fs)
