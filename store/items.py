@@ -255,7 +255,8 @@ class Store:
         record of each key whose file does not verify. A key whose file is
         gone was deleted: a spare never brings it back. The newest record is
         the right one only because a key installed with no old file has had
-        all its records taken out of tmp/ first (SparePool.supersede): its
+        all its records taken out of tmp/ first (SparePool.supersede, with
+        those a spare written over within the window may still hold): its
         torn file then finds none, and no item is its correct state
         (docs/POWER_LOSS.md, "What a torn file falls back to")."""
         best = {}
