@@ -25,7 +25,7 @@ import os
 
 from .errors import DataDirError
 from .filesystem import OSFileSystem
-from .spares import FULL_DISK, SparePool
+from .spares import FREE, FULL_DISK, SYNC, SparePool
 
 log = logging.getLogger("memcached-lite.store")
 
@@ -291,9 +291,10 @@ class DataDir:
         return tmp
 
     def abandon(self, tmp):
-        """Give up a temp file that will not be installed."""
-        if not self.spares.abandoned(tmp):
-            _unlink_quietly(self.fs, tmp)
+        """Give up a temp file that will not be installed (a spare too:
+        spares.py)."""
+        self.spares.abandoned(tmp)
+        _unlink_quietly(self.fs, tmp)
 
     def install(self, tmp, path, old_size=None):
         """Rename a temp file onto an item's path (making its bucket if
@@ -306,13 +307,21 @@ class DataDir:
         if parent not in self._known_dirs:
             changed += self._make_bucket(parent)
         spares = self.spares
-        if spares.keeps(old_size) and self._swap(tmp, path, old_size):
-            return changed
-        # a plain rename (no old file to keep): the key's old records in
-        # tmp/ are no fallback of this write (spares.py: supersede)
         name = path.rpartition("/")[2]
-        spares.supersede(name)
-        spares.supersede_big(name)
+        what = None
+        if spares.keeps(old_size):
+            what, stale = self._leaving(name)
+            if what is not FREE and self._swap(tmp, path, old_size, stale):
+                return changed
+        if what is not FREE:
+            # a plain rename (no old file to keep): the key's old records in
+            # tmp/ are no fallback of this write (spares.py: supersede)
+            if spares.must_sync(name):
+                self._sync_first()
+            spares.supersede(name)
+            spares.supersede_big(name)
+        # (FREE: the rename frees a file that may hold a superseded record;
+        # the key's own records in tmp/ stay its fallback)
         try:
             self.fs.replace(tmp, path)
         except FileNotFoundError:
@@ -323,7 +332,20 @@ class DataDir:
         spares.installed(tmp)
         return changed
 
-    def _swap(self, tmp, path, old_size):
+    def _leaving(self, name):
+        # what to do with the file leaving name's path (spares.py: leaving)
+        what, stale = self.spares.leaving(name)
+        if what is SYNC:
+            self._sync_first()
+        return what, stale
+
+    def _sync_first(self):
+        # a barrier before a rename that could otherwise let a superseded
+        # record be restored (spares.py); none without a Durability
+        if self.barrier is not None:
+            self.barrier()
+
+    def _swap(self, tmp, path, old_size, stale=None):
         # The new record takes the item's name and the old one takes the
         # temp's, in one step: the old inode is not freed, and is the item's
         # fallback until the next barrier. False: nothing was done.
@@ -349,10 +371,11 @@ class DataDir:
                 _unlink_quietly(fs, spare)  # a name of the live file: never written over
                 raise
             spares.installed(tmp)
+        name = path.rpartition("/")[2]
         if spares.wants(old_size):
-            spares.released(spare, path.rpartition("/")[2], old_size)
+            spares.released(spare, name, old_size, stale)
         else:
-            spares.released_big(spare, path.rpartition("/")[2])  # unlinked after the next barrier
+            spares.released_big(spare, name, stale)  # unlinked after the next barrier
         return True
 
     def _make_bucket(self, parent):
@@ -372,10 +395,14 @@ class DataDir:
         spare); True if there was one."""
         spares = self.spares
         try:
+            name = os.path.basename(path)
+            what = stale = None
             if spares.wants(size):
+                what, stale = self._leaving(name)
+            if what is not None and what is not FREE:
                 spare = spares.new_name()
                 self.fs.rename(path, spare)
-                spares.released(spare, os.path.basename(path), size)
+                spares.released(spare, name, size, stale)
             else:
                 self.fs.unlink(path)
             return True

@@ -9,7 +9,8 @@ intact record of each key whose file does not verify.
 
 "The newest" is the displaced record only because a key installed with no
 old file (nothing displaced: absent is then its correct state) has had all
-its records taken out of tmp/ first (`SparePool.supersede`); a key whose
+its records taken out of tmp/ first (`SparePool.supersede`, with those a
+spare written over within the barrier window may still hold on disk); a key whose
 file is gone was deleted, and a spare never brings it back. Records of
 one cas (a touch, or another rewrite that keeps the cas) are ordered by
 their `stored` time, which such a rewrite always moves forward

@@ -39,6 +39,20 @@ previous bytes. Three rules keep that harmless:
   such a record is freed at once, as the rename did. Disk: the held big
   records count until the barrier after their release frees them, about
   one second of big overwrites at everysec (docs/POWER_LOSS.md).
+- a ready spare written over for another key may still hold, on disk, the
+  record it was booked for until a barrier begun after the write passes
+  (the write is in the page cache only). So the pool remembers, for the
+  file now at that key's path, the name of the record it may still hold
+  (its *stale* name); if the file comes back to tmp/ before that barrier
+  has passed, it is booked under both names and `supersede` of either
+  removes it. Where the stale name's plain install came first, bringing
+  the file back to tmp/ would follow that install in the metadata log, so
+  the overwrite or delete frees the file instead (`FREE`, a rename or
+  unlink over it); and where the stale mark dates from before the barrier
+  in flight, the file is the item's fallback once that barrier passes but
+  may hold the other record until then: a barrier first (`SYNC`, rare).
+  A write that is abandoned (never installed) frees its spare: its bytes
+  are no record anyone had and may not be durable.
 
 Empty spares made in advance: a write that finds no ready spare creates its
 file (the slow path this module exists to avoid), and right after a fill of
@@ -74,6 +88,12 @@ FRESH_BACKOFF = 60.0
 
 FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
 
+# What an overwrite or a delete does with the file leaving a key's path
+# (SparePool.leaving): keep it as a spare, free it, or run a barrier first.
+KEEP = "keep"
+FREE = "free"
+SYNC = "sync"
+
 
 def _blocks(size):
     return max(_BLOCK, -(-size // _BLOCK) * _BLOCK)
@@ -96,14 +116,22 @@ class SparePool:
         self._ready_size = 0
         self._held = []  # released since the last barrier began
         # displaced records over MAX_RECORD: fallbacks until a barrier passes, then unlinked
-        self._big_held = []  # (path, name) released since the last barrier began
+        self._big_held = []  # (path, name, stale name or None) released since the last barrier began
         self._big_in_flight = []  # released before the barrier under way
         self._big_names = {}  # name -> how many of them hold its record
         self._in_flight = []  # released before the barrier under way
-        self._lent = {}  # path -> (name written into it, size)
+        self._lent = {}  # path -> (name written into it, size, name it may still hold)
         self._taken = None  # the ready spare take() gave last
         # name -> how many idle spares (ready, held, in flight) hold its record
         self._holding = {}
+        # item name -> the stale name of the file at its path (whose record
+        # may still be on disk there), marked since the last barrier began
+        # and before it (the barrier in flight); and the names
+        # plain-installed in those two windows (supersede)
+        self._stale = {}
+        self._stale_early = {}
+        self._plain = set()
+        self._plain_early = set()
         self.reused = 0  # writes that went into a spare (stats: spare_writes)
         self.fresh_max = 0  # ready spares the idle loop fills up to, at most
         self._fresh_wanted = 0  # empty spares it may still make: FRESH_PER_MISS per miss
@@ -127,7 +155,7 @@ class SparePool:
 
     def idle(self):
         """The paths of the spares not lent to a write (ready or held)."""
-        return [p for p, _, _ in (*self._ready, *self._held, *self._in_flight)]
+        return [spare[0] for spare in (*self._ready, *self._held, *self._in_flight)]
 
     def wants(self, size):
         """Whether a record of `size` is recycled as a spare once released."""
@@ -200,36 +228,77 @@ class SparePool:
         return made
 
     def lent(self, path, name, size):
-        self._lent[path] = (name, size)
+        """The spare take() gave last now holds `name`'s new record (not
+        durable yet: on disk it may still be the one it was booked for)."""
+        was = None if self.reuse_at_once else self._taken[1]
+        self._lent[path] = (name, size, was)
         self.reused += 1
 
     def installed(self, path):
-        """A lent spare was renamed onto an item: it is that item's file now."""
-        self._lent.pop(path, None)
+        """A lent spare was renamed onto an item: it is that item's file now,
+        marked with the name whose record it may still hold."""
+        lent = self._lent.pop(path, None)
+        if lent is not None and lent[2] is not None:
+            self._stale[lent[0]] = lent[2]
 
     def abandoned(self, path):
-        """A lent spare's write will not be installed: ready again. True if
-        it was a spare (the caller unlinks anything else)."""
-        lent = self._lent.pop(path, None)
-        if lent is None:
-            return False
-        self._add_ready(path, *lent)
-        return True
+        """A lent spare's write will not be installed: forgotten, and the
+        caller frees it. Ready again, it would be booked under a name whose
+        record it does not hold (its new bytes are not durable, and are no
+        value the key had)."""
+        self._lent.pop(path, None)
 
-    def released(self, path, name, size):
+    def leaving(self, name):
+        """The file at `name`'s path is about to leave it (an overwrite or a
+        delete): (KEEP, FREE or SYNC, stale) where stale is what to pass to
+        released() (see the module's docstring)."""
+        stale = self._stale.pop(name, None)
+        if stale is not None:
+            return (FREE if stale in self._plain else KEEP), (stale, False)
+        if not self._stale_early:
+            return KEEP, None
+        stale = self._stale_early.pop(name, None)
+        if stale is None:
+            return KEEP, None
+        if stale in self._plain or stale in self._plain_early:
+            # the barrier passed voids the mark; failed, it keeps it
+            self._stale_early[name] = stale
+            return SYNC, None
+        return KEEP, (stale, True)
+
+    def released(self, path, name, size, stale=None):
         """An item's old inode now lives at `path` (tmp/), holding `name`'s
-        previous record."""
+        previous record (and, on disk, maybe another's: `stale`, from
+        leaving())."""
         if self.reuse_at_once:
             self._add_ready(path, name, size)
         else:
-            self._held.append((path, name, size))
             holding = self._holding
             holding[name] = holding.get(name, 0) + 1
+            if stale is None:
+                self._held.append((path, name, size))
+            else:
+                self._held.append((path, name, size, *stale))
+                holding[stale[0]] = holding.get(stale[0], 0) + 1
+
+    def must_sync(self, name):
+        """Whether `name`'s plain install needs a barrier first: a spare in
+        tmp/ may still hold its record on disk, marked before the barrier in
+        flight began (so it is another item's fallback once that passes)."""
+        if name not in self._holding:
+            return False
+        for spare in self._in_flight:
+            if len(spare) > 3 and spare[3] == name:
+                return True
+        return any(len(spare) > 3 and spare[3] == name and spare[4] for spare in self._held)
 
     def supersede(self, name):
-        """`name` is about to be installed with no old file: remove the idle
-        spares holding its records, so none is ever taken for its fallback
-        (see the module's docstring). Returns how many were removed."""
+        """`name` is about to be installed with no old file (after a barrier
+        if must_sync said so): remove the idle spares holding its records, so
+        none is ever taken for its fallback (see the module's docstring).
+        Returns how many were removed."""
+        if not self.reuse_at_once:
+            self._plain.add(name)
         if name not in self._holding:
             return 0
         del self._holding[name]
@@ -244,19 +313,28 @@ class SparePool:
                 kept.append(spare)
         self._ready = kept
         for pool in (self._held, self._in_flight):
-            mine = [spare for spare in pool if spare[1] == name]
+            mine = [spare for spare in pool if spare[1] == name or (len(spare) > 3 and spare[3] == name)]
             for spare in mine:
                 pool.remove(spare)
                 removed += _unlink(fs, spare[0])
+                # the other name it was booked under
+                if spare[1] != name:
+                    self._unhold(spare[1])
+                elif len(spare) > 3:
+                    self._unhold(spare[3])
         return removed
 
-    def released_big(self, path, name):
+    def released_big(self, path, name, stale=None):
         """An item's old record, too big to recycle, now lives at `path`
         (tmp/): held as the item's fallback until a barrier has passed since,
-        then unlinked (`_big_passed`)."""
-        self._big_held.append((path, name))
+        then unlinked (`_big_passed`). `stale` (from leaving()): on disk it
+        may still hold that name's record too, so it is booked under both."""
+        other = None if stale is None else stale[0]
+        self._big_held.append((path, name, other))
         names = self._big_names
-        names[name] = names.get(name, 0) + 1
+        for n in (name, other):
+            if n is not None:
+                names[n] = names.get(n, 0) + 1
 
     def supersede_big(self, name):
         """As `supersede`, for the big records held: `name` is about to be
@@ -264,14 +342,25 @@ class SparePool:
         fallback. Returns how many were removed."""
         if name not in self._big_names:
             return 0
-        del self._big_names[name]
         removed = 0
         for pool in (self._big_held, self._big_in_flight):
-            mine = [spare for spare in pool if spare[1] == name]
+            mine = [spare for spare in pool if name in spare[1:]]
             for spare in mine:
                 pool.remove(spare)
+                self._big_forget(spare)
                 removed += _unlink(self.fs, spare[0])
         return removed
+
+    def _big_forget(self, spare):
+        names = self._big_names
+        for n in spare[1:]:
+            if n is None:
+                continue
+            left = names.get(n, 0) - 1
+            if left > 0:
+                names[n] = left
+            else:
+                names.pop(n, None)
 
     def _big_started(self):
         self._big_in_flight += self._big_held
@@ -280,19 +369,14 @@ class SparePool:
     def _big_passed(self):
         # the barrier made their items' new records durable: free them
         passed, self._big_in_flight = self._big_in_flight, []
-        names = self._big_names
-        for path, name in passed:
-            _unlink(self.fs, path)
-            n = names.get(name, 0) - 1
-            if n > 0:
-                names[name] = n
-            else:
-                names.pop(name, None)
+        for spare in passed:
+            _unlink(self.fs, spare[0])
+            self._big_forget(spare)
 
     def _drain_big(self):
         removed = 0
-        for path, _ in (*self._big_held, *self._big_in_flight):
-            removed += _unlink(self.fs, path)
+        for spare in (*self._big_held, *self._big_in_flight):
+            removed += _unlink(self.fs, spare[0])
         self._big_held, self._big_in_flight, self._big_names = [], [], {}
         return removed
 
@@ -310,13 +394,22 @@ class SparePool:
         self._in_flight += self._held
         self._held = []
         self._big_started()
+        if self._stale_early:  # a barrier that failed: its marks stay
+            self._stale_early.update(self._stale)
+            self._plain_early |= self._plain
+        else:
+            self._stale_early, self._plain_early = self._stale, self._plain
+        self._stale, self._plain = {}, set()
 
     def barrier_passed(self):
         """The barrier that began last is done: the spares released before it
         began are no longer anyone's fallback."""
         passed, self._in_flight = self._in_flight, []
+        self._stale_early, self._plain_early = {}, set()
         for spare in passed:
-            self._to_ready(*spare)
+            if len(spare) > 3:  # its new record is durable now: it holds no other
+                self._unhold(spare[3])
+            self._to_ready(*spare[:3])
         self._big_passed()
 
     def _add_ready(self, path, name, size):
@@ -345,12 +438,13 @@ class SparePool:
             self._unhold(name)
         self._ready_size = 0
         if held_too:
-            for path, _, _ in (*self._held, *self._in_flight):
-                removed += _unlink(fs, path)
+            for spare in (*self._held, *self._in_flight):
+                removed += _unlink(fs, spare[0])
             self._held = []
             self._in_flight = []
             self._holding = {}
             removed += self._drain_big()
+            self._stale, self._stale_early = {}, {}
         return removed
 
 

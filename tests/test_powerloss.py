@@ -326,12 +326,6 @@ def test_everysec_reordered_a_durable_value_is_never_replaced_by_an_older_one(ti
     assert served_after_cuts(fs, b"k", range(40)) <= {b"v2" * 100, None, b"v3" * 600}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (docs/POWER_LOSS.md, the hole left): a spare written over for another key and "
-    "released again before the next barrier still holds, on disk, an older record of the first "
-    "key; after that key's durable delete, its torn next write is restored from it",
-)
 def test_everysec_a_spare_reused_twice_in_one_window_never_brings_back_a_deleted_key(ticking):
     fs = data_dir_made_durable("ordered")
     store = everysec_store(fs)
@@ -345,6 +339,49 @@ def test_everysec_a_spare_reused_twice_in_one_window_never_brings_back_a_deleted
     set_(store, b"j", b"j2" * 300)  # that file back in tmp/, as j's
     set_(store, b"k", b"v3" * 600)
     assert served_after_cuts(fs, b"k", range(400)) <= {None, b"v3" * 600}
+
+
+def k_spare_written_over_for_j(store, fs, ticking):
+    # k's record a ready spare after k's durable delete; j's next write goes into it
+    set_(store, b"j", b"j0" * 300)
+    set_(store, b"k", b"v1" * 100)
+    barrier_passes(store, fs, ticking)
+    store.delete(b"k")
+    barrier_passes(store, fs, ticking)
+    set_(store, b"j", b"j1" * 300)  # written over v1's record, not yet durable
+
+
+def test_everysec_a_spare_back_in_tmp_after_its_old_keys_plain_install_never_brings_back_a_deleted_key(ticking):
+    fs = data_dir_made_durable("ordered")
+    store = everysec_store(fs)
+    k_spare_written_over_for_j(store, fs, ticking)
+    set_(store, b"k", b"v3" * 600)  # a plain install first
+    set_(store, b"j", b"j2" * 300)  # would bring v1's file back to tmp/: freed instead
+    assert served_after_cuts(fs, b"k", range(200)) <= {None, b"v3" * 600}
+
+
+def test_everysec_a_spare_marked_before_the_barrier_in_flight_never_brings_back_a_deleted_key(ticking):
+    fs = data_dir_made_durable("ordered")
+    store = everysec_store(fs)
+    k_spare_written_over_for_j(store, fs, ticking)
+    ticking[0] += 1.0
+    assert store.sync_if_due() is False  # a barrier in flight covers j1
+    set_(store, b"k", b"v3" * 600)
+    set_(store, b"j", b"j2" * 300)  # j1 is j's fallback once it passes: a barrier first
+    assert served_after_cuts(fs, b"k", range(200)) <= {None, b"v3" * 600}
+    assert served_after_cuts(fs, b"j", range(200)) <= {b"j1" * 300, b"j2" * 300}
+
+
+def test_everysec_a_spare_back_in_tmp_before_the_barrier_in_flight_never_brings_back_a_deleted_key(ticking):
+    fs = data_dir_made_durable("ordered")
+    store = everysec_store(fs)
+    k_spare_written_over_for_j(store, fs, ticking)
+    set_(store, b"j", b"j2" * 300)  # v1's file back in tmp/, as j's
+    ticking[0] += 1.0
+    assert store.sync_if_due() is False  # a barrier in flight covers j1
+    set_(store, b"k", b"v3" * 600)  # j1's file is j's fallback once it passes: a barrier first
+    assert served_after_cuts(fs, b"k", range(200)) <= {None, b"v3" * 600}
+    assert served_after_cuts(fs, b"j", range(200)) <= {b"j1" * 300, b"j2" * 300}
 
 
 @pytest.mark.parametrize("seed", range(3))

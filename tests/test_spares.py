@@ -9,6 +9,7 @@ import os
 import pytest
 
 from store import Mode
+from store.errors import StoreError
 from store.durability import ALWAYS, EVERYSEC, NO
 from store.restore import intact_record
 
@@ -223,6 +224,104 @@ def test_a_durable_delete_stays_when_the_next_write_of_the_key_tears(open_store)
     store = open_store()
     assert store.restored == 0
     assert store.get(b"k") is None
+
+
+def inodes_in_tmp(store):
+    return {os.stat(os.path.join(store.dir.tmp, n)).st_ino for n in spares_on_disk(store)}
+
+
+def keys_in_tmp(store):
+    records = (store._intact(os.path.join(store.dir.tmp, n)) for n in spares_on_disk(store))
+    return {r.key for r in records if r is not None}
+
+
+def k_spares_ready(store, overwrites=2):
+    """j set; k set `overwrites` times and deleted, each barrier passed: k's
+    records are ready spares, and the next writes go into them."""
+    set_(store, b"j", b"j0")
+    for i in range(overwrites):
+        set_(store, b"k", b"v%d" % i)
+    barrier(store)
+    store.delete(b"k")
+    barrier(store)
+
+
+def test_a_spare_written_over_and_back_in_tmp_before_a_barrier_is_removed_by_its_old_keys_plain_install(open_store):
+    store = open_store()
+    k_spares_ready(store)
+    set_(store, b"j", b"j1")  # into a record of k: on disk it may still be k's
+    j1 = inode(store, b"j")
+    set_(store, b"j", b"j2")  # j1's file back in tmp/, as j's
+    assert j1 in inodes_in_tmp(store)
+    set_(store, b"k", b"v3")  # no old file: a plain rename
+    assert j1 not in inodes_in_tmp(store)
+    assert keys_in_tmp(store) == {b"j"}  # j0's record: j's fallback stays
+
+
+def test_after_its_old_keys_plain_install_an_overwrite_frees_a_file_written_over_a_spare(open_store):
+    store = open_store()
+    k_spares_ready(store, overwrites=1)
+    set_(store, b"j", b"j1")  # into k's record
+    j1 = inode(store, b"j")
+    set_(store, b"k", b"v3")  # a plain rename: a removal after it could be lost where it is kept
+    set_(store, b"j", b"j2")
+    assert j1 not in inodes_in_tmp(store)
+    assert keys_in_tmp(store) == {b"j"}  # j0's record: j's fallback stays
+    assert store.get(b"j").value == b"j2"
+
+
+def test_after_its_old_keys_plain_install_a_delete_frees_a_file_written_over_a_spare(open_store):
+    store = open_store()
+    k_spares_ready(store, overwrites=1)
+    set_(store, b"j", b"j1")  # into k's record
+    j1 = inode(store, b"j")
+    set_(store, b"k", b"v3")
+    store.delete(b"j")
+    assert j1 not in inodes_in_tmp(store)
+    assert store.get(b"j") is None
+
+
+def test_a_mark_from_before_the_barrier_in_flight_makes_the_overwrite_after_a_plain_install_wait_for_a_barrier(open_store):
+    store = open_store()
+    k_spares_ready(store, overwrites=1)
+    set_(store, b"j", b"j1")  # into k's record
+    j1 = inode(store, b"j")
+    store.dir.spares.barrier_started()  # the helper's barrier begins: j1 is its to make durable
+    set_(store, b"k", b"v3")
+    calls = store.durability.calls
+    set_(store, b"j", b"j2")  # j1 is j's fallback once that barrier passes: kept, after one here
+    assert store.durability.calls == calls + 1
+    assert j1 in inodes_in_tmp(store)
+
+
+def test_a_mark_from_before_the_barrier_in_flight_makes_a_plain_install_wait_for_a_barrier(open_store):
+    store = open_store()
+    k_spares_ready(store)
+    set_(store, b"j", b"j1")  # into a record of k
+    j1 = inode(store, b"j")
+    set_(store, b"j", b"j2")  # j1's file back in tmp/
+    store.dir.spares.barrier_started()  # the helper's barrier begins: j1 is its to make durable
+    calls = store.durability.calls
+    set_(store, b"k", b"v3")  # a plain rename: j1's file may hold k's record until that barrier passes
+    assert store.durability.calls == calls + 1
+    assert j1 in inodes_in_tmp(store)  # j's fallback, kept
+    assert b"k" not in keys_in_tmp(store)
+
+
+def test_an_abandoned_write_frees_its_spare(open_store, monkeypatch):
+    store = open_store()
+    set_(store, b"a", b"1")
+    set_(store, b"a", b"2")
+    barrier(store)  # a's old record a ready spare
+
+    def refuse(src, dst):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(store.fs, "replace", refuse)
+    with pytest.raises(StoreError):
+        set_(store, b"b", b"1")  # written into a's spare, never installed
+    assert spares_on_disk(store) == []
+    assert len(store.dir.spares) == 0
 
 
 def test_the_newest_intact_spare_wins(open_store):
