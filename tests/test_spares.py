@@ -231,7 +231,7 @@ def inodes_in_tmp(store):
 
 
 def keys_in_tmp(store):
-    records = (store._intact(os.path.join(store.dir.tmp, n)) for n in spares_on_disk(store))
+    records = (intact_record(store.dir, os.path.join(store.dir.tmp, n)) for n in spares_on_disk(store))
     return {r.key for r in records if r is not None}
 
 
