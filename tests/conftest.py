@@ -17,7 +17,8 @@ every e2e test must pass against memcached, except those that need persistence
 (they skip, because memcached forgets everything on restart).
 
 Helpers are handed to tests as fixtures (``connect``, ``exchange``,
-``free_port``), so test modules never import this file.
+``free_port``, ``certs``: a self-signed certificate for the TLS tests), so
+test modules never import this file.
 """
 
 from __future__ import annotations
@@ -767,3 +768,23 @@ def session(server):
     s = Session(server)
     yield s
     s.close()
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1, made with openssl for the
+    tests (TLS e2e and transports)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key

@@ -19,11 +19,9 @@ import json
 import os
 import resource
 import select
-import shutil
 import signal
 import socket
 import ssl
-import subprocess
 import time
 
 import pytest
@@ -228,25 +226,6 @@ def test_idle_timeout_never_closes_a_connection_in_the_middle_of_a_value(start_m
 
 
 # -- TLS ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    """A self-signed certificate for 127.0.0.1, made with openssl for the test."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
-            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
 
 
 def tls_args(certs, *more):

@@ -7,10 +7,8 @@ TLS runs over a socketpair too, with a self-signed certificate made by the
 `openssl` command line for the module (skipped without it).
 """
 
-import shutil
 import socket
 import ssl
-import subprocess
 import sys
 from pathlib import Path
 
@@ -124,25 +122,6 @@ def test_a_plain_connection_never_asks_the_loop_for_more(plain):
 
 
 # == TLS =========================================================================
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    """A self-signed certificate for localhost, made with openssl for the test."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=DNS:localhost",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
 
 
 @pytest.fixture
