@@ -595,6 +595,15 @@ class Conn:
         self.send(data)
         return self.read_until(until, count)
 
+    def stat(self, name: bytes, sub: bytes = b"") -> bytes:
+        """One value of ``stats`` (or ``stats <sub>``); fails if there is none."""
+        reply = self.exchange(b"stats" + (b" " + sub if sub else b"") + b"\r\n", until=b"END\r\n")
+        for line in reply.split(b"\r\n"):
+            parts = line.split()
+            if len(parts) == 3 and parts[1] == name:
+                return parts[2]
+        raise AssertionError(f"no STAT {name!r} in {reply!r}")
+
     def assert_in_step(self) -> None:
         """The next reply belongs to the next command: nothing stray is queued."""
         reply = self.exchange(b"version\r\n")

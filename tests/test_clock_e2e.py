@@ -79,12 +79,7 @@ def wall(tmp_path):
 
 
 def stat(conn, name: bytes) -> int:
-    reply = conn.exchange(b"stats\r\n", until=b"END\r\n")
-    for line in reply.split(b"\r\n"):
-        parts = line.split()
-        if len(parts) == 3 and parts[1] == name:
-            return int(parts[2])
-    raise AssertionError(f"no STAT {name!r} in {reply!r}")
+    return int(conn.stat(name))
 
 
 @pytest.mark.parametrize("step", [HOUR, -HOUR], ids=["forward", "back"])

@@ -33,12 +33,7 @@ def _needs_persistence(target):
 
 def stat(conn, name: bytes, sub: bytes = b"") -> bytes:
     """One value of `stats` (or `stats <sub>`)."""
-    reply = conn.exchange(b"stats" + (b" " + sub if sub else b"") + b"\r\n", until=b"END\r\n")
-    for line in reply.split(b"\r\n"):
-        parts = line.split()
-        if len(parts) == 3 and parts[1] == name:
-            return parts[2]
-    raise AssertionError(f"no STAT {name!r} in {reply!r}")
+    return conn.stat(name, sub)
 
 
 def get_one(conn, key):
