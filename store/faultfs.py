@@ -364,6 +364,8 @@ class FaultSyncer:
         self._snapshot = self._fs._snapshot()
         self._answer = None
         self.started = time.perf_counter()
+        for hook in self._fs.background_hooks:
+            hook()
 
     def finish(self):
         """The barrier in flight ends now (unless hung); True if it did."""
@@ -536,6 +538,9 @@ class FaultFS:
         self._last_seq = 0
         self._faults = []
         self._syncers = []
+        # called as each helper's barrier starts (its snapshot taken): the
+        # tests' oracles note there what that barrier will cover
+        self.background_hooks = []
         self.flocks = []  # (path, operation) of every flock call
         self.calls = {}  # method name -> how many times it was called
 

@@ -197,15 +197,10 @@ class EverysecRun(Cuts):
         self.store = store
         self.rng = random.Random(seed)
         self.versions = Versions()
-        syncer = store.durability.syncer
-        if syncer is not None:
-            real_start = syncer.start
+        fs.background_hooks.append(self._barrier_began)
 
-            def start():
-                real_start()
-                self.versions.barrier_began = self.versions.step
-
-            syncer.start = start
+    def _barrier_began(self):
+        self.versions.barrier_began = self.versions.step
 
     def cut(self, where):
         seed, self._next_seed = self._next_seed, self._next_seed + 1

@@ -318,16 +318,12 @@ class History:
         if hook:
             for name, chance in CUT_CHANCE.items():
                 cut_before(fs, (name,), lambda where, chance=chance: self._maybe_cut(where, chance))
-        syncer = store.durability.syncer
-        if syncer is not None:
-            real_start = syncer.start
+        if self._barrier_began not in fs.background_hooks:  # (a clean restart reuses the fs)
+            fs.background_hooks.append(self._barrier_began)
 
-            def start():
-                real_start()
-                self.oracle.barrier_began = self.oracle.step
-                self.log.append(f"step {self.oracle.step}: helper barrier starts")
-
-            syncer.start = start
+    def _barrier_began(self):
+        self.oracle.barrier_began = self.oracle.step
+        self.log.append(f"step {self.oracle.step}: helper barrier starts")
 
     def _iteration(self):
         rng, oracle, server = self.rng, self.oracle, self.server
