@@ -3,7 +3,7 @@ sys.setprofile: the loop runs in a thread of this process over a real
 listening socket, a client sends one request at a time, and every call the
 loop's thread makes is counted (Python functions and C functions apart).
 
-    python tools/callcount.py [--requests N] [--fsync everysec|always|no]
+    python tools/callcount.py [--requests N] [--fsync everysec|always|no] [--conns 50]
 
 Run it from a tree's root (it imports that tree's `reactor` and `handlers`);
 to compare with an older commit, run it in a checkout of that commit:
@@ -13,7 +13,10 @@ to compare with an older commit, run it in a checkout of that commit:
 Each workload runs N and 2N requests; the figures are the difference divided
 by N, so the loop's start and stop and the iterations around the window
 cancel out. A call count is exact where a timing is noisy: it is how the
-plain-get fast path is checked not to have grown.
+plain-get fast path is checked not to have grown. With `--conns C` each
+request is written on C connections before their replies are read, so one
+select reports several of them (as under bench/compare.py's get100) and the
+figures are per request, the loop's per-iteration work shared among them.
 """
 
 import argparse
@@ -65,7 +68,7 @@ def read_reply(sock, size):
     return got
 
 
-def measure(fsync, setup, request, reply, n):
+def measure(fsync, setup, request, reply, n, conns=1):
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(os.path.join(tmp, "data"), fsync=fsync)
         server = handlers.Server(store, handlers.Settings())
@@ -74,39 +77,47 @@ def measure(fsync, setup, request, reply, n):
         counter = Counter()
         thread = threading.Thread(target=lambda: (sys.setprofile(counter), loop.run()))
         thread.start()
-        with socket.create_connection(listener.getsockname()) as sock:
+        socks = [socket.create_connection(listener.getsockname()) for _ in range(conns)]
+        for sock in socks:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if setup:
-                sock.sendall(setup)
-                sock.recv(4096)
-            for _ in range(100):  # warm: connection accepted, caches filled
+        if setup:
+            socks[0].sendall(setup)
+            socks[0].recv(4096)
+        for _ in range(100):  # warm: connections accepted, caches filled
+            for sock in socks:
                 sock.sendall(request)
+            for sock in socks:
                 read_reply(sock, len(reply))
-            counter.on = True
-            for _ in range(n):
+        counter.on = True
+        for _ in range(n):
+            for sock in socks:
                 sock.sendall(request)
+            for sock in socks:
                 assert read_reply(sock, len(reply)) == reply
-            counter.on = False
+        counter.on = False
+        for sock in socks:
+            sock.close()
         loop.stop()
         thread.join(15)
         return counter.calls
 
 
-def per_request(fsync, workload, n):
+def per_request(fsync, workload, n, conns=1):
     setup, request, reply = WORKLOADS[workload]
-    once = measure(fsync, setup, request, reply, n)
-    twice = measure(fsync, setup, request, reply, 2 * n)
-    return {key: (twice[key] - once[key]) / n for key in set(once) | set(twice)}
+    once = measure(fsync, setup, request, reply, n, conns)
+    twice = measure(fsync, setup, request, reply, 2 * n, conns)
+    return {key: (twice[key] - once[key]) / (n * conns) for key in set(once) | set(twice)}
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--requests", type=int, default=2000)
     p.add_argument("--fsync", default="everysec", choices=("always", "everysec", "no"))
+    p.add_argument("--conns", type=int, default=1, help="connections, each sent the request before any reply is read")
     p.add_argument("--detail", action="store_true", help="list each function's calls per request")
     args = p.parse_args()
     for workload in WORKLOADS:
-        counts = per_request(args.fsync, workload, args.requests)
+        counts = per_request(args.fsync, workload, args.requests, args.conns)
         py = sum(v for (kind, _), v in counts.items() if kind == "py")
         c = sum(v for (kind, _), v in counts.items() if kind == "c")
         print(f"{workload:9s} python calls/request {py:6.2f}   C calls/request {c:6.2f}")
