@@ -214,3 +214,71 @@ def test_binary_matches_memcached(pair, case, bytewise):
     theirs, ours = pair
     expected = run(theirs.address, case, bytewise)
     assert run(ours.address, case, bytewise) == expected
+
+
+# -- SASL (-S) ------------------------------------------------------------------
+# Debian's memcached is built with Cyrus SASL but not with memcached's own
+# MEMCACHED_SASL_PWDB check, so no password can succeed against it here: the
+# cases below are what can be compared (list-mechs with `mech_list: plain`, the
+# refusals before authenticating, a failed auth, a step). A good password is
+# tested against ours alone (test_commands_binary.py, test_e2e_binary_clients.py).
+
+# (a NOOP is refused before authenticating: each case ends with one, which
+# closes the connection, and is read to the close)
+SASL_CASES = [
+    Case("sasl_list_mechs", one(lambda k, c: req(b.SASL_LIST_MECHS))),
+    Case("sasl_version_before_auth", one(lambda k, c: req(b.VERSION_OP))),
+    Case("sasl_get_before_auth_closes", one(lambda k, c: req(b.GET, k))),
+    Case("sasl_noop_before_auth_closes", one(lambda k, c: req(b.NOOP))),
+    Case("sasl_bad_password", one(lambda k, c: req(b.SASL_AUTH, b"PLAIN", value=b"\0alice\0wrong"))),
+    Case("sasl_unknown_mechanism", one(lambda k, c: req(b.SASL_AUTH, b"NOPE", value=b"x"))),
+    Case("sasl_step_not_started", one(lambda k, c: req(b.SASL_STEP, b"PLAIN", value=b"\0alice\0secret"))),
+    Case("sasl_failed_auth_then_get_closes", one(lambda k, c: req(b.SASL_AUTH, b"PLAIN", value=b"\0a\0b")
+                                                 + req(b.GET, k))),
+    Case("sasl_text_line_waits", one(lambda k, c: b"get k\r\n" + b" " * 17)),
+]
+
+
+def wait_binary(server):
+    import time
+
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with socket.create_connection(server.address, timeout=1) as s:
+                s.sendall(req(b.VERSION_OP))
+                if s.recv(100):
+                    return server
+        except OSError:
+            if time.monotonic() > deadline or server.proc.poll() is not None:
+                raise AssertionError(f"{server.argv()} did not start: {server.stderr_text()}")
+            time.sleep(0.01)
+
+
+@pytest.fixture(scope="module")
+def sasl_pair(tmp_path_factory):
+    from conftest import MEMCACHED_BIN, ServerProcess, free_port, stop_all
+
+    if MEMCACHED_BIN is None:
+        pytest.skip("no memcached")
+    tmp = tmp_path_factory.mktemp("sasl")
+    (tmp / "pwdb").write_text("alice:secret\n")
+    (tmp / "memcached.conf").write_text("mech_list: plain\n")
+    env = {"MEMCACHED_SASL_PWDB": str(tmp / "pwdb"), "SASL_CONF_PATH": str(tmp)}
+    (tmp / "data").mkdir()
+    servers = [
+        ServerProcess("memcached", port=free_port(), extra_args=["-S"], env=env),
+        ServerProcess("mclite", data_dir=tmp / "data", port=free_port(), extra_args=["-S"], env=env),
+    ]
+    try:
+        yield [wait_binary(s.spawn()) for s in servers]
+    finally:
+        stop_all(servers)
+
+
+@pytest.mark.parametrize("case", SASL_CASES, ids=[c.name for c in SASL_CASES])
+def test_sasl_matches_memcached(sasl_pair, case):
+    theirs, ours = sasl_pair
+    case = Case(case.name, [lambda k, c, step=case.steps[0]: step(k, c) + req(b.NOOP)], closes=True)
+    expected = run(theirs.address, case, False)
+    assert run(ours.address, case, False) == expected
