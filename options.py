@@ -140,7 +140,7 @@ OPTIONS = (
         help="turn on SASL authentication (PLAIN, binary protocol only) against --sasl-file",
     )),
     (("--sasl-file",), dict(
-        type=sasl_file, default=os.environ.get("MEMCACHED_SASL_PWDB") or None,
+        type=sasl_file, default=None,
         help="-S's password file of user:password lines (default: $MEMCACHED_SASL_PWDB, as memcached's)",
     )),
     (("--disk-policy",), dict(
@@ -230,6 +230,11 @@ def parse_args(argv):
         apply_extended(args, parse_extended(args.extended))
     except (argparse.ArgumentTypeError, ValueError) as e:
         p.error(f"-o: {e}")
+    if args.enable_sasl and args.sasl_file is None and os.environ.get("MEMCACHED_SASL_PWDB"):
+        try:  # memcached's variable, read when -S is given
+            args.sasl_file = sasl_file(os.environ["MEMCACHED_SASL_PWDB"])
+        except argparse.ArgumentTypeError as e:
+            p.error(f"MEMCACHED_SASL_PWDB: {e}")
     for refused, message in CHECKS:
         if refused(args):
             p.error(message)
