@@ -192,7 +192,10 @@ class Reply:
     def set_reply(self, session, result):
         request = self.request
         if result is Result.STORED:
-            item = session.store.peek(request.key)
+            # the stored item's cas, even if its exptime is already past
+            # (memcached answers one); the cache holds what was just written
+            store = session.store
+            item = store.cache.items.get(request.key) or store.peek(request.key)
             return success(session, request, cas=0 if item is None else item.cas)
         if result is Result.EXISTS:
             status = KEY_EEXISTS

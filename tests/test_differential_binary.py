@@ -121,6 +121,12 @@ CASES = [
                                                 + req(b.PREPENDQ, k + b"m", value=b"a") + req(b.INCREMENTQ, k, incrx(1))
                                                 + req(b.DECREMENTQ, k, incrx(1)) + req(b.DELETEQ, k)
                                                 + req(b.DELETEQ, k))),
+    Case("huge_exptime_is_absolute_and_far", one(lambda k, c: req(b.SET, k, setx(0, 0xFFFFFFFF), b"v") + req(b.GET, k))),
+    Case("past_absolute_exptime_is_a_miss", one(lambda k, c: req(b.SET, k, setx(0, 3000000), b"v") + req(b.GET, k))),
+    Case("stat_reset_is_its_terminator_alone", one(lambda k, c: req(b.STAT, b"reset"))),
+    Case("stat_detail_on_dump_off", one(lambda k, c: req(b.STAT, b"detail on") + req(b.SET, b"dp:" + k, setx(), b"v")
+                                        + req(b.GET, b"dp:" + k) + req(b.DELETE, b"dp:" + k)
+                                        + req(b.STAT, b"detail dump") + req(b.STAT, b"detail off"))),
     Case("version", one(lambda k, c: req(b.VERSION_OP))),
     Case("noop_opaque_echoed", one(lambda k, c: req(b.NOOP, opaque=0x55AA))),
     # memcached swallows a whole body's length after the key it has read: the
