@@ -215,3 +215,34 @@ def test_the_sasl_file_is_read_again_on_reload(sasl_server, tmp_path):
     assert sasl_server.reload_auth() is True
     got = replies(handlers.Session(sasl_server), auth(b"alice", b"new"))
     assert got[0][1] == 0
+
+
+# -- the error funnel ----------------------------------------------------------
+
+
+def test_a_store_error_is_answered_enomem_with_its_message(server, monkeypatch):
+    from store import StoreError
+
+    def failing(*args, **kwargs):
+        raise StoreError("disk gone")
+
+    monkeypatch.setattr(server.store, "store", failing)
+    got = replies(handlers.Session(server), req(b.SETQ, b"k", setx(), b"v") + req(b.NOOP))
+    assert got == [(b.SETQ, b.ENOMEM, b"", b"", b"disk gone"), (b.NOOP, 0, b"", b"", b"")]
+    assert server.counters.persist_errors == 1
+
+
+def test_a_failed_batch_answers_enomem_even_to_a_quiet_write(open_store, clock):
+    from store import ALWAYS
+
+    from test_handlers import NoBarrier
+
+    st = open_store(ALWAYS, name="always")
+    st.durability.barrier = NoBarrier()
+    server = handlers.Server(st, handlers.Settings(), clock=clock)
+    s = handlers.Session(server)
+    s.feed(req(b.SETQ, b"k", setx(), b"v") + req(b.NOOP))
+    batch = next(p for p in s._held if isinstance(p, handlers.Deferred)).batch
+    batch.committed, batch.error = True, "fsync failed"
+    got = [(p[1], p[5], p[11]) for p in parse(s.release())]
+    assert got[0] == (b.SETQ, b.ENOMEM, b"fsync failed")
