@@ -90,3 +90,16 @@ def test_pylibmc_binary_drives_the_usual_commands(start_mclite):
     server.restart()
     c = pylibmc.Client([address(server)], binary=True, behaviors={"cas": True})
     assert c.get("kept") == b"value"
+
+
+def test_bmemcached_under_fsync_always_gets_its_replies(start_mclite):
+    server = start_mclite(extra_args=["--fsync", "always"])
+    c = bmemcached.Client([address(server)])
+    try:
+        assert c.set_multi({"a": "1", "b": "2"}) is not None
+        assert c.get_multi(["a", "b"]) == {"a": "1", "b": "2"}
+        c.set("n", 1)
+        assert c.incr("n", 1) == 2
+        assert c.delete("a")
+    finally:
+        c.disconnect_all()
