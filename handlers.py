@@ -569,6 +569,8 @@ class Session:
                     commands += 1
                     self.commands += 1
                     self.request = request
+                    if self.server.settings.verbosity > 1:
+                        log.debug("<binary opcode %#04x key %r", request.opcode, request.key[:200])
                     binary.dispatch(self, request)
                 elif state is SWALLOW:
                     pos += self._drop(len(buf) - pos)

@@ -68,6 +68,7 @@ QUIET = {
 # what an unauthenticated connection may send under -S
 BEFORE_AUTH = frozenset((SASL_LIST_MECHS, SASL_AUTH, SASL_STEP, VERSION_OP))
 MECHANISMS = b"PLAIN"
+MAX_SASL_MECH_LEN = 32  # memcached's
 NO_CREATE = 0xFFFFFFFF  # an incr/decr expiration: do not create a missing item
 
 
@@ -379,6 +380,13 @@ def sasl_auth(session, request):
     """sasl auth and step: the mechanism is the key, its data the value."""
     if session.server.sasl is None:
         return error(session, request, UNKNOWN_COMMAND, swallow=request.bodylen - request.keylen)
+    vlen = request.vlen
+    if request.keylen > MAX_SASL_MECH_LEN:
+        return error(session, request, EINVAL, swallow=vlen)
+    if not session.store.item_fits(request.keylen, vlen, 0):
+        # memcached reads the data into an item: one it cannot allocate is
+        # refused and the data dropped, never buffered
+        return error(session, request, ENOMEM, swallow=vlen)
     session.expect(SaslData(request))
 
 

@@ -246,3 +246,16 @@ def test_a_failed_batch_answers_enomem_even_to_a_quiet_write(open_store, clock):
     batch.committed, batch.error = True, "fsync failed"
     got = [(p[1], p[5], p[11]) for p in parse(s.release())]
     assert got[0] == (b.SETQ, b.ENOMEM, b"fsync failed")
+
+
+def test_an_auth_too_large_for_an_item_is_refused_and_dropped_unbuffered(sasl_server):
+    s = handlers.Session(sasl_server)
+    packet = req(b.SASL_AUTH, b"PLAIN", value=b"x" * (ITEM_SIZE_MAX * 2))
+    assert [r[:2] for r in replies(s, packet[:100])] == [(b.SASL_AUTH, b.ENOMEM)]
+    assert s.buffered == 0
+    assert replies(s, packet[100:] + req(b.SASL_LIST_MECHS))[0][4] == b"PLAIN"
+
+
+def test_a_mechanism_name_over_32_bytes_is_invalid(sasl_server):
+    s = handlers.Session(sasl_server)
+    assert replies(s, req(b.SASL_AUTH, b"M" * 33, value=b"x") + req(b.SASL_LIST_MECHS))[0][1] == b.EINVAL
