@@ -35,9 +35,8 @@ holds replies for `--fsync always`, and runs plain `get` lines by a fast path.
 
 import logging
 
-from commands import COMMANDS
+from commands import COMMANDS, binary
 from commands.auth import AuthFileError, load_auth_file, unauthenticated
-from commands import binary
 from commands.base import ERROR, INFINITY, KEY_MAX_LENGTH, VERSION
 from commands.retrieval import retrieve_keys
 from commands.stats import PrefixStats
@@ -307,7 +306,7 @@ class Session:
 
     @property
     def state(self):
-        """LINE, DATA or SWALLOW (for the reactor's -vvv log)."""
+        """LINE, DATA, SWALLOW or BIN_HEADER (for the reactor's -vvv log)."""
         return self._state
 
     @property
@@ -675,6 +674,6 @@ class Session:
             self.counters.store_no_memory += 1  # --max-disk, as memcached's -M
         else:
             self.counters.persist_errors += 1
-        if self._framing is not None:
+        if self._idle is BIN_HEADER:
             return self.out.append(binary.server_error(self.request, str(e)))
         self.out.append(b"SERVER_ERROR " + str(e).encode("utf-8", "replace") + b"\r\n")
