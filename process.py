@@ -83,7 +83,7 @@ def remove_pidfile(path):
 
 def install_signals(loop, log_handler):
     """SIGTERM, SIGINT and SIGUSR1 stop gracefully; SIGHUP reopens the log
-    and reads the -Y auth file again, as memcached does. The handlers only
+    and reads the -Y auth file and the -S password file again. The handlers only
     ask the loop: a signal may have interrupted it anywhere, even a log write."""
 
     def on_stop(signum, frame):

@@ -103,3 +103,21 @@ def test_bmemcached_under_fsync_always_gets_its_replies(start_mclite):
         assert c.delete("a")
     finally:
         c.disconnect_all()
+
+
+def test_sighup_reads_the_sasl_file_again(start_mclite, tmp_path):
+    import os
+    import signal
+
+    pwdb = tmp_path / "pwdb"
+    pwdb.write_text("alice:secret\n")
+    server = start_mclite(extra_args=["-S", "--sasl-file", str(pwdb)])
+    pwdb.write_text("alice:changed\n")
+    os.kill(server.pid, signal.SIGHUP)
+    with server._stderr_cond:  # the reload is logged once done
+        assert server._stderr_cond.wait_for(lambda: any("reloaded" in line for line in server._stderr_lines), 10)
+    c = bmemcached.Client([address(server)], "alice", "changed")
+    try:
+        assert c.set("k", "v")
+    finally:
+        c.disconnect_all()
