@@ -288,3 +288,17 @@ def test_sasl_matches_memcached(sasl_pair, case):
     case = Case(case.name, [lambda k, c, step=case.steps[0]: step(k, c) + req(b.NOOP)], closes=True)
     expected = run(theirs.address, case, False)
     assert run(ours.address, case, False) == expected
+
+
+@pytest.mark.parametrize("group", [b"", b"settings"], ids=["general", "settings"])
+def test_stat_packets_share_memcached_s_names_in_its_order(pair, group):
+    def names(server):
+        case = Case("stat_names", one(lambda k, c: req(b.STAT, group)))
+        packets = run(server.address, case, False)
+        assert packets[-2][10:] == [b"", b""]  # the terminator, before the sentinel's NOOP
+        return [p[10].decode() for p in packets[:-2]]
+
+    theirs, ours = (names(server) for server in pair)
+    shared = [n for n in theirs if n in ours]
+    assert len(shared) > (60 if not group else 20)
+    assert [n for n in ours if n in theirs] == shared
