@@ -13,6 +13,15 @@ The session's states, as memcached names its connection's:
     SWALLOW  `n` bytes of a refused value       dropped as they come, never
              (memcached's conn_swallow)         buffered, then LINE
 
+A binary-protocol connection (memcached's, detected from its first byte,
+0x80, under `-B auto`; every connection under `-B binary`) has one state of
+its own and shares the other two:
+
+    BIN_HEADER  a 24-byte header, then its extras  commands.binary.dispatch;
+                and key (a bad magic closes)       a write's value goes to
+                                                   DATA (`need` = its length),
+                                                   a refused body to SWALLOW
+
 Besides the state, one slot holds resumable work (`work`: a multi-get paused
 at a limit, a running metadump); while it is there it runs before any new
 line, one `step` a turn of the feed loop.
@@ -26,7 +35,7 @@ holds replies for `--fsync always`, and runs plain `get` lines by a fast path.
 
 import logging
 
-from commands import COMMANDS
+from commands import COMMANDS, binary
 from commands.auth import AuthFileError, load_auth_file, unauthenticated
 from commands.base import ERROR, INFINITY, KEY_MAX_LENGTH, VERSION
 from commands.retrieval import retrieve_keys
@@ -42,19 +51,21 @@ MAX_LINE = 2048
 # ...unless it is a get, whose key list may be long; this bounds its memory.
 MAX_GET_LINE = 8 << 20
 
-LINE, DATA, SWALLOW = "LINE", "DATA", "SWALLOW"
+LINE, DATA, SWALLOW, BIN_HEADER = "LINE", "DATA", "SWALLOW", "BIN_HEADER"
 
 
 class Deferred:
     """A command's reply that waits for the store's batch (`--fsync always`):
     the reply itself once the batch is durable, `SERVER_ERROR <reason>` if
-    making it durable failed (even under noreply, as for any failed write)."""
+    making it durable failed (even under noreply, as for any failed write);
+    for a binary `request`, that error as its packet."""
 
-    __slots__ = ("batch", "reply")
+    __slots__ = ("batch", "reply", "request")
 
-    def __init__(self, batch, reply):
+    def __init__(self, batch, reply, request=None):
         self.batch = batch
         self.reply = reply
+        self.request = request
 
     def __len__(self):
         return len(self.reply)
@@ -64,6 +75,8 @@ class Deferred:
             raise RuntimeError("a reply released before its batch was committed")
         if self.batch.error is None:
             return self.reply
+        if self.request is not None:
+            return binary.server_error(self.request, self.batch.error)
         return b"SERVER_ERROR " + self.batch.error.encode("utf-8", "replace") + b"\r\n"
 
 
@@ -86,6 +99,8 @@ class Settings:
         self.detail_enabled = False  # `stats detail on`, or -D
         self.dump_enabled = True  # -X turns off key dumps (`stats cachedump`, metadump)
         self.auth_file = None  # -Y: memcached's ASCII authentication
+        self.protocol = "auto"  # -B: auto, ascii or binary
+        self.sasl_file = None  # -S: the password file (MEMCACHED_SASL_PWDB, --sasl-file)
         self.verbosity = 0
         self.shutdown_enabled = False  # -A
         self.flush_enabled = True  # -F turns it off
@@ -141,6 +156,7 @@ class Server:
         self.listener = None  # (fd, address) of the listening socket, set by the reactor
         self.prefixes = PrefixStats()  # `stats detail`
         self.auth = None  # the -Y file's (user, password) pairs, or None: no auth
+        self.sasl = None  # -S: the SASL password file's pairs, or None: no SASL
         self.conn_structs = 1  # memcached's connection_structures: the most at once, listener included
         self.started = self.clock()
         # set by the reactor: request_stop(graceful) ends the loop (`shutdown`)
@@ -188,11 +204,26 @@ class Server:
         self.auth = load_auth_file(path)
         self.settings.auth_file = path
 
+    def load_sasl(self, path):
+        """-S: read the SASL password file (memcached's MEMCACHED_SASL_PWDB,
+        `user:password` lines) and require binary authentication; raises
+        AuthFileError (the old entries stay)."""
+        self.sasl = load_auth_file(path)
+        self.settings.sasl_file = path
+
     def reload_auth(self):
-        """Read the -Y file again (memcached does on SIGHUP); True if it
-        loaded, False (logged, the old entries kept) if not, None without -Y."""
+        """Read the -Y file and the -S password file again (on SIGHUP); True
+        if they loaded, False (logged, the old entries kept) if not, None
+        without either."""
+        if self.settings.sasl_file is not None:
+            try:
+                self.load_sasl(self.settings.sasl_file)
+            except AuthFileError as e:
+                log.error("SASL password file not reloaded, the old one stays: %s", e)
+                return False
+            log.info("SASL password file %s reloaded: %d users", self.settings.sasl_file, len(self.sasl))
         if self.settings.auth_file is None:
-            return None
+            return None if self.settings.sasl_file is None else True
         try:
             self.load_auth(self.settings.auth_file)
         except AuthFileError as e:
@@ -226,12 +257,21 @@ class Session:
         self.store = server.store
         self.counters = server.counters
         self.closing = False
-        self.authenticated = server.auth is None
+        self.authenticated = server.auth is None and server.sasl is None
         self.out = []  # the reply parts of the commands running now
         self.room = INFINITY  # reply bytes the current command may still make
         self.work = None  # resumable work: a paused multi-get, a running metadump
         self._buf = bytearray()
-        self._state = LINE
+        self._state = self._idle = LINE  # _idle: the state between commands
+        # how the bytes are framed, when not as text lines: the first byte
+        # decides under -B auto, -B binary frames every packet as binary
+        protocol = server.settings.protocol
+        self._framing = None
+        self.request = None  # the binary request running (the error funnel's reply)
+        if protocol == "auto":
+            self._framing = self._negotiate
+        elif protocol == "binary":
+            self._start_binary()
         self._pending = None  # DATA: what waits for the data block
         self._need = 0  # SWALLOW: bytes still to drop
         self._held = []  # replies waiting for the store's batch
@@ -266,14 +306,14 @@ class Session:
 
     @property
     def state(self):
-        """LINE, DATA or SWALLOW (for the reactor's -vvv log)."""
+        """LINE, DATA, SWALLOW or BIN_HEADER (for the reactor's -vvv log)."""
         return self._state
 
     @property
     def awaiting_command(self):
         """Between commands, with nothing left to run: where memcached's
         idle_timeout may close a connection (never in a value's data)."""
-        return self._state is LINE and self.work is None and not self.stopped_early
+        return self._state is self._idle and self.work is None and not self.stopped_early
 
     @property
     def holding(self):
@@ -290,7 +330,7 @@ class Session:
         """memcached's name for what this connection is doing (`stats conns`)."""
         if self.closing:
             return "conn_closing"
-        if self._state is not LINE:
+        if self._state is not self._idle:
             return "conn_nread"
         if self._unsent is not None and self._unsent():
             return "conn_mwrite"
@@ -337,6 +377,8 @@ class Session:
         stays buffered for the next call, and `stopped_early` says so. The
         reactor uses the first for backpressure, the second for fairness.
         """
+        if self._framing is not None:
+            return self._framing(data, limit, max_commands)
         self.counters.bytes_read += len(data)
         if self.closing:
             return b""
@@ -438,7 +480,12 @@ class Session:
             ):
                 break  # all run, and no limit reached: nothing for another turn to do
         del buf[:pos]
-        if deferred or self._held or durability.batch is not None:
+        return self._deliver(deferred)
+
+    def _deliver(self, deferred):
+        """The replies made, or (held for the store's batch) nothing yet."""
+        out = self.out
+        if deferred or self._held or self.store.durability.batch is not None:
             if out:
                 self._held.extend(out)
                 out.clear()
@@ -453,8 +500,104 @@ class Session:
         take = min(available, self._need)
         self._need -= take
         if self._need == 0:
-            self._state = LINE
+            self._state = self._idle
         return take
+
+    # -- the binary protocol's framing ------------------------------------
+
+    def _negotiate(self, data, limit, max_commands):
+        """-B auto: the connection's first byte picks its protocol, as
+        memcached's try_read_command_negotiate does."""
+        if not data:
+            return b""
+        if data[0] == binary.REQUEST_MAGIC:
+            self._start_binary()
+        else:
+            self._framing = None
+        return self.feed(data, limit, max_commands)
+
+    def _start_binary(self):
+        self._framing = self._feed_binary
+        self._state = self._idle = BIN_HEADER
+
+    def _feed_binary(self, data, limit, max_commands):
+        """feed() for a binary connection: packets, each a header (and its
+        extras and key), then a write's value; the same limits, the same
+        holding of replies for --fsync always as for text."""
+        self.counters.bytes_read += len(data)
+        if self.closing:
+            return b""
+        buf = self._buf
+        if self._state is SWALLOW and not buf:
+            data = data[self._drop(len(data)) :]
+        buf += data
+        out = self.out
+        durability = self.store.durability
+        size_limit = INFINITY if limit is None else limit
+        command_limit = INFINITY if max_commands is None else max_commands
+        size = pos = commands = 0
+        deferred = False
+        self.stopped_early = False
+        self.last_command = self.server.clock()
+        header_size = binary.HEADER_SIZE
+        while not self.closing:
+            if size >= size_limit or commands >= command_limit:
+                self.stopped_early = True
+                if commands >= command_limit:
+                    self.counters.conn_yields += 1
+                break
+            before = len(out)
+            state = self._state
+            try:
+                if state is BIN_HEADER:
+                    have = len(buf) - pos
+                    if have < header_size:
+                        break
+                    if buf[pos] != binary.REQUEST_MAGIC:
+                        log.info("closing a binary connection: invalid magic %#x", buf[pos])
+                        self.closing = True  # memcached closes without a reply
+                        break
+                    request = binary.parse_header(buf, pos)
+                    start = pos + header_size
+                    end = start + request.extlen + request.keylen
+                    if len(buf) < end:
+                        break  # memcached waits for the extras and the key too
+                    request.extras = bytes(buf[start : start + request.extlen])
+                    request.key = bytes(buf[start + request.extlen : end])
+                    pos = end
+                    commands += 1
+                    self.commands += 1
+                    self.request = request
+                    if self.server.settings.verbosity > 1:
+                        log.debug("<binary opcode %#04x key %r", request.opcode, request.key[:200])
+                    binary.dispatch(self, request)
+                elif state is SWALLOW:
+                    pos += self._drop(len(buf) - pos)
+                    if self._state is SWALLOW:
+                        break
+                    continue
+                if self._state is DATA:
+                    pending = self._pending
+                    if len(buf) - pos < pending.need:
+                        break  # (nothing was answered yet: the value is still coming)
+                    block = bytes(buf[pos : pos + pending.need])
+                    pos += pending.need
+                    self._state = BIN_HEADER
+                    self._pending = None
+                    pending.complete(self, block)
+            except StoreError as e:
+                self._fail(e)
+            used = durability.used
+            if used is not None:
+                durability.used = None
+                out[before:] = [Deferred(used, b"".join(out[before:]), self.request)]
+                deferred = True
+            if limit is not None:
+                size += sum(map(len, out[before:]))
+            if pos == len(buf) and self._state is BIN_HEADER:
+                break
+        del buf[:pos]
+        return self._deliver(deferred)
 
     def _plain_gets(self, buf, pos, commands, room):
         """Run the `get <key>...` lines at buf[pos:] (single spaces, no NUL,
@@ -531,4 +674,6 @@ class Session:
             self.counters.store_no_memory += 1  # --max-disk, as memcached's -M
         else:
             self.counters.persist_errors += 1
+        if self._idle is BIN_HEADER:
+            return self.out.append(binary.server_error(self.request, str(e)))
         self.out.append(b"SERVER_ERROR " + str(e).encode("utf-8", "replace") + b"\r\n")

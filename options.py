@@ -50,6 +50,20 @@ def auth_file(path):
     return path
 
 
+def binding_protocol(value):
+    """-B: auto, binary or ascii, refused with memcached's message."""
+    if value not in ("auto", "binary", "ascii"):
+        raise argparse.ArgumentTypeError(
+            f"Invalid value for binding protocol: {value}\n -- should be one of auto, binary, or ascii"
+        )
+    return value
+
+
+def sasl_file(path):
+    """--sasl-file (or MEMCACHED_SASL_PWDB): the path, once it is known to load."""
+    return auth_file(path)
+
+
 # (flags, argparse keywords): the parser is built from this table, in its order
 OPTIONS = (
     (("-p", "--port"), dict(type=int, default=11211, help="TCP port to listen on (default: 11211)")),
@@ -117,6 +131,18 @@ OPTIONS = (
         type=parse_size, default=None,
         help="most bytes of item records the data dir may hold, e.g. 100m or 2g (default: no limit)",
     )),
+    (("-B", "--protocol"), dict(
+        type=binding_protocol, default=None,
+        help="protocol - one of ascii, binary, or auto (default: auto-negotiate; binary with -S, ascii with -Y)",
+    )),
+    (("-S", "--enable-sasl"), dict(
+        action="store_true",
+        help="turn on SASL authentication (PLAIN, binary protocol only) against --sasl-file",
+    )),
+    (("--sasl-file",), dict(
+        type=sasl_file, default=None,
+        help="-S's password file of user:password lines (default: $MEMCACHED_SASL_PWDB, as memcached's)",
+    )),
     (("--disk-policy",), dict(
         choices=DISK_POLICIES, default="refuse",
         help="past --max-disk: refuse (SERVER_ERROR out of memory storing object, as memcached's -M) "
@@ -146,6 +172,14 @@ CHECKS = (
     (lambda a: a.idle_timeout < 0, "-o idle_timeout must be 0 (off) or a number of seconds"),
     (lambda a: not a.fsync_watchdog > 0, "-o fsync_watchdog must be a positive number of seconds"),
     (lambda a: a.tls_verify_mode not in VERIFY_MODES, "-o ssl_verify_mode must be 0, 1, 2 or 3"),
+    (
+        lambda a: a.enable_sasl and a.protocol not in (None, "binary"),
+        "ERROR: You cannot allow the ASCII protocol while using SASL.",
+    ),
+    (
+        lambda a: a.auth_file is not None and a.protocol not in (None, "ascii"),
+        "ERROR: You cannot allow the BINARY protocol while using ascii authentication tokens.",
+    ),
     (lambda a: a.enable_ssl and not a.tls_cert, "-Z needs a certificate: --tls-cert or -o ssl_chain_cert="),
     (
         lambda a: a.tls_verify_mode and not a.tls_ca,
@@ -196,6 +230,11 @@ def parse_args(argv):
         apply_extended(args, parse_extended(args.extended))
     except (argparse.ArgumentTypeError, ValueError) as e:
         p.error(f"-o: {e}")
+    if args.enable_sasl and args.sasl_file is None and os.environ.get("MEMCACHED_SASL_PWDB"):
+        try:  # memcached's variable, read when -S is given
+            args.sasl_file = sasl_file(os.environ["MEMCACHED_SASL_PWDB"])
+        except argparse.ArgumentTypeError as e:
+            p.error(f"MEMCACHED_SASL_PWDB: {e}")
     for refused, message in CHECKS:
         if refused(args):
             p.error(message)
@@ -215,4 +254,6 @@ def make_settings(args):
     settings.tls_key = args.tls_key
     settings.tls_ca = args.tls_ca
     settings.tls_verify_mode = args.tls_verify_mode
+    # memcached's defaults: binary under -S, ascii under -Y, else auto
+    settings.protocol = args.protocol or ("binary" if args.enable_sasl else "ascii" if args.auth_file else "auto")
     return settings

@@ -48,6 +48,12 @@ def configure_stats(server, args, listener):
     settings.dump_enabled = not args.disable_dumping
     if args.auth_file is not None:
         server.load_auth(args.auth_file)
+    if args.enable_sasl:
+        if args.sasl_file is not None:
+            server.load_sasl(args.sasl_file)
+        else:
+            server.sasl = []  # no password file: nobody can authenticate
+            log.warning("-S without --sasl-file or MEMCACHED_SASL_PWDB: no SASL user can authenticate")
     server.listener = (listener.fileno(), listener.getsockname())
 
 
@@ -77,7 +83,7 @@ def remove_pidfile(path):
 
 def install_signals(loop, log_handler):
     """SIGTERM, SIGINT and SIGUSR1 stop gracefully; SIGHUP reopens the log
-    and reads the -Y auth file again, as memcached does. The handlers only
+    and reads the -Y auth file and the -S password file again. The handlers only
     ask the loop: a signal may have interrupted it anywhere, even a log write."""
 
     def on_stop(signum, frame):

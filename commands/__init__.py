@@ -13,6 +13,7 @@ fewest words, most words or None), as memcached counts them).
 | dumps | lru_crawler metadump, stats cachedump |
 | meta | mg ms md ma me mn |
 | auth | -Y: what an unauthenticated connection may send |
+| binary | the binary protocol: its own table, `OPCODES` (opcode -> shape check, `fn(session, request)`) |
 
 A command touches only this part of the session (handlers.Session):
 
@@ -33,10 +34,10 @@ by the session, in one place; a command never catches one to reply itself.
 This package imports neither `handlers` nor `reactor`.
 """
 
-from . import admin, auth, dumps, meta, modify, retrieval, stats, storage
+from . import admin, auth, binary, dumps, meta, modify, retrieval, stats, storage
 
 COMMANDS = {}
 for _family in (storage, retrieval, modify, admin, stats, dumps, meta):
     COMMANDS.update(_family.COMMANDS)
 
-__all__ = ["COMMANDS", "admin", "auth", "dumps", "meta", "modify", "retrieval", "stats", "storage"]
+__all__ = ["COMMANDS", "admin", "auth", "binary", "dumps", "meta", "modify", "retrieval", "stats", "storage"]

@@ -155,8 +155,8 @@ def settings_stats(server):
         ("num_threads", 1),
         ("stat_key_prefix", st.prefix_delimiter.decode("latin-1")),
         ("detail_enabled", "yes" if st.detail_enabled else "no"),
-        ("binding_protocol", "ascii"),
-        ("auth_enabled_sasl", "no"),
+        ("binding_protocol", BINDING_PROTOCOLS[st.protocol]),
+        ("auth_enabled_sasl", "yes" if server.sasl is not None else "no"),
         # memcached shows the -Y file's path here
         ("auth_enabled_ascii", st.auth_file if server.auth is not None else "no"),
         ("maxconns_fast", "yes"),
@@ -169,6 +169,9 @@ def settings_stats(server):
     ]
     return in_memcached_order(rows, SETTINGS_STATS_ORDER)
 
+
+# -B's value -> what memcached's `stats settings` calls it
+BINDING_PROTOCOLS = {"auto": "auto-negotiate", "ascii": "ascii", "binary": "binary"}
 
 # memcached 1.6.18's `stats` and `stats settings` names in the order it sends
 # them; rows of ours that memcached lacks keep their order after these.
@@ -284,11 +287,19 @@ def _reset(session, words):
 
 
 def _items(session, words):
+    rows = items_rows(session)
+    if not rows:
+        return session.out.append(END)
+    _lines(session, rows)
+
+
+def items_rows(session):
+    """`stats items`' rows (none while the cache is empty)."""
     # One class: items are files, not slab chunks. Where memcached's
     # segmented LRU has counters of its own, everything is "cold".
     s, c = session.store, session.counters
     if not s.curr_items:
-        return session.out.append(END)
+        return []
     oldest = s.cache.oldest()
     age = 0 if oldest is None else max(0, int(s.clock() - oldest.atime))
     values = {
@@ -297,10 +308,15 @@ def _items(session, words):
         "crawler_reclaimed": s.reclaimed, "crawler_items_checked": s.items_checked,
         "hits_to_cold": c.get_hits,
     }
-    _lines(session, (("items:1:" + name, values.get(name, 0)) for name in ITEMS_NAMES))
+    return [("items:1:" + name, values.get(name, 0)) for name in ITEMS_NAMES]
 
 
 def _slabs(session, words):
+    _lines(session, slabs_rows(session))
+
+
+def slabs_rows(session):
+    """`stats slabs`' rows."""
     # One honest class: a chunk is a file, as large as -I allows, one per
     # "page"; nothing is allocated ahead, so nothing is free.
     s, c = session.store, session.counters
@@ -312,7 +328,7 @@ def _slabs(session, words):
             ("1:total_chunks", n), ("1:used_chunks", n), ("1:free_chunks", 0), ("1:free_chunks_end", 0),
         ] + [("1:" + name, getattr(c, name)) for name in _SLAB_COUNTERS]
     rows += [("active_slabs", 1 if s.curr_items else 0), ("total_malloced", s.bytes)]
-    _lines(session, rows)
+    return rows
 
 
 def _sizes(session, words):
