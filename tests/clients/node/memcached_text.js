@@ -1,7 +1,7 @@
 // memcached (the npm package "memcached": text protocol), driven by
 // tests/test_clients.py.
 //
-// usage: node memcached_text.js HOST PORT checks|reread
+// usage: node memcached_text.js HOST PORT checks|write|reread
 'use strict';
 const Memcached = require('memcached');
 const { promisify } = require('util');
@@ -64,10 +64,10 @@ const checks = [
     expect(await op.flush(), [true]);
     expect(await value('nd:f'), null);
   }],
-  ['persist_written', async () => {
-    expect(await op.set('nd:reread', 'kept', 0), true);
-  }],
 ];
+const write = [['persist_written', async () => {
+  expect(await op.set('nd:reread', 'kept', 0), true);
+}]];
 const reread = [['restart_keeps_data', async () => expect(await value('nd:reread'), 'kept')]];
 
-run(phase === 'checks' ? checks : reread, () => mc.end());
+run({ checks, write, reread }[phase], () => mc.end());

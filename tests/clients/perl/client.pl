@@ -1,7 +1,7 @@
 #!/usr/bin/perl
 # Cache::Memcached::Fast (text protocol), driven by tests/test_clients.py.
 #
-# usage: perl client.pl HOST PORT checks|reread
+# usage: perl client.pl HOST PORT checks|write|reread
 # Prints "ok <check>" per check; the first failure prints "FAIL <check>: why"
 # and exits 1.
 use strict;
@@ -80,11 +80,12 @@ my @checks = (
         expect(scalar $mc->flush_all->{"$host:$port"}, 1);  # one result per server
         expect(scalar $mc->get('pl:f'), undef);
     },
-    persist_written => sub { expect(scalar $mc->set('pl:reread', 'kept'), 1) },
 );
 
 if ($phase eq 'checks') {
     while (my ($name, $fn) = splice(@checks, 0, 2)) { check($name, $fn) }
+} elsif ($phase eq 'write') {
+    check(persist_written => sub { expect(scalar $mc->set('pl:reread', 'kept'), 1) });
 } else {
     check(restart_keeps_data => sub { expect(scalar $mc->get('pl:reread'), 'kept') });
 }
