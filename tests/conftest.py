@@ -27,6 +27,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -115,6 +116,9 @@ class ServerProcess:
         self._reader: Optional[threading.Thread] = None
         # under -Y the readiness probe must authenticate first: b"<user> <password>"
         self.probe_auth: Optional[bytes] = None
+        # under -S (memcached's port is then binary only): (user, password) for
+        # a binary SASL PLAIN login before the probe's binary stat
+        self.probe_sasl: Optional[tuple] = None
 
     # -- facts
 
@@ -251,6 +255,10 @@ class ServerProcess:
                 with socket.create_connection(self.address, timeout=1.0) as probe:
                     # the port was free a moment ago: make sure the server that
                     # answers is this process, not another that took the port
+                    if self.probe_sasl is not None:
+                        if _binary_sasl_pid(probe, *self.probe_sasl) != self.proc.pid:
+                            raise PortTaken(f"another server answers on {self.address}")
+                        return
                     if self.probe_auth is not None:
                         probe.sendall(b"set auth 0 0 %d\r\n%s\r\n" % (len(self.probe_auth), self.probe_auth))
                     probe.sendall(b"stats\r\n")
@@ -331,6 +339,43 @@ class ServerProcess:
             self._reader.join(STOP_TIMEOUT)
 
     close = _terminate_quietly
+
+
+def _binary_sasl_pid(sock: socket.socket, user: bytes, password: bytes) -> Optional[int]:
+    """Log in with binary SASL PLAIN, then read the ``pid`` of a binary stat
+    (None if the login fails): the readiness probe of a server under -S."""
+
+    def request(opcode: int, key: bytes = b"", value: bytes = b"") -> None:
+        sock.sendall(struct.pack(">BBHBBHIIQ", 0x80, opcode, len(key), 0, 0, 0, len(key) + len(value), 0, 0)
+                     + key + value)
+
+    def reply():
+        head = _recv_exactly(sock, 24)
+        _, _, keylen, extlen, _, status, bodylen, _, _ = struct.unpack(">BBHBBHIIQ", head)
+        body = _recv_exactly(sock, bodylen)
+        return status, body[extlen:extlen + keylen], body[extlen + keylen:]
+
+    request(0x21, b"PLAIN", b"\0" + user + b"\0" + password)  # SASL auth
+    if reply()[0] != 0:
+        return None
+    request(0x10)  # stat: one packet per statistic, then one with an empty key
+    pid = None
+    while True:
+        status, key, value = reply()
+        if status != 0 or not key:
+            return pid
+        if key == b"pid":
+            pid = int(value)
+
+
+def _recv_exactly(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionResetError("closed during the readiness probe")
+        data += chunk
+    return data
 
 
 def stop_all(servers: Sequence[ServerProcess]) -> None:
@@ -455,13 +500,16 @@ def memcached() -> Iterable[ServerProcess]:
 
 @pytest.fixture
 def start_memcached() -> Iterable[Callable[..., ServerProcess]]:
-    """Factory for fresh real memcached processes, stopped at the end of the test."""
+    """Factory for fresh real memcached processes, stopped at the end of the
+    test: ``start_memcached(extra_args=(), env=None, sasl=None)``; with -S,
+    ``sasl`` is the (user, password) the readiness probe logs in with."""
     if MEMCACHED_BIN is None:
         pytest.skip(NO_MEMCACHED)
     started: List[ServerProcess] = []
 
-    def start(extra_args: Sequence[str] = ()):
-        server = ServerProcess("memcached", extra_args=extra_args)
+    def start(extra_args: Sequence[str] = (), env: Optional[Dict[str, str]] = None, sasl: Optional[tuple] = None):
+        server = ServerProcess("memcached", extra_args=extra_args, env=env)
+        server.probe_sasl = sasl
         started.append(server)
         return server.start()
 
