@@ -9,9 +9,8 @@ third run of the program reads the key back. Real memcached forgets
 everything on a restart, so there the key is read back with no restart:
 memcached is the proof that the programs and their expectations are right.
 
-Every test runs against both servers. The binary-protocol and SASL clients
-are marked ``needs_binary``: against memcached-lite they are expected to fail
-(xfail, not strict) until the binary protocol lands.
+Every test runs against both servers, the binary-protocol and SASL clients
+too.
 
 The tools come from Debian (php-cli, php-memcached, libcache-memcached-fast-perl,
 golang-go, golang-github-bradfitz-gomemcache-dev, sasl2-bin for real
@@ -38,16 +37,7 @@ CLIENTS = Path(__file__).resolve().parent / "clients"
 NODE_DIR = CLIENTS / "node"
 GOMEMCACHE_SRC = Path("/usr/share/gocode/src/github.com/bradfitz/gomemcache/memcache")
 RUN_TIMEOUT = 30.0  # seconds one client program may take (its own I/O timeouts are 2 s)
-# ... and while it is expected to fail (needs_binary against memcached-lite):
-# PHP's session handler alone retries its lock 6 times at a 5 s poll timeout
-PENDING_TIMEOUT = 8.0
 USER, PASSWORD = "clientuser", "client-secret"
-
-# Remove the xfail once the binary protocol (and SASL) is on main.
-NEEDS_BINARY = (
-    pytest.mark.needs_binary,
-    pytest.mark.xfail(reason="the binary protocol and SASL are not in memcached-lite yet", strict=False),
-)
 
 COMMON_CHECKS = ("set_get", "get_multi", "delete", "incr_decr", "cas", "touch", "expiry", "flush")
 
@@ -156,8 +146,7 @@ TABLE = [
 def _cases():
     for client in TABLE:
         for server in ("memcached", "lite"):
-            marks = NEEDS_BINARY if server == "lite" and client.protocol != "text" else ()
-            yield pytest.param(client, server, id=f"{client.name}-{server}", marks=marks)
+            yield pytest.param(client, server, id=f"{client.name}-{server}")
 
 
 # --------------------------------------------------------------------------
@@ -227,8 +216,7 @@ def server_of(request, start_memcached, start_mclite):
 def run_program(request) -> Callable[[Sequence[str]], Tuple[List[str], str]]:
     """run_program(argv): run one client program under a timeout, return (its
     stdout lines, a description for failures)."""
-    pending = request.node.get_closest_marker("needs_binary") is not None
-    return functools.partial(_run, timeout=PENDING_TIMEOUT if pending else RUN_TIMEOUT)
+    return functools.partial(_run, timeout=RUN_TIMEOUT)
 
 
 def _run(argv: Sequence[str], timeout: float) -> Tuple[List[str], str]:
@@ -282,9 +270,8 @@ def test_client_reads_its_data_after_a_kill9_and_restart(client, kind, server_of
 def _session_cases():
     for protocol in ("default", "text"):
         for kind in ("memcached", "lite"):
-            # Debian's php-memcached keeps sessions over the binary protocol by default
-            marks = NEEDS_BINARY if kind == "lite" and protocol == "default" else ()
-            yield pytest.param(protocol, kind, id=f"{protocol}-{kind}", marks=marks)
+            # (Debian's php-memcached keeps sessions over the binary protocol by default)
+            yield pytest.param(protocol, kind, id=f"{protocol}-{kind}")
 
 
 @pytest.mark.timeout(2 * RUN_TIMEOUT + 30)
