@@ -102,6 +102,9 @@ OPTIONS = (
         "ssl_chain_cert=, ssl_key=, ssl_ca_cert=, ssl_verify_mode=0|1|2|3; ours: fsync_watchdog=SECONDS "
         f"(everysec's helper barrier unanswered this long is given up and the helper restarted; default {WATCHDOG:g})",
     )),
+    (("-U", "--udp-port"), dict(
+        type=int, default=0, help="UDP port: memcached-lite serves no UDP, so only 0 (off, memcached's default)",
+    )),
     (("-Z", "--enable-ssl"), dict(action="store_true", help="TLS on the listening port (needs --tls-cert)")),
     (("--tls-cert",), dict(help="certificate chain, PEM (-o ssl_chain_cert=)")),
     (("--tls-key",), dict(help="private key, PEM, if not in the certificate file (-o ssl_key=)")),
@@ -150,6 +153,36 @@ OPTIONS = (
     )),
 )
 
+# memcached 1.6.18's options that steer a mechanism memcached-lite does not
+# have (threads, slabs, its memory's pages): accepted, so that memcached's own
+# command lines (unit files, container entrypoints) start it unchanged, and
+# named in one start-up log line. (flags, whether it takes a value, why)
+NOT_APPLICABLE = (
+    (("-t", "--threads"), True, "one thread: a selectors loop"),
+    (("-f", "--slab-growth-factor"), True, "no slab classes"),
+    (("-n", "--slab-min-size"), True, "no slab classes"),
+    (("-L", "--enable-largepages"), False, "no slab memory"),
+    (("-k", "--lock-memory"), False, "no slab memory to lock"),
+    (("-M", "--disable-evictions"), False, "memory only caches the files; see --max-disk and --disk-policy"),
+    (("-e", "--memory-file"), True, "items are kept in --data-dir"),
+    (("-N", "--napi_ids"), True, "no NAPI ids"),
+)
+
+# memcached's -o suboptions of the same kind: accepted and named in that line
+NOT_APPLICABLE_EXTENDED = frozenset(
+    """maxconns_fast no_maxconns_fast hashpower hash_algorithm no_hashexpand tail_repair_time
+    lru_crawler no_lru_crawler lru_crawler_sleep lru_crawler_tocrawl lru_maintainer no_lru_maintainer
+    lru_segmented no_lru_segmented hot_lru_pct warm_lru_pct hot_max_factor warm_max_factor temporary_ttl
+    read_buf_mem_limit slab_reassign no_slab_reassign slab_automove no_slab_automove
+    slab_automove_ratio slab_automove_window slab_automove_freeratio slab_chunk_max
+    watcher_logbuf_size worker_logbuf_size track_sizes modern no_modern sock_cookie_id
+    inline_ascii_response no_inline_ascii_resp
+    ext_path ext_page_size ext_wbuf_size ext_threads ext_io_depth ext_item_size ext_item_age
+    ext_low_ttl ext_drop_unread ext_recache_rate ext_compact_under ext_drop_under ext_max_frag
+    ext_max_sleep ssl_keyformat ssl_ciphers ssl_wbuf_size ssl_session_cache ssl_kernel_tls
+    ssl_min_version""".split()
+)
+
 # memcached's -o suboptions that memcached-lite has (the others are refused):
 # name -> (the attribute it sets, its type, the default). A suboption that
 # has a long option too (ssl_chain_cert is --tls-cert) gives way to it.
@@ -167,6 +200,7 @@ EXTENDED = {
 CHECKS = (
     (lambda a: a.prefix_delimiter is not None and len(a.prefix_delimiter) != 1, "-D takes one character"),
     (lambda a: not 0 < a.port < 65536, "port must be 1-65535"),
+    (lambda a: a.udp_port != 0, "-U: memcached-lite serves no UDP; give -U 0 (or leave it out)"),
     (lambda a: a.conn_limit < 1 or a.memory_limit < 1, "-c and -m must be positive"),
     (lambda a: not 1024 <= a.max_item_size <= 1 << 30, "-I must be between 1k and 1024m"),
     (lambda a: a.idle_timeout < 0, "-o idle_timeout must be 0 (off) or a number of seconds"),
@@ -188,13 +222,18 @@ CHECKS = (
 )
 
 
-def parse_extended(values):
-    """memcached's `-o a=1,b=2` (the option may be repeated) as a dict."""
+def parse_extended(values, not_applicable=None):
+    """memcached's `-o a=1,b=2` (the option may be repeated) as a dict; the
+    suboptions of NOT_APPLICABLE_EXTENDED given are added to the list
+    `not_applicable` instead."""
     options = {}
     for value in values:
         for item in value.split(","):
             name, _, setting = item.strip().partition("=")
             if not name:
+                continue
+            if name in NOT_APPLICABLE_EXTENDED and not_applicable is not None:
+                not_applicable.append("-o " + item.strip())
                 continue
             if name not in EXTENDED:
                 raise argparse.ArgumentTypeError(f"unknown -o option {name!r} (known: {', '.join(EXTENDED)})")
@@ -219,15 +258,34 @@ def parser():
     )
     for flags, keywords in OPTIONS:
         p.add_argument(*flags, **keywords)
+    group = p.add_argument_group(
+        "memcached's options that do not apply here",
+        "accepted so that memcached's command lines run unchanged, named in the start-up log, "
+        "otherwise ignored (as are -o " + ", ".join(sorted(NOT_APPLICABLE_EXTENDED)[:6]) + ", ...)",
+    )
+    for flags, takes_value, why in NOT_APPLICABLE:
+        keywords = dict(metavar="VALUE") if takes_value else dict(action="store_true")
+        group.add_argument(*flags, dest="na_" + flags[-1].lstrip("-").replace("-", "_"), help=why, **keywords)
     return p
+
+
+def not_applicable(args):
+    """The NOT_APPLICABLE options given, as they were written."""
+    given = []
+    for flags, takes_value, _ in NOT_APPLICABLE:
+        value = getattr(args, "na_" + flags[-1].lstrip("-").replace("-", "_"))
+        if value not in (None, False):
+            given.append(flags[0] + (" " + value if takes_value else ""))
+    return given
 
 
 def parse_args(argv):
     """The command line, checked: a namespace, or a usage error (exit 2)."""
     p = parser()
     args = p.parse_args(argv)
+    args.not_applicable = not_applicable(args)
     try:
-        apply_extended(args, parse_extended(args.extended))
+        apply_extended(args, parse_extended(args.extended, args.not_applicable))
     except (argparse.ArgumentTypeError, ValueError) as e:
         p.error(f"-o: {e}")
     if args.enable_sasl and args.sasl_file is None and os.environ.get("MEMCACHED_SASL_PWDB"):

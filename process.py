@@ -156,6 +156,8 @@ def main(argv, loop):
             store.close()
             log.error("cannot write the pid file %s: %s", args.pidfile, e.strerror)
             return 1
+    if args.not_applicable:
+        log.info("memcached options that do not apply here, accepted and ignored: %s", " ".join(args.not_applicable))
     server = handlers.Server(store, options.make_settings(args), clock=store.clock)
     running = loop(server, listener, context)
     configure_stats(server, args, listener)

@@ -490,3 +490,17 @@ def test_vvv_logs_the_line_and_data_states_and_batch_commits(start_mclite, conne
     assert conn.exchange(b"hello\r\n") == b"STORED\r\n"
     wait_for(lambda: "DATA -> LINE" in server.stderr_text(), what="the DATA -> LINE line")
     wait_for(lambda: "batch committed: 1 changes" in server.stderr_text(), what="the batch line")
+
+
+# -- memcached's own command lines -------------------------------------------------
+
+
+@ours_only
+def test_memcached_s_docker_command_line_starts_it_and_is_logged_once(start_mclite, connect):
+    server = start_mclite(extra_args=["-U", "0", "-t", "4", "-m", "256", "-o", "modern"])
+    conn = connect(server)
+    conn.assert_in_step()
+    assert stats(conn)["limit_maxbytes"] == str(256 << 20)
+    line = "memcached options that do not apply here, accepted and ignored: -t 4 -o modern"
+    wait_for(lambda: line in server.stderr_text(), what="the start-up line naming them")
+    assert server.stderr_text().count("do not apply here") == 1

@@ -67,3 +67,50 @@ def test_the_sasl_file_defaults_to_MEMCACHED_SASL_PWDB(tmp_path, monkeypatch):
 def test_an_unreadable_sasl_file_is_refused(tmp_path):
     with pytest.raises(SystemExit):
         options.parse_args(["-S", "--sasl-file", str(tmp_path / "none")])
+
+
+# -- memcached's command lines, run unchanged -----------------------------------
+
+
+def test_U_0_is_accepted_as_memcached_s_udp_off():
+    assert options.parse_args(["-U", "0"]).udp_port == 0
+
+
+def test_a_udp_port_is_refused_with_a_clear_message(capsys):
+    with pytest.raises(SystemExit) as e:
+        options.parse_args(["-U", "11211"])
+    assert e.value.code == 2
+    assert "serves no UDP" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags", [["-t", "4"], ["--threads", "4"], ["-f", "1.5"], ["-n", "64"], ["-L"], ["-k"], ["-M"]])
+def test_memcached_s_options_of_mechanisms_not_here_are_accepted_and_named(flags):
+    assert options.parse_args(flags).not_applicable == [
+        next(f for f, _, _ in options.NOT_APPLICABLE if flags[0] in f)[0] + (" " + flags[1] if len(flags) > 1 else "")
+    ]
+
+
+def test_memcached_s_suboptions_of_mechanisms_not_here_are_accepted_and_named():
+    args = options.parse_args(["-o", "modern,slab_chunk_max=512", "-o", "lru_crawler,idle_timeout=5"])
+    assert args.not_applicable == ["-o modern", "-o slab_chunk_max=512", "-o lru_crawler"]
+    assert args.idle_timeout == 5
+
+
+def test_an_unknown_suboption_is_still_refused(capsys):
+    with pytest.raises(SystemExit) as e:
+        options.parse_args(["-o", "no_such_thing"])
+    assert e.value.code == 2
+    assert "unknown -o option 'no_such_thing'" in capsys.readouterr().err
+
+
+def test_a_docker_memcached_command_line_parses_unchanged():
+    args = options.parse_args(["-U", "0", "-t", "4", "-m", "256", "-o", "modern"])
+    assert (args.memory_limit, args.not_applicable) == (256, ["-t 4", "-o modern"])
+
+
+def test_help_lists_the_options_that_do_not_apply_apart(capsys):
+    with pytest.raises(SystemExit):
+        options.parse_args(["--help"])
+    out = capsys.readouterr().out
+    assert "memcached's options that do not apply here" in out
+    assert out.index("--data-dir") < out.index("do not apply here") < out.index("--threads")
