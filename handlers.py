@@ -105,6 +105,7 @@ class Settings:
         self.shutdown_enabled = False  # -A
         self.flush_enabled = True  # -F turns it off
         self.idle_timeout = 0  # -o idle_timeout=N; 0: never
+        self.tcp_backlog = 1024  # the listening socket's backlog (memcached's -b)
         # -Z and its certificates, shown by `stats settings` as memcached does
         self.tls_enabled = False
         self.tls_cert = None

@@ -158,7 +158,9 @@ def main(argv, loop):
             return 1
     if args.not_applicable:
         log.info("memcached options that do not apply here, accepted and ignored: %s", " ".join(args.not_applicable))
-    server = handlers.Server(store, options.make_settings(args), clock=store.clock)
+    settings = options.make_settings(args)
+    settings.tcp_backlog = LISTEN_BACKLOG
+    server = handlers.Server(store, settings, clock=store.clock)
     running = loop(server, listener, context)
     configure_stats(server, args, listener)
     install_signals(running, log_handler)

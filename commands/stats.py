@@ -60,6 +60,11 @@ def general_stats(server):
         # leaving memory loses nothing (the item stays on disk): only files
         # removed under --disk-policy evict count
         ("evictions", s.evictions),
+        ("expired_unfetched", s.expired_unfetched),
+        ("evicted_unfetched", s.evicted_unfetched),
+        # memcached's segmented LRU's: an evicted item hit recently; there is
+        # no such LRU here
+        ("evicted_active", 0),
         ("reclaimed", s.reclaimed),
         ("cache_items", len(s.cache)),
         ("cache_bytes", s.cache.used),
@@ -153,6 +158,7 @@ def settings_stats(server):
         ("fsync_watchdog", "%g" % s.durability.watchdog),
         ("domain_socket", "NULL"),
         ("num_threads", 1),
+        ("tcp_backlog", st.tcp_backlog),
         ("stat_key_prefix", st.prefix_delimiter.decode("latin-1")),
         ("detail_enabled", "yes" if st.detail_enabled else "no"),
         ("binding_protocol", BINDING_PROTOCOLS[st.protocol]),
@@ -306,6 +312,7 @@ def items_rows(session):
         "number": s.curr_items, "number_cold": s.curr_items, "age": age, "mem_requested": s.bytes,
         "evicted": s.evictions, "outofmemory": c.store_no_memory, "reclaimed": s.reclaimed,
         "crawler_reclaimed": s.reclaimed, "crawler_items_checked": s.items_checked,
+        "expired_unfetched": s.expired_unfetched, "evicted_unfetched": s.evicted_unfetched,
         "hits_to_cold": c.get_hits,
     }
     return [("items:1:" + name, values.get(name, 0)) for name in ITEMS_NAMES]

@@ -202,6 +202,7 @@ class Store:
         self.max_disk = max_disk  # bytes of item records, like `bytes`; None: no quota
         self.disk_policy = disk_policy
         self.evictions = 0  # files removed to stay under max_disk
+        self.evicted_unfetched = 0  # ...of items never read since their write
         self._evict_cursor = 0  # the next bucket the evict policy samples
         self.walks = 0  # background walks started (lru_crawler_starts)
         self.items_checked = 0  # files the walks read (crawler_items_checked)
@@ -237,6 +238,7 @@ class Store:
         self.get_expired = 0
         self.get_flushed = 0
         self.reclaimed = 0
+        self.expired_unfetched = 0  # reclaimed by the walk as expired, never read since their write
         self.quarantined = 0
         self.read_errors = 0  # records that could not be read (EIO...): misses
         self.loaded = 0
@@ -321,6 +323,14 @@ class Store:
             return self._live(key)
         except ReadError:
             return None
+
+    def _was_fetched(self, key, state):
+        """Whether the item was read since its write: its record's FETCHED
+        bit, or one a read set that waits in memory to be written."""
+        if state & record.FETCHED:
+            return True
+        waiting = self._accessed.get(key)
+        return waiting is not None and bool(waiting.state & record.FETCHED)
 
     def bump(self, item, now=None):
         """Mark an item fetched and accessed now, without a write."""
@@ -622,8 +632,11 @@ class Store:
             pending = self._pending(key)
             if pending is not None and pending.item is None:
                 continue  # deleted in the open batch: its file goes at the commit
+            fetched = self._was_fetched(key, h.state)
             self._unlink(key, size)
             self.evictions += 1
+            if not fetched:
+                self.evicted_unfetched += 1
             return True
         return False
 
@@ -938,7 +951,8 @@ class Store:
                 self._quarantine(path, size, e)
                 continue
             key, exptime, cas, stored = r.key, r.exptime, r.cas, r.stored
-            if self._death(exptime, cas, stored, now) is None:
+            death = self._death(exptime, cas, stored, now)
+            if death is None:
                 if first:
                     self.curr_items += 1
                     self.bytes += size
@@ -952,6 +966,9 @@ class Store:
                 continue
             if removed:
                 self.reclaimed += 1
+                # memcached's crawler counts the expired, not the flushed
+                if death == "expired" and not self._was_fetched(key, r.state):
+                    self.expired_unfetched += 1
                 self._account(bucket, -1, -size)
 
     def reset_stats(self):
@@ -960,6 +977,8 @@ class Store:
         self.get_expired = 0
         self.get_flushed = 0
         self.reclaimed = 0
+        self.expired_unfetched = 0
+        self.evicted_unfetched = 0
 
     @property
     def scan_done(self):

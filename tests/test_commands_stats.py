@@ -72,6 +72,15 @@ def test_stats_has_memcached_names_it_lacked(session):
         assert name in rows, name
 
 
+def test_stats_has_the_eviction_and_expiry_names_tools_read(session):
+    rows = stats(session)
+    assert (rows["expired_unfetched"], rows["evicted_unfetched"], rows["evicted_active"]) == ("0", "0", "0")
+
+
+def test_stats_settings_show_the_listen_backlog(session):
+    assert stats(session, b"settings")["tcp_backlog"] == "1024"
+
+
 def test_stats_names_follow_memcached_order_then_ours(session):
     names = list(stats(session))
     order = stats_family.GENERAL_STATS_ORDER

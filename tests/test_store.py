@@ -566,6 +566,23 @@ def test_item_that_expired_while_down_is_gone_after_restart(stores, store, clock
     assert disk_usage(store.dir.path) == (0, 0)
 
 
+def test_the_walk_counts_an_expired_item_never_read_as_expired_unfetched(stores, store, clock):
+    set_(store, b"k", b"v", exptime=10)
+    store = stores.reopen(store, scan=False)
+    clock.advance(20)
+    finish_scan(store)
+    assert (store.reclaimed, store.expired_unfetched) == (1, 1)
+
+
+def test_the_walk_does_not_count_an_expired_item_that_was_read(stores, store, clock):
+    set_(store, b"k", b"v", exptime=10)
+    assert value_of(store, b"k") == b"v"
+    store = stores.reopen(store, scan=False)
+    clock.advance(20)
+    finish_scan(store)
+    assert (store.reclaimed, store.expired_unfetched) == (1, 0)
+
+
 def test_restart_reads_items_from_disk_not_memory(stores, store):
     set_(store, b"k", b"v")
     store = stores.reopen(store)
@@ -1193,6 +1210,21 @@ def test_the_evict_policy_finds_the_files_of_a_sparse_store(stores):
             assert set_(store, b"b%d" % i, b"v" * 200) is Result.STORED
         assert store.evictions == 4
         assert_counts_match_disk(store)
+    finally:
+        store.close()
+
+
+def test_an_evicted_item_never_read_counts_as_evicted_unfetched(stores):
+    size = record.HEADER_SIZE + 2 + 200
+    store = Store(str(stores.data_dir / "sparse"), max_disk=2 * size, disk_policy="evict", clock=stores.clock)
+    try:
+        finish_scan(store)
+        set_(store, b"a0", b"v" * 200)
+        set_(store, b"a1", b"v" * 200)
+        assert value_of(store, b"a0") == b"v" * 200
+        set_(store, b"b0", b"v" * 200)
+        set_(store, b"b1", b"v" * 200)
+        assert (store.evictions, store.evicted_unfetched) == (2, 1)
     finally:
         store.close()
 
