@@ -51,6 +51,9 @@ MAX_LINE = 2048
 # ...unless it is a get, whose key list may be long; this bounds its memory.
 MAX_GET_LINE = 8 << 20
 
+# memcached's default -R: commands a connection runs before the others get a turn
+REQS_PER_EVENT = 20
+
 LINE, DATA, SWALLOW, BIN_HEADER = "LINE", "DATA", "SWALLOW", "BIN_HEADER"
 
 
@@ -106,6 +109,7 @@ class Settings:
         self.flush_enabled = True  # -F turns it off
         self.idle_timeout = 0  # -o idle_timeout=N; 0: never
         self.tcp_backlog = 1024  # the listening socket's backlog (memcached's -b)
+        self.reqs_per_event = REQS_PER_EVENT  # -R
         # -Z and its certificates, shown by `stats settings` as memcached does
         self.tls_enabled = False
         self.tls_cert = None

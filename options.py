@@ -102,6 +102,13 @@ OPTIONS = (
         "ssl_chain_cert=, ssl_key=, ssl_ca_cert=, ssl_verify_mode=0|1|2|3; ours: fsync_watchdog=SECONDS "
         f"(everysec's helper barrier unanswered this long is given up and the helper restarted; default {WATCHDOG:g})",
     )),
+    (("-R", "--max-reqs-per-event"), dict(
+        type=int, default=handlers.REQS_PER_EVENT,
+        help="commands a connection runs before the others get a turn (default: 20)",
+    )),
+    (("-b", "--listen-backlog"), dict(
+        type=int, default=1024, help="the listening socket's backlog queue limit (default: 1024)",
+    )),
     (("-U", "--udp-port"), dict(
         type=int, default=0, help="UDP port: memcached-lite serves no UDP, so only 0 (off, memcached's default)",
     )),
@@ -200,6 +207,8 @@ EXTENDED = {
 CHECKS = (
     (lambda a: a.prefix_delimiter is not None and len(a.prefix_delimiter) != 1, "-D takes one character"),
     (lambda a: not 0 < a.port < 65536, "port must be 1-65535"),
+    (lambda a: a.max_reqs_per_event <= 0, "Number of requests per event must be greater than 0"),
+    (lambda a: a.listen_backlog <= 0, "-b: the listen backlog must be greater than 0"),
     (lambda a: a.udp_port != 0, "-U: memcached-lite serves no UDP; give -U 0 (or leave it out)"),
     (lambda a: a.conn_limit < 1 or a.memory_limit < 1, "-c and -m must be positive"),
     (lambda a: not 1024 <= a.max_item_size <= 1 << 30, "-I must be between 1k and 1024m"),
@@ -307,6 +316,8 @@ def make_settings(args):
     settings.shutdown_enabled = args.enable_shutdown
     settings.flush_enabled = not args.disable_flush_all
     settings.idle_timeout = args.idle_timeout
+    settings.reqs_per_event = args.max_reqs_per_event
+    settings.tcp_backlog = args.listen_backlog
     settings.tls_enabled = args.enable_ssl
     settings.tls_cert = args.tls_cert
     settings.tls_key = args.tls_key

@@ -24,7 +24,6 @@ log = logging.getLogger("memcached-lite")
 
 # the open files besides the connections: the store's files, the listener, logs
 DESCRIPTOR_RESERVE = 64
-LISTEN_BACKLOG = 1024
 
 
 def tls_context(args):
@@ -117,7 +116,7 @@ def open_store(args):
 
 def listen(args):
     family = socket.AF_INET6 if ":" in args.listen else socket.AF_INET
-    return socket.create_server((args.listen, args.port), family=family, backlog=LISTEN_BACKLOG)
+    return socket.create_server((args.listen, args.port), family=family, backlog=args.listen_backlog)
 
 
 def main(argv, loop):
@@ -158,9 +157,7 @@ def main(argv, loop):
             return 1
     if args.not_applicable:
         log.info("memcached options that do not apply here, accepted and ignored: %s", " ".join(args.not_applicable))
-    settings = options.make_settings(args)
-    settings.tcp_backlog = LISTEN_BACKLOG
-    server = handlers.Server(store, settings, clock=store.clock)
+    server = handlers.Server(store, options.make_settings(args), clock=store.clock)
     running = loop(server, listener, context)
     configure_stats(server, args, listener)
     install_signals(running, log_handler)

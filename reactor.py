@@ -59,8 +59,9 @@ RECV_SIZE = 256 * 1024
 HIGH_WATER = 4 << 20
 LOW_WATER = 1 << 20
 # Commands one connection may run before the others get a turn (memcached's
-# reqs_per_event): a client pipelining thousands of writes cannot stall the rest.
-REQS_PER_EVENT = 20
+# reqs_per_event, -R): a client pipelining thousands of writes cannot stall the
+# rest. The default; the server's settings say what this one runs with.
+REQS_PER_EVENT = handlers.REQS_PER_EVENT
 # After accept fails for want of file descriptors, how long to stop accepting.
 ACCEPT_BACKOFF = 0.5
 # After the store's background work fails, how long before it is tried again.
@@ -87,6 +88,7 @@ class Reactor:
         self.transport = PlainConnection if tls_context is None else TlsConnection
         self.sel = selectors.DefaultSelector()
         server.settings.event_loop = type(self.sel).__name__
+        self.reqs_per_event = server.settings.reqs_per_event
         self.conns = set()
         self.ready = set()  # connections with input parsed only in part
         self.held = set()  # connections whose replies wait for the store's batch
@@ -407,7 +409,7 @@ class Reactor:
         session = conn.session
         tracing = self.server.settings.verbosity > 2
         state = session.state if tracing else None
-        reply = session.feed(data, limit=HIGH_WATER, max_commands=REQS_PER_EVENT)
+        reply = session.feed(data, limit=HIGH_WATER, max_commands=self.reqs_per_event)
         if tracing and session.state is not state:
             self._trace(conn, "%s -> %s" % (state, session.state))
         if reply:

@@ -159,6 +159,7 @@ def settings_stats(server):
         ("domain_socket", "NULL"),
         ("num_threads", 1),
         ("tcp_backlog", st.tcp_backlog),
+        ("reqs_per_event", st.reqs_per_event),
         ("stat_key_prefix", st.prefix_delimiter.decode("latin-1")),
         ("detail_enabled", "yes" if st.detail_enabled else "no"),
         ("binding_protocol", BINDING_PROTOCOLS[st.protocol]),

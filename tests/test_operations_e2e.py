@@ -504,3 +504,14 @@ def test_memcached_s_docker_command_line_starts_it_and_is_logged_once(start_mcli
     line = "memcached options that do not apply here, accepted and ignored: -t 4 -o modern"
     wait_for(lambda: line in server.stderr_text(), what="the start-up line naming them")
     assert server.stderr_text().count("do not apply here") == 1
+
+
+@ours_only
+def test_R_makes_a_pipelining_connection_yield_after_that_many_commands(start_mclite, connect):
+    server = start_mclite(extra_args=["-R", "2", "-b", "64"])
+    conn = connect(server)
+    conn.send(b"version\r\n" * 60)
+    conn.read_until(b"\r\n", count=60)
+    settings = stats(conn, b"settings")
+    assert (settings["reqs_per_event"], settings["tcp_backlog"]) == ("2", "64")
+    assert int(stats(conn)["conn_yields"]) >= 1

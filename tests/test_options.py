@@ -114,3 +114,17 @@ def test_help_lists_the_options_that_do_not_apply_apart(capsys):
     out = capsys.readouterr().out
     assert "memcached's options that do not apply here" in out
     assert out.index("--data-dir") < out.index("do not apply here") < out.index("--threads")
+
+
+def test_R_sets_the_requests_a_connection_runs_a_turn():
+    assert options.make_settings(options.parse_args(["-R", "5"])).reqs_per_event == 5
+
+
+def test_R_0_is_refused_with_memcached_s_message(capsys):
+    with pytest.raises(SystemExit):
+        options.parse_args(["-R", "0"])
+    assert "Number of requests per event must be greater than 0" in capsys.readouterr().err
+
+
+def test_b_sets_the_listen_backlog_stats_settings_shows():
+    assert options.make_settings(options.parse_args(["-b", "64"])).tcp_backlog == 64
