@@ -109,6 +109,12 @@ OPTIONS = (
     (("-b", "--listen-backlog"), dict(
         type=int, default=1024, help="the listening socket's backlog queue limit (default: 1024)",
     )),
+    (("-V", "--version"), dict(
+        action="version", version=f"memcached {handlers.VERSION}", help="print the version and exit, as memcached",
+    )),
+    (("-r", "--enable-coredumps"), dict(
+        action="store_true", help="raise the core file size limit to its hard limit, as memcached's -r",
+    )),
     (("-U", "--udp-port"), dict(
         type=int, default=0, help="UDP port: memcached-lite serves no UDP, so only 0 (off, memcached's default)",
     )),

@@ -119,6 +119,15 @@ def listen(args):
     return socket.create_server((args.listen, args.port), family=family, backlog=args.listen_backlog)
 
 
+def allow_core_dumps():
+    """-r: the core file size limit raised to its hard limit (memcached's -r)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_CORE)
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (hard, hard))
+    except (ValueError, OSError) as e:
+        log.warning("-r: could not raise the core file size limit: %s", e)
+
+
 def main(argv, loop):
     """Open the store, listen, serve with loop(server, listener, tls_context)
     until stopped; the exit status (a usage error exits 2 from the parser)."""
@@ -129,6 +138,8 @@ def main(argv, loop):
         print(f"cannot open the log file {args.log_file}: {e.strerror}", file=sys.stderr)
         return 1
     ensure_descriptors(args.conn_limit)
+    if args.enable_coredumps:
+        allow_core_dumps()
     context = None
     if args.enable_ssl:
         try:

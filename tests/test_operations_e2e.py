@@ -515,3 +515,18 @@ def test_R_makes_a_pipelining_connection_yield_after_that_many_commands(start_mc
     settings = stats(conn, b"settings")
     assert (settings["reqs_per_event"], settings["tcp_backlog"]) == ("2", "64")
     assert int(stats(conn)["conn_yields"]) >= 1
+
+
+@ours_only
+def test_r_raises_the_core_file_limit_to_the_hard_one(start_mclite, connect):
+    before = resource.getrlimit(resource.RLIMIT_CORE)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, before[1]))  # the server inherits a soft limit of 0
+    try:
+        server = start_mclite(extra_args=["-r"])
+    finally:
+        resource.setrlimit(resource.RLIMIT_CORE, before)
+    connect(server).assert_in_step()
+    with open("/proc/%d/limits" % server.pid) as f:
+        line = next(line for line in f if line.startswith("Max core file size"))
+    soft, hard = line.split()[4:6]
+    assert soft == hard

@@ -128,3 +128,10 @@ def test_R_0_is_refused_with_memcached_s_message(capsys):
 
 def test_b_sets_the_listen_backlog_stats_settings_shows():
     assert options.make_settings(options.parse_args(["-b", "64"])).tcp_backlog == 64
+
+
+def test_V_prints_the_version_as_memcached_and_exits_0(capsys):
+    with pytest.raises(SystemExit) as e:
+        options.parse_args(["-V"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out == "memcached 1.6.18-lite\n"
