@@ -109,6 +109,9 @@ OPTIONS = (
     (("-b", "--listen-backlog"), dict(
         type=int, default=1024, help="the listening socket's backlog queue limit (default: 1024)",
     )),
+    (("-d", "--daemon"), dict(
+        action="store_true", help="run as a daemon: the command returns once it has forked (use with -P)",
+    )),
     (("-V", "--version"), dict(
         action="version", version=f"memcached {handlers.VERSION}", help="print the version and exit, as memcached",
     )),

@@ -128,6 +128,29 @@ def allow_core_dumps():
         log.warning("-r: could not raise the core file size limit: %s", e)
 
 
+# the paths of the command line, made absolute before -d leaves the directory
+PATH_OPTIONS = ("data_dir", "pidfile", "log_file", "tls_cert", "tls_key", "tls_ca", "auth_file", "sasl_file")
+
+
+def daemonize(args):
+    """-d, as memcached's daemonize(): fork and let the parent exit 0, a new
+    session, the working directory `/`, and stdin/stdout/stderr on
+    /dev/null unless -v (memcached keeps them open when verbose). Done
+    before the store is opened, so its lock and the everysec helper belong
+    to the daemon."""
+    for name in PATH_OPTIONS:
+        if getattr(args, name, None):
+            setattr(args, name, os.path.abspath(getattr(args, name)))
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    os.chdir("/")
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0,) if args.verbose else (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+
+
 def main(argv, loop):
     """Open the store, listen, serve with loop(server, listener, tls_context)
     until stopped; the exit status (a usage error exits 2 from the parser)."""
@@ -137,6 +160,8 @@ def main(argv, loop):
     except OSError as e:
         print(f"cannot open the log file {args.log_file}: {e.strerror}", file=sys.stderr)
         return 1
+    if args.daemon:
+        daemonize(args)
     ensure_descriptors(args.conn_limit)
     if args.enable_coredumps:
         allow_core_dumps()

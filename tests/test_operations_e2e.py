@@ -22,6 +22,8 @@ import select
 import signal
 import socket
 import ssl
+import subprocess
+import sys
 import time
 
 import pytest
@@ -530,3 +532,26 @@ def test_r_raises_the_core_file_limit_to_the_hard_one(start_mclite, connect):
         line = next(line for line in f if line.startswith("Max core file size"))
     soft, hard = line.split()[4:6]
     assert soft == hard
+
+
+@ours_only
+def test_d_returns_at_once_and_leaves_a_daemon_serving_that_P_names(tmp_path, free_port):
+    port, pidfile = free_port(), tmp_path / "mclite.pid"
+    argv = [sys.executable, "-m", "reactor", "-d", "-P", str(pidfile), "-p", str(port), "--data-dir", "data"]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root)
+    # a relative --data-dir means the directory -d was started in, not the daemon's /
+    done = subprocess.run(argv, cwd=str(tmp_path), env=env, timeout=30)
+    assert done.returncode == 0
+    wait_for(pidfile.exists, what="the daemon's pid file")
+    wait_for(lambda: pidfile.read_text().endswith("\n"), what="the pid written")
+    pid = int(pidfile.read_text())
+    try:
+        assert pid != os.getpid()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"set k 0 0 1\r\nv\r\n")
+            assert s.recv(100) == b"STORED\r\n"
+        assert (tmp_path / "data").is_dir()
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not pidfile.exists(), what="the pid file removed at the clean exit")
