@@ -190,12 +190,15 @@ def listen_unix(path, mask, backlog):
 
 
 def file_identity(path):
-    """(device, inode) of the file at path, or None: which socket file is ours."""
+    """Which socket file is ours: its device, inode and mtime (an inode freed
+    by an unlink is soon reused, for the next file made there; a chmod or
+    chown of the socket, as set-ups for a web server's user do, changes the
+    ctime, not the mtime), or None if there is none."""
     try:
         st = os.lstat(path)
     except OSError:
         return None
-    return st.st_dev, st.st_ino
+    return st.st_dev, st.st_ino, st.st_mtime_ns
 
 
 def remove_socket_file(path, identity):
