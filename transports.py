@@ -249,8 +249,7 @@ def peer_name(peer):
     if isinstance(peer, tuple) and len(peer) >= 2:
         host, port = peer[0], peer[1]
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    if isinstance(peer, (str, bytes)):
-        path = os.fsdecode(peer)
-        return "unix:" + path if path else "unix client"
-    return str(peer)
+    if peer == "" or peer == b"":
+        return "unix client"
+    return os.fsdecode(peer) if isinstance(peer, bytes) else str(peer)
 

@@ -219,7 +219,7 @@ def test_tls_receive_reads_records_until_ssl_wants_more(tls):
         (("127.0.0.1", 40000), "127.0.0.1:40000"),
         (("::1", 40000, 0, 0), "[::1]:40000"),
         ("", "unix client"),  # what accept gives for a unix client's unnamed socket
-        ("/tmp/client.sock", "unix:/tmp/client.sock"),
+        ("/tmp/client.sock", "/tmp/client.sock"),
     ],
     ids=["ipv4", "ipv6", "unix-unnamed", "unix-bound"],
 )
