@@ -420,7 +420,7 @@ def stop_all(servers: Sequence[ServerProcess]) -> None:
         server._terminate_quietly()
 
 
-_SHARED_FLAGS_WITH_VALUE = {"-m", "-I", "-c", "-o"}
+_SHARED_FLAGS_WITH_VALUE = {"-m", "-I", "-c", "-o", "-a"}
 _SHARED_FLAGS = {"-v", "-vv", "-A", "-F"}
 
 
