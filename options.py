@@ -59,6 +59,21 @@ def binding_protocol(value):
     return value
 
 
+def octal_mode(text):
+    """-a: the socket file's mode in octal, as memcached reads it (strtol
+    base 8: 0770, 770 and 1777 alike); memcached takes text that is no octal
+    number as 0, a socket nobody may open, so that is refused here."""
+    digits = text.strip()
+    if not digits or any(c not in "01234567" for c in digits):
+        raise argparse.ArgumentTypeError(f"-a takes an octal mode such as 0770, not {text!r}")
+    return int(digits, 8)
+
+
+# sockaddr_un's sun_path holds 108 bytes; memcached copies at most 107 (a
+# longer path it cuts short, and binds the cut one)
+UNIX_PATH_MAX = 107
+
+
 def sasl_file(path):
     """--sasl-file (or MEMCACHED_SASL_PWDB): the path, once it is known to load."""
     return auth_file(path)
@@ -68,6 +83,15 @@ def sasl_file(path):
 OPTIONS = (
     (("-p", "--port"), dict(type=int, default=11211, help="TCP port to listen on (default: 11211)")),
     (("-l", "--listen"), dict(default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")),
+    (("-s", "--unix-socket"), dict(
+        default=None, metavar="PATH",
+        help="listen on this unix-domain socket instead of TCP (-p and -l are then unused); "
+        "a stale socket file is replaced, one a live server answers on is refused",
+    )),
+    (("-a", "--unix-mask"), dict(
+        type=octal_mode, default=0o700, metavar="MODE",
+        help="the unix socket file's access mode, in octal as chmod's (default: 0700)",
+    )),
     (("-c", "--conn-limit"), dict(
         type=int, default=1024,
         help="max simultaneous connections; more are answered 'ERROR Too many open connections' "
@@ -216,6 +240,11 @@ EXTENDED = {
 CHECKS = (
     (lambda a: a.prefix_delimiter is not None and len(a.prefix_delimiter) != 1, "-D takes one character"),
     (lambda a: not 0 < a.port < 65536, "port must be 1-65535"),
+    (lambda a: a.unix_socket == "", "-s needs the path of the socket file"),
+    (
+        lambda a: a.unix_socket is not None and len(os.fsencode(a.unix_socket)) > UNIX_PATH_MAX,
+        f"-s: a unix socket's path is at most {UNIX_PATH_MAX} bytes",
+    ),
     (lambda a: a.max_reqs_per_event <= 0, "Number of requests per event must be greater than 0"),
     (lambda a: a.listen_backlog <= 0, "-b: the listen backlog must be greater than 0"),
     (lambda a: a.udp_port != 0, "-U: memcached-lite serves no UDP; give -U 0 (or leave it out)"),
@@ -327,6 +356,8 @@ def make_settings(args):
     settings.idle_timeout = args.idle_timeout
     settings.reqs_per_event = args.max_reqs_per_event
     settings.tcp_backlog = args.listen_backlog
+    settings.domain_socket = args.unix_socket
+    settings.unix_mask = args.unix_mask
     settings.tls_enabled = args.enable_ssl
     settings.tls_cert = args.tls_cert
     settings.tls_key = args.tls_key

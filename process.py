@@ -1,18 +1,21 @@
 """The server process around its event loop: the start-up sequence (the
 command line, the log, the descriptor limit, the TLS context, the store, the
-listening socket, the pid file), the signals, and the clean exit.
+listening socket: TCP, or the unix socket of -s, the pid file), the signals,
+and the clean exit (the pid file and the unix socket's file removed).
 
 It knows the loop only as what main() is given: a class built as
 `loop(server, listener, tls_context)` with run(), stop() and call_soon(work),
 so this module never imports the reactor (reactor.main passes its Reactor).
 """
 
+import errno
 import logging
 import os
 import resource
 import signal
 import socket
 import ssl
+import stat
 import sys
 
 import handlers
@@ -24,6 +27,14 @@ log = logging.getLogger("memcached-lite")
 
 # the open files besides the connections: the store's files, the listener, logs
 DESCRIPTOR_RESERVE = 64
+# memcached's exit status (sysexits' EX_OSERR) when it cannot listen on -s's socket
+EX_OSERR = 71
+# how long a server on an existing socket file has to accept the probe's connect
+PROBE_TIMEOUT = 1.0
+
+
+class SocketInUse(OSError):
+    """-s's path is a socket a live server answers on."""
 
 
 def tls_context(args):
@@ -115,8 +126,90 @@ def open_store(args):
 
 
 def listen(args):
+    """The listening socket: -s's unix socket if given (then no TCP, as
+    memcached), else TCP on -l and -p."""
+    if args.unix_socket is not None:
+        return listen_unix(args.unix_socket, args.unix_mask, args.listen_backlog)
     family = socket.AF_INET6 if ":" in args.listen else socket.AF_INET
     return socket.create_server((args.listen, args.port), family=family, backlog=args.listen_backlog)
+
+
+def claim_socket_path(path):
+    """Make way for binding path: a socket file nobody answers on (left by a
+    crash, kill -9) is removed; one a live server answers on raises
+    SocketInUse. memcached unlinks any socket file there, a live server's
+    too, which leaves that server running unreachable: refused here. Any
+    other file is left alone (the bind then fails: address in use)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(PROBE_TIMEOUT)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        pass  # stale (or gone meanwhile): nothing listens
+    except socket.timeout:
+        # a listener whose backlog is full is alive (and only busy)
+        raise SocketInUse(errno.EADDRINUSE, "a server listens on it (its backlog is full)") from None
+    else:
+        raise SocketInUse(errno.EADDRINUSE, "another server is listening on it")
+    finally:
+        probe.close()
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return
+    log.info("removed the stale unix socket %s (no server answered on it)", path)
+
+
+def listen_unix(path, mask, backlog):
+    """A unix-domain listener at path whose file has the mode mask & 0777
+    (memcached's server_socket_unix: the umask set around the bind, so the
+    file never exists with a wider mode)."""
+    claim_socket_path(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(~mask & 0o777)
+    try:
+        sock.bind(path)
+    except OSError:
+        sock.close()
+        raise
+    finally:
+        os.umask(old)
+    try:
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        os.unlink(path)
+        raise
+    return sock
+
+
+def file_identity(path):
+    """Which socket file is ours: its device, inode and mtime (an inode freed
+    by an unlink is soon reused, for the next file made there; a chmod or
+    chown of the socket, as set-ups for a web server's user do, changes the
+    ctime, not the mtime), or None if there is none."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_mtime_ns
+
+
+def remove_socket_file(path, identity):
+    """At the exit: remove the unix socket's file if it is still the one
+    this process bound (not one a later server bound at the same path)."""
+    if identity is None or file_identity(path) != identity:
+        return
+    try:
+        os.unlink(path)
+    except OSError as e:
+        log.warning("cannot remove the unix socket %s: %s", path, e.strerror)
 
 
 def allow_core_dumps():
@@ -129,7 +222,7 @@ def allow_core_dumps():
 
 
 # the paths of the command line, made absolute before -d leaves the directory
-PATH_OPTIONS = ("data_dir", "pidfile", "log_file", "tls_cert", "tls_key", "tls_ca", "auth_file", "sasl_file")
+PATH_OPTIONS = ("data_dir", "unix_socket", "pidfile", "log_file", "tls_cert", "tls_key", "tls_ca", "auth_file", "sasl_file")
 
 
 def daemonize(args):
@@ -181,27 +274,36 @@ def main(argv, loop):
         listener = listen(args)
     except OSError as e:
         store.close()
+        if args.unix_socket is not None:
+            # memcached's words and exit status
+            log.error("failed to listen on UNIX socket: %s: %s", args.unix_socket, e.strerror or e)
+            return EX_OSERR
         log.error("cannot listen on %s:%d: %s", args.listen, args.port, e.strerror)
         return 1
+    owned = file_identity(args.unix_socket) if args.unix_socket is not None else None
     if args.pidfile:
         try:
             write_pidfile(args.pidfile)
         except OSError as e:
             listener.close()
+            remove_socket_file(args.unix_socket, owned)
             store.close()
             log.error("cannot write the pid file %s: %s", args.pidfile, e.strerror)
             return 1
     if args.not_applicable:
         log.info("memcached options that do not apply here, accepted and ignored: %s", " ".join(args.not_applicable))
+    if args.unix_socket is not None and context is not None:
+        # as memcached: -Z's TLS is for TCP ports; its unix socket speaks in clear
+        log.warning("-Z: TLS is not used on the unix socket %s (local clients speak in clear)", args.unix_socket)
+        context = None
     server = handlers.Server(store, options.make_settings(args), clock=store.clock)
     running = loop(server, listener, context)
     configure_stats(server, args, listener)
     install_signals(running, log_handler)
     log.info(
-        "memcached-lite %s listening on %s:%d%s, data in %s, fsync %s (%s)",
+        "memcached-lite %s listening on %s%s, data in %s, fsync %s (%s)",
         handlers.VERSION,
-        args.listen,
-        args.port,
+        listening_on(args),
         " (TLS)" if context else "",
         store.dir.path,
         store.durability.level,
@@ -212,4 +314,13 @@ def main(argv, loop):
     finally:
         if args.pidfile:
             remove_pidfile(args.pidfile)
+        if args.unix_socket is not None:
+            remove_socket_file(args.unix_socket, owned)
     return 0
+
+
+def listening_on(args):
+    """Where the start-up line says it listens."""
+    if args.unix_socket is not None:
+        return "unix socket %s (mode %04o)" % (args.unix_socket, args.unix_mask & 0o777)
+    return "%s:%d" % (args.listen, args.port)

@@ -86,6 +86,8 @@ class Reactor:
         self.tls_context = tls_context
         # every accepted socket gets the listener's transport
         self.transport = PlainConnection if tls_context is None else TlsConnection
+        # TCP_NODELAY for TCP clients; a unix socket (-s) has no Nagle to turn off
+        self.nodelay = listener.family != socket.AF_UNIX
         self.sel = selectors.DefaultSelector()
         server.settings.event_loop = type(self.sel).__name__
         self.reqs_per_event = server.settings.reqs_per_event
@@ -298,7 +300,8 @@ class Reactor:
                 self._accept_paused_until = time.monotonic() + ACCEPT_BACKOFF
                 return
             sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.nodelay:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if len(self.conns) >= self.server.settings.max_connections:
                 self._reject(sock, peer)
                 continue

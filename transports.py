@@ -24,6 +24,7 @@ connection in its one error funnel.
 
 import collections
 import itertools
+import os
 import selectors
 import socket
 import ssl
@@ -242,9 +243,13 @@ def discard_input(sock):
 
 
 def peer_name(peer):
-    """host:port of a socket address (IPv6 hosts in brackets)."""
+    """host:port of a socket address (IPv6 hosts in brackets); a unix
+    socket's peer by its path, and a client's unnamed socket (accept gives
+    '' for one: the usual case) as `unix client`."""
     if isinstance(peer, tuple) and len(peer) >= 2:
         host, port = peer[0], peer[1]
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return str(peer)
+    if peer == "" or peer == b"":
+        return "unix client"
+    return os.fsdecode(peer) if isinstance(peer, bytes) else str(peer)
 

@@ -32,7 +32,7 @@ def one_shot(args):
 def main(argv=None, prog="python -m cli"):
     parser = commands.build_parser(prog)
     try:
-        args = parser.parse_args(argv)
+        args = commands.use_socket(parser.parse_args(argv))
     except commands.UsageError as e:
         print(f"error: {e} (see --help)", file=sys.stderr)
         return commands.FAILED

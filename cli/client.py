@@ -1,5 +1,6 @@
-"""A small memcached text-protocol client over a plain socket: send a command,
-read exactly its reply. It speaks only the wire protocol, so it works against
+"""A small memcached text-protocol client over a plain socket (TCP, or a
+unix-domain socket: a path for host and no port): send a command, read
+exactly its reply. It speaks only the wire protocol, so it works against
 memcached-lite and real memcached alike.
 
 `request()` returns a reply's raw bytes (what `--raw` prints); the helpers
@@ -55,24 +56,44 @@ def key_problem(key):
     return None
 
 
+def address_of(host, port):
+    """How a server is named in messages and the shell's prompt: host:port, or the socket's path."""
+    return host if port is None else f"{host}:{port}"
+
+
+def _connect(host, port, timeout):
+    if port is not None:
+        return socket.create_connection((host, port), timeout=timeout)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(host)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class Client:
     """One connection to a memcached server.
 
     `connect_timeout` bounds the connect, `timeout` every read after it.
+    With `port=None`, `host` is the path of a unix-domain socket (memcached's -s).
     """
 
     def __init__(self, host="127.0.0.1", port=11211, timeout=10.0, connect_timeout=3.0):
         self.host = host
         self.port = port
-        self.address = f"{host}:{port}"
+        self.address = address_of(host, port)
         try:
-            self.sock = socket.create_connection((host, port), timeout=connect_timeout)
+            self.sock = _connect(host, port, connect_timeout)
         except socket.timeout:
             raise ConnectFailed(f"cannot connect to {self.address}: no answer within {connect_timeout:g} s") from None
         except OSError as e:
             raise ConnectFailed(f"cannot connect to {self.address}: {e.strerror or e}") from None
         self.sock.settimeout(timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if port is not None:
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.timeout = timeout
         self._buf = bytearray()
         self._pos = 0

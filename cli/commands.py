@@ -67,17 +67,27 @@ def _number(limit, signed=False):
 
 
 def add_connection_options(parser, defaults=True):
-    """-H/-p/timeouts/--raw; subcommands get them too (without defaults, so
+    """-H/-p/-s/timeouts/--raw; subcommands get them too (without defaults, so
     `python -m cli get k -p 11212` works and does not undo an earlier -p)."""
     d = (lambda v: v) if defaults else (lambda v: argparse.SUPPRESS)
     parser.add_argument("-H", "--host", default=d("127.0.0.1"), help="server host (127.0.0.1)")
     parser.add_argument("-p", "--port", type=_number(65535), default=d(11211), help="server port (11211)")
+    parser.add_argument("-s", "--socket", default=d(None), metavar="PATH",
+                        help="the server's unix-domain socket (its -s) instead of -H and -p")
     parser.add_argument("--connect-timeout", type=float, default=d(3.0), metavar="S",
                         help="seconds to wait for the connection (3)")
     parser.add_argument("-t", "--timeout", type=float, default=d(10.0), metavar="S",
                         help="seconds to wait for any reply (10)")
     parser.add_argument("--raw", action="store_true", default=d(False),
                         help="print replies exactly as the server sent them")
+
+
+def use_socket(args):
+    """With -s, the server is its socket's path: host is the path and port
+    None, the form the client and dump/load take."""
+    if getattr(args, "socket", None):
+        args.host, args.port = args.socket, None
+    return args
 
 
 def build_parser(prog="python -m cli"):

@@ -14,7 +14,7 @@ import shlex
 import sys
 
 from . import commands, render
-from .client import STORAGE, Client, ClientError, ConnectFailed
+from .client import STORAGE, Client, ClientError, ConnectFailed, address_of
 
 try:
     import readline
@@ -49,7 +49,7 @@ class Shell:
         self.out = out if out is not None else sys.stdout
         self.err = err if err is not None else sys.stderr
         self.interactive = self.stdin.isatty()
-        self.address = f"{args.host}:{args.port}"
+        self.address = address_of(args.host, args.port)
         self.raw = args.raw
         self.client = None
         self.worst = commands.OK

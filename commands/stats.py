@@ -156,7 +156,8 @@ def settings_stats(server):
         ("fsync", s.durability.level),
         ("fsync_method", s.durability.method),
         ("fsync_watchdog", "%g" % s.durability.watchdog),
-        ("domain_socket", "NULL"),
+        ("domain_socket", st.domain_socket or "NULL"),
+        ("umask", "%o" % st.unix_mask),
         ("num_threads", 1),
         ("tcp_backlog", st.tcp_backlog),
         ("reqs_per_event", st.reqs_per_event),
@@ -370,6 +371,10 @@ def _address(addr):
     """A socket address as memcached's `stats conns` shows it."""
     if addr is None:
         return "unknown"
+    if isinstance(addr, str):
+        # a unix socket: the listener's path; a client has no name, and
+        # memcached, which keeps no peer address for one, shows "?:<AF 0>"
+        return "unix:" + addr if addr else "?:<AF 0>"
     host, port = addr[0], addr[1]
     return f"tcp6:[{host}]:{port}" if ":" in host else f"tcp:{host}:{port}"
 

@@ -1,6 +1,7 @@
 """Fixtures for the end-to-end and differential suites.
 
-Everything here talks to real server processes over loopback TCP:
+Everything here talks to real server processes over loopback TCP (or a
+unix-domain socket, for -s):
 
 - ``ServerProcess`` starts one server (ours, ``python -m reactor``, or the real
   ``memcached``) on a free port, waits until it is ready, and stops it by PID.
@@ -17,7 +18,8 @@ every e2e test must pass against memcached, except those that need persistence
 (they skip, because memcached forgets everything on restart).
 
 Helpers are handed to tests as fixtures (``connect``, ``exchange``,
-``free_port``, ``certs``: a self-signed certificate for the TLS tests), so
+``free_port``, ``certs``: a self-signed certificate for the TLS tests,
+``unix_path``: a short path for a unix socket), so
 test modules never import this file.
 """
 
@@ -30,6 +32,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -76,6 +79,20 @@ class PortTaken(ServerStartError):
     """The free port was taken by another server before ours bound it."""
 
 
+def open_socket(address, timeout: float) -> socket.socket:
+    """A connected client socket: TCP for a (host, port), unix-domain for a path."""
+    if isinstance(address, tuple):
+        return socket.create_connection(address, timeout=timeout)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(str(address))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class ServerProcess:
     """One server process on 127.0.0.1, owned by the test that started it.
 
@@ -83,9 +100,11 @@ class ServerProcess:
     ``extra_args`` are command-line flags; for memcached only the flags both
     servers share (-m, -I, -c, -v, -A, -F, -o idle_timeout) are meaningful.
     ``env`` is added to the process's environment (e.g. libfaketime's).
+    ``unix_socket``: listen there (-s) instead of TCP; ``address`` is then the path.
     """
 
     LISTEN_MARKER = "listening on 127.0.0.1:{port}"
+    UNIX_LISTEN_MARKER = "listening on unix socket {path} "
     ADDR_IN_USE = ("address already in use", "errno 98", "failed to listen")
 
     def __init__(
@@ -95,6 +114,7 @@ class ServerProcess:
         port: Optional[int] = None,
         extra_args: Sequence[str] = (),
         env: Optional[Dict[str, str]] = None,
+        unix_socket: Optional[Path] = None,
     ) -> None:
         if kind not in ("mclite", "memcached"):
             raise ValueError(kind)
@@ -108,6 +128,7 @@ class ServerProcess:
         self._port_pinned = port is not None
         self.extra_args = list(extra_args)
         self.env = dict(env or {})
+        self.unix_socket = Path(unix_socket) if unix_socket is not None else None
         self.proc: Optional[subprocess.Popen] = None
         self.returncode: Optional[int] = None
         self._stderr_lines: List[str] = []
@@ -129,6 +150,8 @@ class ServerProcess:
 
     @property
     def address(self):
+        if self.unix_socket is not None:
+            return str(self.unix_socket)
         return ("127.0.0.1", self.port)
 
     @property
@@ -148,18 +171,20 @@ class ServerProcess:
     # -- starting
 
     def argv(self) -> List[str]:
+        unix = ["-s", str(self.unix_socket)] if self.unix_socket is not None else []
         if self.kind == "mclite":
             return [
                 sys.executable, "-m", "reactor",
                 "--port", str(self.port),
                 "--listen", "127.0.0.1",
                 "--data-dir", str(self.data_dir),
+                *unix,
                 *self.extra_args,
             ]
         argv = [MEMCACHED_BIN]
         if os.geteuid() == 0:
             argv += ["-u", "root"]
-        return argv + ["-l", "127.0.0.1", "-p", str(self.port), "-t", "1", "-U", "0", *self.extra_args]
+        return argv + ["-l", "127.0.0.1", "-p", str(self.port), "-t", "1", "-U", "0", *unix, *self.extra_args]
 
     def spawn(self) -> "ServerProcess":
         """Start the process without waiting for it to be ready."""
@@ -212,7 +237,7 @@ class ServerProcess:
                 in_use = isinstance(e, PortTaken) or any(
                     m in self.stderr_text().lower() for m in self.ADDR_IN_USE
                 )
-                if self._port_pinned or not in_use or attempt == 2:
+                if self._port_pinned or self.unix_socket is not None or not in_use or attempt == 2:
                     raise
                 self.port = None
         raise AssertionError("unreachable")
@@ -225,7 +250,10 @@ class ServerProcess:
             self._wait_for_connect(deadline)
 
     def _wait_for_listening_line(self, deadline: float) -> None:
-        marker = self.LISTEN_MARKER.format(port=self.port)
+        if self.unix_socket is not None:
+            marker = self.UNIX_LISTEN_MARKER.format(path=self.unix_socket)
+        else:
+            marker = self.LISTEN_MARKER.format(port=self.port)
         with self._stderr_cond:
             while True:
                 if any(marker in line for line in self._stderr_lines):
@@ -252,7 +280,7 @@ class ServerProcess:
                     f"{self.argv()} exited with {self.proc.returncode}; stderr:\n{self.stderr_text()}"
                 )
             try:
-                with socket.create_connection(self.address, timeout=1.0) as probe:
+                with open_socket(self.address, timeout=1.0) as probe:
                     # the port was free a moment ago: make sure the server that
                     # answers is this process, not another that took the port
                     if self.probe_sasl is not None:
@@ -392,7 +420,7 @@ def stop_all(servers: Sequence[ServerProcess]) -> None:
         server._terminate_quietly()
 
 
-_SHARED_FLAGS_WITH_VALUE = {"-m", "-I", "-c", "-o"}
+_SHARED_FLAGS_WITH_VALUE = {"-m", "-I", "-c", "-o", "-a"}
 _SHARED_FLAGS = {"-v", "-vv", "-A", "-F"}
 
 
@@ -411,12 +439,20 @@ def memcached_args(extra_args: Sequence[str]) -> List[str]:
 
 
 def make_target_server(
-    data_dir: Path, extra_args: Sequence[str] = (), port: Optional[int] = None, env: Optional[Dict[str, str]] = None
+    data_dir: Path,
+    extra_args: Sequence[str] = (),
+    port: Optional[int] = None,
+    env: Optional[Dict[str, str]] = None,
+    unix_socket: Optional[Path] = None,
 ) -> ServerProcess:
     """The server under test: ours, or real memcached when MCLITE_TARGET=memcached."""
     if TARGET == "memcached":
-        return ServerProcess("memcached", port=port, extra_args=memcached_args(extra_args), env=env)
-    return ServerProcess("mclite", data_dir=data_dir, port=port, extra_args=extra_args, env=env)
+        return ServerProcess(
+            "memcached", port=port, extra_args=memcached_args(extra_args), env=env, unix_socket=unix_socket
+        )
+    return ServerProcess(
+        "mclite", data_dir=data_dir, port=port, extra_args=extra_args, env=env, unix_socket=unix_socket
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -446,7 +482,7 @@ def mclite(tmp_path_factory) -> Iterable[ServerProcess]:
 
 @pytest.fixture
 def start_mclite(tmp_path) -> Iterable[Callable[..., ServerProcess]]:
-    """Factory: ``start_mclite(data_dir=None, extra_args=(), port=None, env=None)``.
+    """Factory: ``start_mclite(data_dir=None, extra_args=(), port=None, env=None, unix_socket=None)``.
 
     Every server it starts is stopped by PID at the end of the test.
     """
@@ -457,11 +493,12 @@ def start_mclite(tmp_path) -> Iterable[Callable[..., ServerProcess]]:
         extra_args: Sequence[str] = (),
         port: Optional[int] = None,
         env: Optional[Dict[str, str]] = None,
+        unix_socket: Optional[Path] = None,
     ):
         if data_dir is None:
             data_dir = tmp_path / f"data{len(started)}"
             data_dir.mkdir()
-        server = make_target_server(Path(data_dir), extra_args, port, env)
+        server = make_target_server(Path(data_dir), extra_args, port, env, unix_socket)
         started.append(server)
         return server.start()
 
@@ -471,13 +508,13 @@ def start_mclite(tmp_path) -> Iterable[Callable[..., ServerProcess]]:
 
 @pytest.fixture
 def spawn_mclite() -> Iterable[Callable[..., ServerProcess]]:
-    """Factory: ``spawn_mclite(data_dir, extra_args=())`` starts our server
-    without waiting for it to listen (for start-up failures); stopped by PID
-    at the end of the test."""
+    """Factory: ``spawn_mclite(data_dir, extra_args=(), unix_socket=None)`` starts
+    our server without waiting for it to listen (for start-up failures);
+    stopped by PID at the end of the test."""
     spawned: List[ServerProcess] = []
 
-    def spawn(data_dir: Path, extra_args: Sequence[str] = ()):
-        server = ServerProcess("mclite", data_dir=Path(data_dir), extra_args=extra_args)
+    def spawn(data_dir: Path, extra_args: Sequence[str] = (), unix_socket: Optional[Path] = None):
+        server = ServerProcess("mclite", data_dir=Path(data_dir), extra_args=extra_args, unix_socket=unix_socket)
         spawned.append(server)
         return server.spawn()
 
@@ -501,14 +538,19 @@ def memcached() -> Iterable[ServerProcess]:
 @pytest.fixture
 def start_memcached() -> Iterable[Callable[..., ServerProcess]]:
     """Factory for fresh real memcached processes, stopped at the end of the
-    test: ``start_memcached(extra_args=(), env=None, sasl=None)``; with -S,
-    ``sasl`` is the (user, password) the readiness probe logs in with."""
+    test: ``start_memcached(extra_args=(), env=None, sasl=None, unix_socket=None)``;
+    with -S, ``sasl`` is the (user, password) the readiness probe logs in with."""
     if MEMCACHED_BIN is None:
         pytest.skip(NO_MEMCACHED)
     started: List[ServerProcess] = []
 
-    def start(extra_args: Sequence[str] = (), env: Optional[Dict[str, str]] = None, sasl: Optional[tuple] = None):
-        server = ServerProcess("memcached", extra_args=extra_args, env=env)
+    def start(
+        extra_args: Sequence[str] = (),
+        env: Optional[Dict[str, str]] = None,
+        sasl: Optional[tuple] = None,
+        unix_socket: Optional[Path] = None,
+    ):
+        server = ServerProcess("memcached", extra_args=extra_args, env=env, unix_socket=unix_socket)
         server.probe_sasl = sasl
         started.append(server)
         return server.start()
@@ -568,8 +610,9 @@ class Conn:
     def __init__(self, address, timeout: float = IO_TIMEOUT) -> None:
         self.address = address
         self.timeout = timeout
-        self.sock = socket.create_connection(address, timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = open_socket(address, timeout)
+        if self.sock.family != socket.AF_UNIX:
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = bytearray()
         self.eof = False
 
@@ -825,6 +868,15 @@ def session(server):
     s = Session(server)
     yield s
     s.close()
+
+
+@pytest.fixture
+def unix_path() -> Iterable[Path]:
+    """A path for a unix socket in a fresh directory of its own, short
+    enough for sun_path (pytest's tmp_path may not be): removed at teardown."""
+    d = Path(tempfile.mkdtemp(prefix="mcl-"))
+    yield d / "mc.sock"
+    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -280,3 +280,13 @@ def test_a_server_that_never_answers_is_a_timeout_error_exit_2(tmp_path):
                            capture_output=True, cwd=str(REPO_ROOT), timeout=30)
     assert r.returncode == 2
     assert b"sent no reply within 0.3 s" in r.stderr
+
+
+def test_a_unix_socket_nobody_listens_on_is_an_error_naming_its_path(tmp_path):
+    path = tmp_path / "none.sock"
+    r = subprocess.run(
+        [sys.executable, "-m", "cli", "-s", str(path), "get", "k"],
+        capture_output=True, cwd=str(REPO_ROOT), timeout=30,
+    )
+    assert r.returncode == 2
+    assert f"cannot connect to {path}: No such file or directory".encode() in r.stderr

@@ -91,6 +91,17 @@ def test_stats_names_follow_memcached_order_then_ours(session):
     assert names[: len(theirs)] == theirs
 
 
+def test_stats_settings_say_there_is_no_unix_socket_and_the_default_mask_as_memcached(session):
+    rows = stats(session, b"settings")
+    assert (rows["domain_socket"], rows["umask"]) == ("NULL", "700")
+
+
+def test_stats_settings_show_the_unix_socket_and_its_mask_in_octal(server, session):
+    server.settings.domain_socket, server.settings.unix_mask = "/run/memcached/memcached.sock", 0o770
+    rows = stats(session, b"settings")
+    assert (rows["domain_socket"], rows["umask"]) == ("/run/memcached/memcached.sock", "770")
+
+
 def test_stats_settings_follow_memcached_order_then_ours(session):
     names = list(stats(session, b"settings"))
     order = stats_family.SETTINGS_STATS_ORDER
@@ -270,6 +281,16 @@ def test_a_closed_connection_leaves_stats_conns(server, session):
 def test_stats_conns_shows_ipv6_addresses_in_brackets(server, session):
     session.attach(9, ("::1", 40000, 0, 0), ("::1", 11211, 0, 0))
     assert stats(session, b"conns")["9:addr"] == "tcp6:[::1]:40000"
+
+
+def test_stats_conns_names_a_unix_socket_and_its_client_as_memcached(server, session):
+    server.listener = (5, "/tmp/m.sock")
+    session.attach(9, "", "/tmp/m.sock")
+    rows = stats(session, b"conns")
+    # memcached keeps no address for a unix client: its "?:<AF 0>"
+    assert (rows["5:addr"], rows["9:addr"], rows["9:listen_addr"]) == (
+        "unix:/tmp/m.sock", "?:<AF 0>", "unix:/tmp/m.sock"
+    )
 
 
 # == stats detail ==================================================================

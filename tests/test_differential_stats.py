@@ -10,7 +10,9 @@ what one read brought (a quirk we do not imitate). Needs memcached; skips
 without it.
 """
 
+import os
 import re
+import stat
 
 import pytest
 
@@ -193,3 +195,19 @@ def test_stats_settings_say_ascii_auth_is_on_as_memcached(auth_pair, connect):
         c.read_until()
         values.append(dict(stat_rows(c, b"settings"))["auth_enabled_ascii"])
     assert values[0] == values[1]  # memcached shows the file's path
+
+
+# -- -s and -a: the unix socket's settings ---------------------------------------------
+
+
+def test_stats_settings_show_the_unix_socket_and_mask_as_memcached(start_memcached, start_mclite, connect, unix_path):
+    # the same path for both (domain_socket is the path), one after the other:
+    # memcached leaves its file at exit, and ours replaces it as stale
+    rows = []
+    for start in (lambda: start_memcached(["-a", "0770"], unix_socket=unix_path),
+                  lambda: start_mclite(extra_args=["-a", "0770"], unix_socket=unix_path)):
+        server = start()
+        settings = dict(stat_rows(connect(server), b"settings"))
+        rows.append((settings["domain_socket"], settings["umask"], stat.S_IMODE(os.lstat(unix_path).st_mode)))
+        server.close()
+    assert rows[0] == rows[1] == (str(unix_path), "770", 0o770)

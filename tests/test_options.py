@@ -135,3 +135,44 @@ def test_V_prints_the_version_as_memcached_and_exits_0(capsys):
         options.parse_args(["-V"])
     assert e.value.code == 0
     assert capsys.readouterr().out == "memcached 1.6.18-lite\n"
+
+
+# -- -s and -a: the unix socket -------------------------------------------------
+
+
+def test_there_is_no_unix_socket_unless_s_is_given():
+    settings = options.make_settings(options.parse_args([]))
+    assert (settings.domain_socket, settings.unix_mask) == (None, 0o700)
+
+
+@pytest.mark.parametrize("flags", [["-s", "/tmp/m.sock", "-a", "0770"], ["--unix-socket=/tmp/m.sock", "--unix-mask=0770"]])
+def test_s_and_a_have_memcached_s_long_spellings_too(flags):
+    settings = options.make_settings(options.parse_args(flags))
+    assert (settings.domain_socket, settings.unix_mask) == ("/tmp/m.sock", 0o770)
+
+
+@pytest.mark.parametrize("text, mode", [("0770", 0o770), ("770", 0o770), ("0", 0), ("1777", 0o1777), (" 22", 0o22)])
+def test_a_reads_its_mode_in_octal_as_memcached_s_strtol(text, mode):
+    assert options.parse_args(["-a", text]).unix_mask == mode
+
+
+@pytest.mark.parametrize("text", ["9", "0x1ff", "rwx", "-1", ""])
+def test_a_refuses_what_is_no_octal_number_memcached_would_make_mode_0(text, capsys):
+    with pytest.raises(SystemExit) as e:
+        options.parse_args(["-a", text])
+    assert e.value.code == 2
+    assert "-a takes an octal mode such as 0770" in capsys.readouterr().err
+
+
+def test_an_empty_s_path_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        options.parse_args(["-s", ""])
+    assert "-s needs the path of the socket file" in capsys.readouterr().err
+
+
+def test_a_path_longer_than_sun_path_holds_is_refused_not_cut_short_as_memcached_does(capsys):
+    options.parse_args(["-s", "/" + "a" * (options.UNIX_PATH_MAX - 1)])
+    with pytest.raises(SystemExit) as e:
+        options.parse_args(["-s", "/" + "a" * options.UNIX_PATH_MAX])
+    assert e.value.code == 2
+    assert "a unix socket's path is at most 107 bytes" in capsys.readouterr().err

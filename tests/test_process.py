@@ -6,10 +6,12 @@ functions, never sent as signals. The signal handlers, the root logger and
 the server logger's level are put back after each test.
 """
 
+import errno
 import logging
 import os
 import signal
 import socket
+import stat
 import sys
 from pathlib import Path
 
@@ -21,6 +23,7 @@ import logs  # noqa: E402
 import process  # noqa: E402
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP)
+REAL_LISTEN = process.listen  # any_port stands in for it; the -s tests need it
 
 
 @pytest.fixture(autouse=True)
@@ -169,3 +172,142 @@ def test_main_installs_the_signal_handlers_for_its_loop(tmp_path):
         assert loop.stopped == [True]
 
     assert process.main(argv_of(tmp_path), serving(stop_by_sigterm)) == 0
+
+
+# == -s: the unix socket ============================================================
+
+
+def unix_socket(path, listening=True):
+    """A socket bound at path: a live server's (listening) or, closed
+    unlistened, the file a crashed one leaves behind."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    if listening:
+        sock.listen(1)
+        return sock
+    sock.close()
+    return None
+
+
+def test_the_socket_file_gets_the_mode_a_gives(unix_path):
+    with process.listen_unix(str(unix_path), 0o770, 16):
+        assert stat.S_IMODE(os.lstat(unix_path).st_mode) == 0o770
+
+
+def test_a_s_bits_beyond_the_permissions_are_dropped_as_memcached_drops_them(unix_path):
+    with process.listen_unix(str(unix_path), 0o1777, 16):
+        assert stat.S_IMODE(os.lstat(unix_path).st_mode) == 0o777
+
+
+def test_the_process_umask_is_put_back_after_the_bind(unix_path):
+    before = os.umask(0o022)
+    try:
+        with process.listen_unix(str(unix_path), 0o700, 16):
+            assert os.umask(0o022) == 0o022
+    finally:
+        os.umask(before)
+
+
+def test_a_stale_socket_file_is_removed_and_its_path_bound(unix_path, caplog):
+    unix_socket(unix_path, listening=False)
+    with caplog.at_level(logging.INFO, logger="memcached-lite"):
+        with process.listen_unix(str(unix_path), 0o700, 16) as sock:
+            client = socket.socket(socket.AF_UNIX)
+            client.connect(str(unix_path))  # the new listener answers there
+            client.close()
+            assert sock.family == socket.AF_UNIX
+    assert "removed the stale unix socket" in caplog.text
+
+
+def test_a_socket_a_live_server_listens_on_is_refused_and_left_to_it(unix_path):
+    with unix_socket(unix_path) as live:
+        with pytest.raises(process.SocketInUse) as e:
+            process.claim_socket_path(str(unix_path))
+        assert e.value.errno == errno.EADDRINUSE
+        assert "another server is listening on it" in e.value.strerror
+        client = socket.socket(socket.AF_UNIX)
+        client.connect(str(unix_path))  # still the live server's
+        client.close()
+        live.accept()[0].close()
+
+
+def test_a_file_that_is_no_socket_is_left_alone_and_the_bind_fails(unix_path):
+    unix_path.write_text("not a socket")
+    with pytest.raises(OSError) as e:
+        process.listen_unix(str(unix_path), 0o700, 16)
+    assert e.value.errno == errno.EADDRINUSE
+    assert unix_path.read_text() == "not a socket"
+
+
+def test_removing_the_socket_file_spares_one_another_server_bound_since(unix_path):
+    with process.listen_unix(str(unix_path), 0o700, 16):
+        ours = process.file_identity(str(unix_path))
+    os.unlink(unix_path)
+    with unix_socket(unix_path):
+        process.remove_socket_file(str(unix_path), ours)
+        assert stat.S_ISSOCK(os.lstat(unix_path).st_mode)
+
+
+def unix_argv(tmp_path, path, *more):
+    return argv_of(tmp_path, "-s", str(path), *more)
+
+
+def test_with_s_main_serves_only_on_the_unix_socket_and_removes_its_file_at_the_end(tmp_path, unix_path, monkeypatch):
+    monkeypatch.setattr(process, "listen", REAL_LISTEN)
+    seen = []
+
+    def look(loop):
+        seen.append((loop.listener.family, loop.listener.getsockname(), stat.S_ISSOCK(os.lstat(unix_path).st_mode)))
+
+    assert process.main(unix_argv(tmp_path, unix_path, "-a", "0770"), serving(look)) == 0
+    assert seen == [(socket.AF_UNIX, str(unix_path), True)]
+    assert not os.path.lexists(unix_path)
+    assert f"listening on unix socket {unix_path} (mode 0770)" in (tmp_path / "log").read_text()
+
+
+def test_the_socket_file_is_removed_when_the_loop_fails(tmp_path, unix_path, monkeypatch):
+    monkeypatch.setattr(process, "listen", REAL_LISTEN)
+
+    def fail(loop):
+        raise RuntimeError("the loop broke")
+
+    with pytest.raises(RuntimeError):
+        process.main(unix_argv(tmp_path, unix_path), serving(fail))
+    assert not os.path.lexists(unix_path)
+
+
+def test_a_live_server_s_socket_stops_the_start_with_memcached_s_status_71(tmp_path, unix_path, monkeypatch):
+    monkeypatch.setattr(process, "listen", REAL_LISTEN)
+    ran = []
+    with unix_socket(unix_path):
+        assert process.main(unix_argv(tmp_path, unix_path), serving(ran.append)) == process.EX_OSERR == 71
+        assert stat.S_ISSOCK(os.lstat(unix_path).st_mode)
+    assert ran == []
+    assert f"failed to listen on UNIX socket: {unix_path}: another server is listening on it" in (
+        tmp_path / "log"
+    ).read_text()
+
+
+def test_a_missing_directory_stops_the_start_with_status_71_and_the_reason(tmp_path, unix_path, monkeypatch):
+    monkeypatch.setattr(process, "listen", REAL_LISTEN)
+    path = unix_path.parent / "no such dir" / "mc.sock"
+    assert process.main(unix_argv(tmp_path, path), serving(list)) == 71
+    assert f"failed to listen on UNIX socket: {path}: No such file or directory" in (tmp_path / "log").read_text()
+
+
+def test_Z_with_s_serves_the_unix_socket_in_clear_and_says_so(tmp_path, unix_path, monkeypatch, certs):
+    monkeypatch.setattr(process, "listen", REAL_LISTEN)
+    cert, key = certs
+    contexts = []
+    argv = unix_argv(tmp_path, unix_path, "-Z", "--tls-cert", str(cert), "--tls-key", str(key))
+    assert process.main(argv, serving(lambda loop: contexts.append(loop.tls_context))) == 0
+    assert contexts == [None]
+    assert "-Z: TLS is not used on the unix socket" in (tmp_path / "log").read_text()
+
+
+def test_a_chmod_of_the_socket_file_does_not_stop_its_removal(unix_path):
+    with process.listen_unix(str(unix_path), 0o700, 16):
+        ours = process.file_identity(str(unix_path))
+        os.chmod(unix_path, 0o777)
+        process.remove_socket_file(str(unix_path), ours)
+    assert not os.path.lexists(unix_path)

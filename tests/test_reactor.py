@@ -23,12 +23,12 @@ BIG = 1 << 20  # near the largest item
 
 
 class Running:
-    def __init__(self, tmp_path, wrap_listener=None, fsync="everysec", fresh_spares=0, **settings):
+    def __init__(self, tmp_path, wrap_listener=None, fsync="everysec", fresh_spares=0, listener=None, **settings):
         self.data_dir = tmp_path / "data"
         self.store = Store(self.data_dir, item_size_max=2 << 20, fsync=fsync, fresh_spares=fresh_spares)
         self.server = handlers.Server(self.store, handlers.Settings(**settings))
-        listener = socket.create_server(("127.0.0.1", 0))
-        self.port = listener.getsockname()[1]
+        listener = listener or socket.create_server(("127.0.0.1", 0))
+        self.port = listener.getsockname()[1] if listener.family != socket.AF_UNIX else None
         if wrap_listener:
             listener = wrap_listener(listener)
         self.reactor = reactor.Reactor(self.server, listener)
@@ -104,6 +104,25 @@ def test_a_request_is_answered(running):
         assert roundtrip(s, b"set k 0 0 1\r\nv\r\nget k\r\n", b"STORED\r\nVALUE k 0 1\r\nv\r\nEND\r\n") == (
             b"STORED\r\nVALUE k 0 1\r\nv\r\nEND\r\n"
         )
+
+
+def test_a_unix_socket_client_is_served_with_no_tcp_option_and_no_peer_address(tmp_path, unix_path):
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(unix_path))
+    listener.listen(16)
+    r = Running(tmp_path, listener=listener)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(10)
+            s.connect(str(unix_path))
+            # TCP_NODELAY on it would have raised in accept, and the connection been lost
+            assert roundtrip(s, b"set k 0 0 1\r\nv\r\nget k\r\n", b"STORED\r\nVALUE k 0 1\r\nv\r\nEND\r\n") == (
+                b"STORED\r\nVALUE k 0 1\r\nv\r\nEND\r\n"
+            )
+            (conn,) = r.reactor.conns
+            assert (conn.peer, conn.session.addr, conn.session.listen_addr) == ("unix client", "", str(unix_path))
+    finally:
+        r.stop()
 
 
 def test_a_connection_that_raises_is_closed_and_the_others_are_served(running, monkeypatch):

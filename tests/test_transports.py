@@ -208,3 +208,20 @@ def test_tls_receive_reads_records_until_ssl_wants_more(tls):
     buffer = memoryview(bytearray(100))
     assert bytes(conn.receive(buffer)) == b"get a\r\nget b\r\n"
     assert not conn.buffered
+
+
+# == peer names ======================================================================
+
+
+@pytest.mark.parametrize(
+    "peer, name",
+    [
+        (("127.0.0.1", 40000), "127.0.0.1:40000"),
+        (("::1", 40000, 0, 0), "[::1]:40000"),
+        ("", "unix client"),  # what accept gives for a unix client's unnamed socket
+        ("/tmp/client.sock", "/tmp/client.sock"),
+    ],
+    ids=["ipv4", "ipv6", "unix-unnamed", "unix-bound"],
+)
+def test_a_peer_is_named_for_the_log_by_its_address(peer, name):
+    assert transports.peer_name(peer) == name
