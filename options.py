@@ -15,6 +15,7 @@ of EXTENDED.
 import argparse
 import os
 import ssl
+import urllib.parse
 
 import handlers
 from store import DISK_POLICIES, EVERYSEC, LEVELS, METHODS, WATCHDOG
@@ -23,9 +24,13 @@ from store import DISK_POLICIES, EVERYSEC, LEVELS, METHODS, WATCHDOG
 VERIFY_MODES = {0: ssl.CERT_NONE, 1: ssl.CERT_OPTIONAL, 2: ssl.CERT_REQUIRED, 3: ssl.CERT_REQUIRED}
 
 
-def default_data_dir(port):
-    """Where items live when --data-dir is not given: one folder per port."""
+def default_data_dir(port, unix_socket=None):
+    """Where items live when --data-dir is not given: one folder per port, or
+    per socket path under -s (a -s server and a TCP one on the default port
+    must not meet at one data dir; the second would refuse to start)."""
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    if unix_socket is not None:
+        return os.path.join(base, "memcached-lite", "unix" + urllib.parse.quote(os.path.abspath(unix_socket), safe=""))
     return os.path.join(base, "memcached-lite", str(port))
 
 
@@ -343,7 +348,7 @@ def parse_args(argv):
     for refused, message in CHECKS:
         if refused(args):
             p.error(message)
-    args.data_dir = args.data_dir or default_data_dir(args.port)
+    args.data_dir = args.data_dir or default_data_dir(args.port, args.unix_socket)
     return args
 
 

@@ -176,3 +176,14 @@ def test_a_path_longer_than_sun_path_holds_is_refused_not_cut_short_as_memcached
         options.parse_args(["-s", "/" + "a" * options.UNIX_PATH_MAX])
     assert e.value.code == 2
     assert "a unix socket's path is at most 107 bytes" in capsys.readouterr().err
+
+
+def test_the_default_data_dir_is_named_by_the_port(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert options.parse_args(["-p", "11299"]).data_dir == str(tmp_path / "memcached-lite" / "11299")
+
+
+def test_the_default_data_dir_under_s_is_named_by_the_socket_path(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    args = options.parse_args(["-s", "/run/memcached/memcached.sock"])
+    assert args.data_dir == str(tmp_path / "memcached-lite" / "unix%2Frun%2Fmemcached%2Fmemcached.sock")
