@@ -110,6 +110,7 @@ class Settings:
         self.idle_timeout = 0  # -o idle_timeout=N; 0: never
         self.tcp_backlog = 1024  # the listening socket's backlog (memcached's -b)
         self.reqs_per_event = REQS_PER_EVENT  # -R
+        self.cas_enabled = True  # -C turns off the cas replies show and compare
         # -Z and its certificates, shown by `stats settings` as memcached does
         self.tls_enabled = False
         self.tls_cert = None

@@ -23,6 +23,12 @@ from store import DISK_POLICIES, EVERYSEC, LEVELS, METHODS, WATCHDOG
 VERIFY_MODES = {0: ssl.CERT_NONE, 1: ssl.CERT_OPTIONAL, 2: ssl.CERT_REQUIRED, 3: ssl.CERT_REQUIRED}
 
 
+LICENSE = (
+    "memcached-lite: a memcached 1.6.18-compatible server in Python. The protocol it speaks and the "
+    "messages it copies are memcached's (BSD 3-clause, Copyright (c) 2003 Danga Interactive, Inc.)."
+)
+
+
 def default_data_dir(port):
     """Where items live when --data-dir is not given: one folder per port."""
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
@@ -115,6 +121,21 @@ OPTIONS = (
     (("-V", "--version"), dict(
         action="version", version=f"memcached {handlers.VERSION}", help="print the version and exit, as memcached",
     )),
+    (("-i", "--license"), dict(
+        action="version", version=LICENSE, help="print the license and exit, as memcached's -i",
+    )),
+    (("-C", "--disable-cas"), dict(
+        action="store_true",
+        help="no CAS: replies show cas 0, a cas store is EXISTS (NOT_FOUND if missing), as memcached's -C "
+        "(the store still keeps its own for restarts)",
+    )),
+    (("-k", "--lock-memory"), dict(
+        action="store_true", help="lock the process's pages in memory (mlockall), as memcached; failure is a warning",
+    )),
+    (("-u", "--user"), dict(
+        help="as root: become this user once the port is bound, before the data dir is opened. "
+        "Unlike memcached, root without -u is not refused, only warned (containers and CI run as root)",
+    )),
     (("-r", "--enable-coredumps"), dict(
         action="store_true", help="raise the core file size limit to its hard limit, as memcached's -r",
     )),
@@ -178,10 +199,9 @@ NOT_APPLICABLE = (
     (("-f", "--slab-growth-factor"), True, "no slab classes"),
     (("-n", "--slab-min-size"), True, "no slab classes"),
     (("-L", "--enable-largepages"), False, "no slab memory"),
-    (("-k", "--lock-memory"), False, "no slab memory to lock"),
     (("-M", "--disable-evictions"), False, "memory only caches the files; see --max-disk and --disk-policy"),
     (("-e", "--memory-file"), True, "items are kept in --data-dir"),
-    (("-N", "--napi_ids"), True, "no NAPI ids"),
+    (("-N", "--napi-ids", "--napi_ids"), True, "no NAPI ids"),
 )
 
 # memcached's -o suboptions of the same kind: accepted and named in that line
@@ -327,6 +347,7 @@ def make_settings(args):
     settings.idle_timeout = args.idle_timeout
     settings.reqs_per_event = args.max_reqs_per_event
     settings.tcp_backlog = args.listen_backlog
+    settings.cas_enabled = not args.disable_cas
     settings.tls_enabled = args.enable_ssl
     settings.tls_cert = args.tls_cert
     settings.tls_key = args.tls_key

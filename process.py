@@ -7,8 +7,10 @@ It knows the loop only as what main() is given: a class built as
 so this module never imports the reactor (reactor.main passes its Reactor).
 """
 
+import ctypes
 import logging
 import os
+import pwd
 import resource
 import signal
 import socket
@@ -128,6 +130,40 @@ def allow_core_dumps():
         log.warning("-r: could not raise the core file size limit: %s", e)
 
 
+def lock_memory():
+    """-k: mlockall(MCL_CURRENT | MCL_FUTURE), as memcached; a failure is its warning."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mlockall(MCL_CURRENT | MCL_FUTURE) != 0:
+        log.warning("warning: -k invalid, mlockall() failed: %s", os.strerror(ctypes.get_errno()))
+
+
+# <sys/mman.h> on Linux
+MCL_CURRENT, MCL_FUTURE = 1, 2
+
+
+def drop_privileges(user):
+    """-u, as memcached: as root, become `user` (its groups dropped first);
+    not root, -u is ignored. Root without -u is only warned of, unlike
+    memcached's refusal: containers and CI run as root. The error to
+    refuse with, or None."""
+    if os.getuid() != 0 and os.geteuid() != 0:
+        return None
+    if not user:
+        log.warning("running as root without -u (memcached refuses: can't run as root without the -u switch)")
+        return None
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        return f"can't find the user {user} to switch to"
+    try:
+        os.setgroups([])
+        os.setgid(pw.pw_gid)
+        os.setuid(pw.pw_uid)
+    except OSError as e:
+        return f"failed to assume identity of user {user}: {e.strerror}"
+    return None
+
+
 # the paths of the command line, made absolute before -d leaves the directory
 PATH_OPTIONS = ("data_dir", "pidfile", "log_file", "tls_cert", "tls_key", "tls_ca", "auth_file", "sasl_file")
 
@@ -165,6 +201,8 @@ def main(argv, loop):
     ensure_descriptors(args.conn_limit)
     if args.enable_coredumps:
         allow_core_dumps()
+    if args.lock_memory:
+        lock_memory()
     context = None
     if args.enable_ssl:
         try:
@@ -173,15 +211,21 @@ def main(argv, loop):
             log.error("cannot load the TLS certificate or key: %s", e)
             return 1
     try:
-        store = open_store(args)
-    except (DataDirError, ValueError) as e:
-        log.error("%s", e)
-        return 1
-    try:
         listener = listen(args)
     except OSError as e:
-        store.close()
         log.error("cannot listen on %s:%d: %s", args.listen, args.port, e.strerror)
+        return 1
+    # -u: the port bound as root, the data dir opened as the user
+    refused = drop_privileges(args.user)
+    if refused:
+        listener.close()
+        log.error("%s", refused)
+        return 67 if refused.startswith("can't find") else 71  # EX_NOUSER, EX_OSERR as memcached
+    try:
+        store = open_store(args)
+    except (DataDirError, ValueError) as e:
+        listener.close()
+        log.error("%s%s", e, f" (as user {args.user}: is the data dir theirs?)" if args.user else "")
         return 1
     if args.pidfile:
         try:

@@ -74,3 +74,9 @@ def slab_class(total):
         if total <= size:
             return i + 1
     return len(SLAB_SIZES)
+
+
+def shown_cas(session, cas):
+    """The cas a reply shows: the item's, or 0 under -C (memcached's
+    --disable-cas); the store keeps its own for restarts either way."""
+    return cas if session.server.settings.cas_enabled else 0

@@ -17,7 +17,7 @@ import struct
 from store import Mode, NonNumeric, Result
 
 from .auth import check
-from .base import KEY_MAX_LENGTH, VERSION
+from .base import KEY_MAX_LENGTH, VERSION, shown_cas
 from .stats import general_stats, items_rows, settings_stats, slabs_rows
 from .storage import StorageRequest, drop_old_value
 
@@ -176,7 +176,7 @@ def get_or_touch(session, request):
         return error(session, request, KEY_ENOENT)
     value = b"" if command == TOUCH else item.value
     session.out.append(
-        packet(request, extras=struct.pack(">I", item.flags), key=key if with_key else b"", value=value, cas=item.cas)
+        packet(request, extras=struct.pack(">I", item.flags), key=key if with_key else b"", value=value, cas=shown_cas(session, item.cas))
     )
 
 
@@ -197,7 +197,7 @@ class Reply:
             # (memcached answers one); the cache holds what was just written
             store = session.store
             item = store.cache.items.get(request.key) or store.peek(request.key)
-            return success(session, request, cas=0 if item is None else item.cas)
+            return success(session, request, cas=0 if item is None else shown_cas(session, item.cas))
         if result is Result.EXISTS:
             status = KEY_EEXISTS
         elif result is Result.NOT_FOUND:
@@ -281,7 +281,7 @@ def arithmetic(session, request):
         return error(session, request, KEY_EEXISTS)
     if not done.created:
         session.counters.bump(name + "_hits")  # (memcached counts no miss for a created item)
-    cas = 0 if done.item is None else done.item.cas
+    cas = 0 if done.item is None else shown_cas(session, done.item.cas)
     success(session, request, value=struct.pack(">Q", done.value), cas=cas)
 
 
