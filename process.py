@@ -131,7 +131,17 @@ def allow_core_dumps():
 
 
 def lock_memory():
-    """-k: mlockall(MCL_CURRENT | MCL_FUTURE), as memcached; a failure is its warning."""
+    """-k: mlockall(MCL_CURRENT | MCL_FUTURE), as memcached; a failure is its
+    warning. Under a finite RLIMIT_MEMLOCK (not root) the soft limit is
+    raised to the hard one, and if that is finite too nothing is locked:
+    MCL_FUTURE would make the interpreter's later allocations fail (a
+    MemoryError), where memcached's memory is allocated up front."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    if os.geteuid() != 0 and hard != resource.RLIM_INFINITY:
+        log.warning("warning: -k invalid, mlockall() failed: the locked-memory limit is %d bytes", hard)
+        return
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (hard, hard))
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.mlockall(MCL_CURRENT | MCL_FUTURE) != 0:
         log.warning("warning: -k invalid, mlockall() failed: %s", os.strerror(ctypes.get_errno()))
@@ -201,8 +211,6 @@ def main(argv, loop):
     ensure_descriptors(args.conn_limit)
     if args.enable_coredumps:
         allow_core_dumps()
-    if args.lock_memory:
-        lock_memory()
     context = None
     if args.enable_ssl:
         try:
@@ -221,6 +229,8 @@ def main(argv, loop):
         listener.close()
         log.error("%s", refused)
         return 67 if refused.startswith("can't find") else 71  # EX_NOUSER, EX_OSERR as memcached
+    if args.lock_memory:
+        lock_memory()  # after -u, as memcached: the limit that then applies is the user's
     try:
         store = open_store(args)
     except (DataDirError, ValueError) as e:

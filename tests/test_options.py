@@ -135,3 +135,30 @@ def test_V_prints_the_version_as_memcached_and_exits_0(capsys):
         options.parse_args(["-V"])
     assert e.value.code == 0
     assert capsys.readouterr().out == "memcached 1.6.18-lite\n"
+
+
+def test_C_turns_cas_off_in_the_protocols_settings():
+    assert options.make_settings(options.parse_args(["-C"])).cas_enabled is False
+    assert options.make_settings(options.parse_args([])).cas_enabled is True
+
+
+def test_k_is_honoured_not_only_named():
+    args = options.parse_args(["-k"])
+    assert args.lock_memory and args.not_applicable == []
+
+
+def test_u_takes_a_user():
+    assert options.parse_args(["-u", "nobody"]).user == "nobody"
+    assert options.parse_args(["--user=nobody"]).user == "nobody"
+
+
+def test_i_prints_the_license_and_exits_0(capsys):
+    with pytest.raises(SystemExit) as e:
+        options.parse_args(["-i"])
+    assert e.value.code == 0
+    assert "BSD" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["--napi-ids", "2"], ["--napi_ids", "2"], ["-N2"]])
+def test_napi_ids_parses_in_memcached_s_spelling_and_ours(argv):
+    assert options.parse_args(argv).not_applicable == ["-N 2"]
