@@ -162,3 +162,40 @@ def test_i_prints_the_license_and_exits_0(capsys):
 @pytest.mark.parametrize("argv", [["--napi-ids", "2"], ["--napi_ids", "2"], ["-N2"]])
 def test_napi_ids_parses_in_memcached_s_spelling_and_ours(argv):
     assert options.parse_args(argv).not_applicable == ["-N 2"]
+
+
+# memcached 1.6.18's longopts[] (memcached.c), but -s -a -W, and a value each
+# takes; -h -i -V exit, so they are tried apart
+MEMCACHED_LONGOPTS = {
+    "enable-shutdown": None, "port": "11311", "udp-port": "0", "memory-limit": "32",
+    "disable-evictions": None, "conn-limit": "10", "lock-memory": None, "enable-coredumps": None,
+    "verbose": None, "daemon": None, "listen": "127.0.0.1", "user": "nobody", "pidfile": "/tmp/p",
+    "slab-growth-factor": "1.5", "slab-min-size": "64", "threads": "2", "enable-largepages": None,
+    "max-reqs-per-event": "5", "disable-cas": None, "listen-backlog": "10", "protocol": "ascii",
+    "max-item-size": "2m", "enable-sasl": None, "disable-flush-all": None, "disable-dumping": None,
+    "auth-file": None, "memory-file": "/tmp/m", "extended": "idle_timeout=5", "napi-ids": "2",
+    "enable-ssl": None,
+}
+
+
+@pytest.mark.parametrize("name", MEMCACHED_LONGOPTS)
+def test_every_memcached_long_option_parses_in_both_forms(name, tmp_path):
+    value = MEMCACHED_LONGOPTS[name]
+    if name == "auth-file":
+        (tmp_path / "auth").write_text("u:p\n")
+        value = str(tmp_path / "auth")
+    extra = ["--tls-cert", "cert.pem"] if name == "enable-ssl" else []
+    forms = [[f"--{name}"]] if value is None else [[f"--{name}", value], [f"--{name}={value}"]]
+    for form in forms:
+        options.parse_args(form + extra)
+
+
+@pytest.mark.parametrize("name", ["help", "license", "version"])
+def test_memcached_s_long_options_that_print_and_exit_0(name, capsys):
+    with pytest.raises(SystemExit) as e:
+        options.parse_args([f"--{name}"])
+    assert e.value.code == 0
+
+
+def test_a_short_option_takes_its_value_glued_as_memcached():
+    assert options.parse_args(["-p11311", "-m32", "-c10"]).port == 11311
