@@ -15,6 +15,7 @@ of EXTENDED.
 import argparse
 import os
 import ssl
+import sys
 
 import handlers
 from store import DISK_POLICIES, EVERYSEC, LEVELS, METHODS, WATCHDOG
@@ -156,7 +157,7 @@ OPTIONS = (
         help="-v connections and errors, -vv every command and reply, -vvv state transitions",
     )),
     (("-D",), dict(
-        dest="prefix_delimiter", type=os.fsencode,
+        dest="prefix_delimiter", type=lambda text: os.fsencode(text)[:1],  # memcached: the first character
         help="the character that ends a key's prefix for `stats detail`; turns detail on (default: ':')",
     )),
     (("-X", "--disable-dumping"), dict(
@@ -232,32 +233,60 @@ EXTENDED = {
     "fsync_watchdog": ("fsync_watchdog", float, WATCHDOG),
 }
 
-# (refused when true, the message), tried in this order once all is parsed
+# memcached's exit statuses for a refused command line: 1 where it returns 1
+# or getopt refuses, 64 (sysexits' EX_USAGE) where it exits EX_USAGE
+FAILURE, EX_USAGE = 1, 64
+
+# (refused when true, the message, the exit status), tried in this order once
+# all is parsed; the messages and statuses are memcached's where it refuses too
 CHECKS = (
-    (lambda a: a.prefix_delimiter is not None and len(a.prefix_delimiter) != 1, "-D takes one character"),
-    (lambda a: not 0 < a.port < 65536, "port must be 1-65535"),
-    (lambda a: a.max_reqs_per_event <= 0, "Number of requests per event must be greater than 0"),
-    (lambda a: a.listen_backlog <= 0, "-b: the listen backlog must be greater than 0"),
-    (lambda a: a.udp_port != 0, "-U: memcached-lite serves no UDP; give -U 0 (or leave it out)"),
-    (lambda a: a.conn_limit < 1 or a.memory_limit < 1, "-c and -m must be positive"),
-    (lambda a: not 1024 <= a.max_item_size <= 1 << 30, "-I must be between 1k and 1024m"),
-    (lambda a: a.idle_timeout < 0, "-o idle_timeout must be 0 (off) or a number of seconds"),
-    (lambda a: not a.fsync_watchdog > 0, "-o fsync_watchdog must be a positive number of seconds"),
-    (lambda a: a.tls_verify_mode not in VERIFY_MODES, "-o ssl_verify_mode must be 0, 1, 2 or 3"),
+    (lambda a: a.prefix_delimiter == b"", "No delimiter specified", FAILURE),
+    (lambda a: not 0 < a.port < 65536, "ERROR: Invalid port number {port}.", EX_USAGE),
+    (lambda a: a.max_reqs_per_event <= 0, "Number of requests per event must be greater than 0", FAILURE),
+    (lambda a: a.listen_backlog <= 0, "-b: the listen backlog must be greater than 0", EX_USAGE),
+    (lambda a: a.udp_port != 0, "-U: memcached-lite serves no UDP; give -U 0 (or leave it out)", EX_USAGE),
+    (lambda a: a.conn_limit < 1, "Maximum connections must be greater than 0", FAILURE),
+    (lambda a: a.memory_limit < 1, "Cannot set item size limit higher than 1/2 of memory max.", EX_USAGE),
+    (lambda a: a.max_item_size < 1024, "Item max size cannot be less than 1024 bytes.", EX_USAGE),
+    (lambda a: a.max_item_size > 1 << 30, "Cannot set item size limit higher than a gigabyte.", EX_USAGE),
+    (lambda a: a.idle_timeout < 0, "-o idle_timeout must be 0 (off) or a number of seconds", FAILURE),
+    (lambda a: not a.fsync_watchdog > 0, "-o fsync_watchdog must be a positive number of seconds", FAILURE),
+    (
+        lambda a: a.tls_verify_mode not in VERIFY_MODES,
+        "Invalid ssl_verify_mode. Use help to see valid options.", FAILURE,
+    ),
     (
         lambda a: a.enable_sasl and a.protocol not in (None, "binary"),
-        "ERROR: You cannot allow the ASCII protocol while using SASL.",
+        "ERROR: You cannot allow the ASCII protocol while using SASL.", EX_USAGE,
     ),
     (
         lambda a: a.auth_file is not None and a.protocol not in (None, "ascii"),
-        "ERROR: You cannot allow the BINARY protocol while using ascii authentication tokens.",
+        "ERROR: You cannot allow the BINARY protocol while using ascii authentication tokens.", EX_USAGE,
     ),
-    (lambda a: a.enable_ssl and not a.tls_cert, "-Z needs a certificate: --tls-cert or -o ssl_chain_cert="),
+    (lambda a: a.enable_ssl and not a.tls_cert, "-Z needs a certificate: --tls-cert or -o ssl_chain_cert=", EX_USAGE),
     (
         lambda a: a.tls_verify_mode and not a.tls_ca,
-        "-o ssl_verify_mode needs the clients' CA: --tls-ca or -o ssl_ca_cert=",
+        "-o ssl_verify_mode needs the clients' CA: --tls-ca or -o ssl_ca_cert=", EX_USAGE,
     ),
 )
+
+# the options whose bad value memcached refuses with EX_USAGE (its getopt
+# loop's own refusals, and the others' bad values, exit 1)
+TYPE_STATUS = {"-B/--protocol": EX_USAGE, "-I/--max-item-size": EX_USAGE}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but exiting with memcached's statuses: 1 for an unknown
+    option or a missing value (getopt's), TYPE_STATUS's for a bad value;
+    `refuse` for CHECKS' rows."""
+
+    def error(self, message):
+        status = next((s for name, s in TYPE_STATUS.items() if message.startswith(f"argument {name}:")), FAILURE)
+        self.refuse(message, status)
+
+    def refuse(self, message, status):
+        self.print_usage(sys.stderr)
+        self.exit(status, f"{self.prog}: error: {message}\n")
 
 
 def parse_extended(values, not_applicable=None):
@@ -274,7 +303,7 @@ def parse_extended(values, not_applicable=None):
                 not_applicable.append("-o " + item.strip())
                 continue
             if name not in EXTENDED:
-                raise argparse.ArgumentTypeError(f"unknown -o option {name!r} (known: {', '.join(EXTENDED)})")
+                raise argparse.ArgumentTypeError(f'Illegal suboption "{item.strip()}" (known: {", ".join(EXTENDED)})')
             options[name] = setting
     return options
 
@@ -289,7 +318,7 @@ def apply_extended(args, given):
 
 def parser():
     """The argparse parser of OPTIONS."""
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m reactor",
         description="memcached-lite: a memcached 1.6 text-protocol server whose items "
         "are written through to files and survive restarts.",
@@ -318,22 +347,23 @@ def not_applicable(args):
 
 
 def parse_args(argv):
-    """The command line, checked: a namespace, or a usage error (exit 2)."""
+    """The command line, checked: a namespace, or a usage error (memcached's
+    exit status: 1 or 64)."""
     p = parser()
     args = p.parse_args(argv)
     args.not_applicable = not_applicable(args)
     try:
         apply_extended(args, parse_extended(args.extended, args.not_applicable))
     except (argparse.ArgumentTypeError, ValueError) as e:
-        p.error(f"-o: {e}")
+        p.refuse(f"-o: {e}", FAILURE)
     if args.enable_sasl and args.sasl_file is None and os.environ.get("MEMCACHED_SASL_PWDB"):
         try:  # memcached's variable, read when -S is given
             args.sasl_file = sasl_file(os.environ["MEMCACHED_SASL_PWDB"])
         except argparse.ArgumentTypeError as e:
-            p.error(f"MEMCACHED_SASL_PWDB: {e}")
-    for refused, message in CHECKS:
+            p.refuse(f"MEMCACHED_SASL_PWDB: {e}", FAILURE)
+    for refused, message, status in CHECKS:
         if refused(args):
-            p.error(message)
+            p.refuse(message.format(port=args.port), status)
     args.data_dir = args.data_dir or default_data_dir(args.port)
     return args
 
