@@ -17,7 +17,7 @@ import struct
 from store import Mode, NonNumeric, Result
 
 from .auth import check
-from .base import KEY_MAX_LENGTH, VERSION, shown_cas
+from .base import KEY_MAX_LENGTH, VERSION, compared_cas, shown_cas
 from .stats import general_stats, items_rows, settings_stats, slabs_rows
 from .storage import StorageRequest, drop_old_value
 
@@ -253,7 +253,7 @@ def delete(session, request):
     settings = session.server.settings
     if settings.detail_enabled:
         session.server.prefixes.record(key, settings.prefix_delimiter, 3)
-    done = session.store.delete(key, request.cas or None)
+    done = session.store.delete(key, compared_cas(session, request.cas or None))
     if done is Result.EXISTS:
         return error(session, request, KEY_EEXISTS)
     if not done:
@@ -271,7 +271,7 @@ def arithmetic(session, request):
     name = "incr" if incr else "decr"
     vivify = None if exptime == NO_CREATE else (initial, exptime)
     try:
-        done = session.store.arithmetic(request.key, delta, incr, request.cas or None, None, vivify)
+        done = session.store.arithmetic(request.key, delta, incr, compared_cas(session, request.cas or None), None, vivify)
     except NonNumeric:
         return error(session, request, DELTA_BADVAL)
     if done.result is Result.NOT_FOUND:

@@ -12,7 +12,7 @@ import base64
 from store import Mode, NonNumeric, Result, absolute_expiry, parse_u64, record
 
 from .base import (
-    BAD_FORMAT, INT32_MAX, KEY_MAX_LENGTH, NON_NUMERIC, TOO_LARGE, shown_cas, slab_class, strtol32, strtoul32,
+    BAD_FORMAT, INT32_MAX, KEY_MAX_LENGTH, NON_NUMERIC, TOO_LARGE, compared_cas, shown_cas, slab_class, strtol32, strtoul32,
 )
 from .storage import StorageRequest, refuse_too_large
 
@@ -344,7 +344,7 @@ def meta_delete(session, words):
     f = req.flags
     invalidate = "I" in f
     done = session.store.delete(
-        req.key, f.get("C"), invalidate=invalidate,
+        req.key, compared_cas(session, f.get("C")), invalidate=invalidate,
         exptime=f.get("T") if invalidate else None, new_cas=f.get("E"), keep_empty="x" in f,
     )
     if done is Result.EXISTS or not done:
@@ -374,7 +374,7 @@ def meta_arithmetic(session, words):
         vivify = (f.get("J", 0), f[req.last_of("N", "T")])
     store = session.store
     try:
-        done = store.arithmetic(req.key, f.get("D", 1), incr, f.get("C") or None, f.get("T"), vivify, f.get("E"))
+        done = store.arithmetic(req.key, f.get("D", 1), incr, compared_cas(session, f.get("C") or None), f.get("T"), vivify, f.get("E"))
     except NonNumeric:
         return out.append(NON_NUMERIC)
     # memcached finds a too long opaque only while replying, after the change

@@ -2,7 +2,8 @@
 memcached-lite -C, the replies compared byte for byte (no cas to normalize:
 both show 0). gets and mg show cas 0; a `cas` on an existing key is EXISTS,
 on a missing one NOT_FOUND, whatever the token; `ms ... C<n>` is EX; a
-binary get's cas is 0; `stats settings` says cas_enabled no. Needs
+binary get's cas is 0; `md`/`ma` with C0 match, with any other C are EX;
+`stats settings` says cas_enabled no. Needs
 memcached; skips without it.
 """
 
@@ -22,6 +23,10 @@ CASES = {
     "cas_on_a_missing_key_is_not_found": b"cas ck5 0 0 1 0\r\nb\r\n",
     "ms_C_is_EX": b"set ck6 0 0 1\r\na\r\nms ck6 1 C0\r\nz\r\nms ck6 1 C7\r\nz\r\nget ck6\r\n",
     "ms_c_returns_cas_0": b"ms ck7 1 c\r\nz\r\n",
+    "md_C0_matches": b"set ck8 0 0 1\r\na\r\nmd ck8 C0\r\nmg ck8 v\r\n",
+    "md_C_nonzero_is_EX": b"set ck9 0 0 1\r\na\r\nmd ck9 C1\r\nmd ck9 C2\r\nmg ck9 v\r\n",
+    "ma_C0_matches": b"set ck10 0 0 1\r\n1\r\nma ck10 C0 v\r\n",
+    "ma_C_nonzero_is_EX": b"set ck11 0 0 1\r\n1\r\nma ck11 C1 v\r\nma ck11 C2 v\r\n",
 }
 
 
