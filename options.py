@@ -243,7 +243,6 @@ CHECKS = (
     (lambda a: a.prefix_delimiter == b"", "No delimiter specified", FAILURE),
     (lambda a: not 0 < a.port < 65536, "ERROR: Invalid port number {port}.", EX_USAGE),
     (lambda a: a.max_reqs_per_event <= 0, "Number of requests per event must be greater than 0", FAILURE),
-    (lambda a: a.listen_backlog <= 0, "-b: the listen backlog must be greater than 0", EX_USAGE),
     (lambda a: a.udp_port != 0, "-U: memcached-lite serves no UDP; give -U 0 (or leave it out)", EX_USAGE),
     (lambda a: a.conn_limit < 1, "Maximum connections must be greater than 0", FAILURE),
     (lambda a: a.memory_limit < 1, "Cannot set item size limit higher than 1/2 of memory max.", EX_USAGE),

@@ -18,6 +18,7 @@ STARTS = [
     ["-R", "5"],
     ["--max-reqs-per-event=5"],
     ["-b", "10"],
+    ["-b", "0"],  # listen()'s own minimum
     ["-c100", "-m32"],
     ["-I", "2m"],
     ["-t", "2", "-o", "modern"],
