@@ -176,7 +176,10 @@ def get_or_touch(session, request):
         return error(session, request, KEY_ENOENT)
     value = b"" if command == TOUCH else item.value
     session.out.append(
-        packet(request, extras=struct.pack(">I", item.flags), key=key if with_key else b"", value=value, cas=shown_cas(session, item.cas))
+        packet(
+            request, extras=struct.pack(">I", item.flags), key=key if with_key else b"", value=value,
+            cas=shown_cas(session, item.cas),
+        )
     )
 
 
@@ -271,7 +274,8 @@ def arithmetic(session, request):
     name = "incr" if incr else "decr"
     vivify = None if exptime == NO_CREATE else (initial, exptime)
     try:
-        done = session.store.arithmetic(request.key, delta, incr, compared_cas(session, request.cas or None), None, vivify)
+        cas = compared_cas(session, request.cas or None)
+        done = session.store.arithmetic(request.key, delta, incr, cas, None, vivify)
     except NonNumeric:
         return error(session, request, DELTA_BADVAL)
     if done.result is Result.NOT_FOUND:

@@ -81,7 +81,8 @@ def retrieve_keys(session, keys, with_cas, exptime, start=0):
                 if size < 4096:
                     # one part to join, not three
                     if with_cas:
-                        part = b"VALUE %s %d %d %d\r\n%s\r\n" % (key, item.flags, size, shown_cas(session, item.cas), value)
+                        cas = shown_cas(session, item.cas)
+                        part = b"VALUE %s %d %d %d\r\n%s\r\n" % (key, item.flags, size, cas, value)
                     else:
                         part = b"VALUE %s %d %d\r\n%s\r\n" % (key, item.flags, size, value)
                     parts.append(part)

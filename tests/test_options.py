@@ -83,7 +83,9 @@ def test_a_udp_port_is_refused_with_a_clear_message(capsys):
     assert "serves no UDP" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flags", [["-t", "4"], ["--threads", "4"], ["-f", "1.5"], ["-n", "64"], ["-L"], ["-M"], ["--napi-ids", "2"]])
+@pytest.mark.parametrize(
+    "flags", [["-t", "4"], ["--threads", "4"], ["-f", "1.5"], ["-n", "64"], ["-L"], ["-M"], ["--napi-ids", "2"]]
+)
 def test_memcached_s_options_of_mechanisms_not_here_are_accepted_and_named(flags):
     assert options.parse_args(flags).not_applicable == [
         next(f for f, _, _ in options.NOT_APPLICABLE if flags[0] in f)[0] + (" " + flags[1] if len(flags) > 1 else "")
