@@ -349,7 +349,8 @@ def parse_args(argv):
     """The command line, checked: a namespace, or a usage error (memcached's
     exit status: 1 or 64)."""
     p = parser()
-    args = p.parse_args(argv)
+    # memcached's --verbose takes a value it ignores (each one is a level more)
+    args = p.parse_args(["--verbose" if arg.startswith("--verbose=") else arg for arg in argv])
     args.not_applicable = not_applicable(args)
     try:
         apply_extended(args, parse_extended(args.extended, args.not_applicable))

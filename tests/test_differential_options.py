@@ -24,6 +24,7 @@ STARTS = [
     ["-t", "2", "-o", "modern"],
     ["-t", "2", "--napi-ids=2"],  # memcached: no more NAPI ids than threads
     ["-D", "ab"],
+    ["--verbose=2"],
 ]
 
 REFUSED = [

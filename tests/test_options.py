@@ -199,5 +199,9 @@ def test_memcached_s_long_options_that_print_and_exit_0(name, capsys):
     assert e.value.code == 0
 
 
+def test_verbose_with_a_value_is_one_level_more_as_memcached():
+    assert options.parse_args(["--verbose=2", "-v"]).verbose == 2
+
+
 def test_a_short_option_takes_its_value_glued_as_memcached():
     assert options.parse_args(["-p11311", "-m32", "-c10"]).port == 11311
