@@ -112,6 +112,7 @@ class Settings:
         self.reqs_per_event = REQS_PER_EVENT  # -R
         self.domain_socket = None  # -s: the unix socket's path, when it listens on one
         self.unix_mask = 0o700  # -a: its file's mode
+        self.cas_enabled = True  # -C turns off the cas replies show and compare
         # -Z and its certificates, shown by `stats settings` as memcached does
         self.tls_enabled = False
         self.tls_cert = None

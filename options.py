@@ -16,12 +16,19 @@ import argparse
 import os
 import ssl
 import urllib.parse
+import sys
 
 import handlers
 from store import DISK_POLICIES, EVERYSEC, LEVELS, METHODS, WATCHDOG
 
 # memcached's ssl_verify_mode: none, request, require, once (as require here)
 VERIFY_MODES = {0: ssl.CERT_NONE, 1: ssl.CERT_OPTIONAL, 2: ssl.CERT_REQUIRED, 3: ssl.CERT_REQUIRED}
+
+
+LICENSE = (
+    "memcached-lite: a memcached 1.6.18-compatible server in Python. The protocol it speaks and the "
+    "messages it copies are memcached's (BSD 3-clause, Copyright (c) 2003 Danga Interactive, Inc.)."
+)
 
 
 def default_data_dir(port, unix_socket=None):
@@ -144,6 +151,21 @@ OPTIONS = (
     (("-V", "--version"), dict(
         action="version", version=f"memcached {handlers.VERSION}", help="print the version and exit, as memcached",
     )),
+    (("-i", "--license"), dict(
+        action="version", version=LICENSE, help="print the license and exit, as memcached's -i",
+    )),
+    (("-C", "--disable-cas"), dict(
+        action="store_true",
+        help="no CAS: replies show cas 0, a cas store is EXISTS (NOT_FOUND if missing), as memcached's -C "
+        "(the store still keeps its own for restarts)",
+    )),
+    (("-k", "--lock-memory"), dict(
+        action="store_true", help="lock the process's pages in memory (mlockall), as memcached; failure is a warning",
+    )),
+    (("-u", "--user"), dict(
+        help="as root: become this user once the port is bound, before the data dir is opened. "
+        "Unlike memcached, root without -u is not refused, only warned (containers and CI run as root)",
+    )),
     (("-r", "--enable-coredumps"), dict(
         action="store_true", help="raise the core file size limit to its hard limit, as memcached's -r",
     )),
@@ -164,7 +186,7 @@ OPTIONS = (
         help="-v connections and errors, -vv every command and reply, -vvv state transitions",
     )),
     (("-D",), dict(
-        dest="prefix_delimiter", type=os.fsencode,
+        dest="prefix_delimiter", type=lambda text: os.fsencode(text)[:1],  # memcached: the first character
         help="the character that ends a key's prefix for `stats detail`; turns detail on (default: ':')",
     )),
     (("-X", "--disable-dumping"), dict(
@@ -207,10 +229,9 @@ NOT_APPLICABLE = (
     (("-f", "--slab-growth-factor"), True, "no slab classes"),
     (("-n", "--slab-min-size"), True, "no slab classes"),
     (("-L", "--enable-largepages"), False, "no slab memory"),
-    (("-k", "--lock-memory"), False, "no slab memory to lock"),
     (("-M", "--disable-evictions"), False, "memory only caches the files; see --max-disk and --disk-policy"),
     (("-e", "--memory-file"), True, "items are kept in --data-dir"),
-    (("-N", "--napi_ids"), True, "no NAPI ids"),
+    (("-N", "--napi-ids", "--napi_ids"), True, "no NAPI ids"),
 )
 
 # memcached's -o suboptions of the same kind: accepted and named in that line
@@ -241,37 +262,64 @@ EXTENDED = {
     "fsync_watchdog": ("fsync_watchdog", float, WATCHDOG),
 }
 
-# (refused when true, the message), tried in this order once all is parsed
+# memcached's exit statuses for a refused command line: 1 where it returns 1
+# or getopt refuses, 64 (sysexits' EX_USAGE) where it exits EX_USAGE
+FAILURE, EX_USAGE = 1, 64
+
+# (refused when true, the message, the exit status), tried in this order once
+# all is parsed; the messages and statuses are memcached's where it refuses too
 CHECKS = (
-    (lambda a: a.prefix_delimiter is not None and len(a.prefix_delimiter) != 1, "-D takes one character"),
-    (lambda a: not 0 < a.port < 65536, "port must be 1-65535"),
-    (lambda a: a.unix_socket == "", "-s needs the path of the socket file"),
+    (lambda a: a.prefix_delimiter == b"", "No delimiter specified", FAILURE),
+    (lambda a: not 0 < a.port < 65536, "ERROR: Invalid port number {port}.", EX_USAGE),
+    (lambda a: a.unix_socket == "", "-s needs the path of the socket file", FAILURE),
     (
         lambda a: a.unix_socket is not None and len(os.fsencode(a.unix_socket)) > UNIX_PATH_MAX,
-        f"-s: a unix socket's path is at most {UNIX_PATH_MAX} bytes",
+        f"-s: a unix socket's path is at most {UNIX_PATH_MAX} bytes", FAILURE,
     ),
-    (lambda a: a.max_reqs_per_event <= 0, "Number of requests per event must be greater than 0"),
-    (lambda a: a.listen_backlog <= 0, "-b: the listen backlog must be greater than 0"),
-    (lambda a: a.udp_port != 0, "-U: memcached-lite serves no UDP; give -U 0 (or leave it out)"),
-    (lambda a: a.conn_limit < 1 or a.memory_limit < 1, "-c and -m must be positive"),
-    (lambda a: not 1024 <= a.max_item_size <= 1 << 30, "-I must be between 1k and 1024m"),
-    (lambda a: a.idle_timeout < 0, "-o idle_timeout must be 0 (off) or a number of seconds"),
-    (lambda a: not a.fsync_watchdog > 0, "-o fsync_watchdog must be a positive number of seconds"),
-    (lambda a: a.tls_verify_mode not in VERIFY_MODES, "-o ssl_verify_mode must be 0, 1, 2 or 3"),
+    (lambda a: a.max_reqs_per_event <= 0, "Number of requests per event must be greater than 0", FAILURE),
+    (lambda a: a.udp_port != 0, "-U: memcached-lite serves no UDP; give -U 0 (or leave it out)", EX_USAGE),
+    (lambda a: a.conn_limit < 1, "Maximum connections must be greater than 0", FAILURE),
+    (lambda a: a.memory_limit < 1, "Cannot set item size limit higher than 1/2 of memory max.", EX_USAGE),
+    (lambda a: a.max_item_size < 1024, "Item max size cannot be less than 1024 bytes.", EX_USAGE),
+    (lambda a: a.max_item_size > 1 << 30, "Cannot set item size limit higher than a gigabyte.", EX_USAGE),
+    (lambda a: a.idle_timeout < 0, "-o idle_timeout must be 0 (off) or a number of seconds", FAILURE),
+    (lambda a: not a.fsync_watchdog > 0, "-o fsync_watchdog must be a positive number of seconds", FAILURE),
+    (
+        lambda a: a.tls_verify_mode not in VERIFY_MODES,
+        "Invalid ssl_verify_mode. Use help to see valid options.", FAILURE,
+    ),
     (
         lambda a: a.enable_sasl and a.protocol not in (None, "binary"),
-        "ERROR: You cannot allow the ASCII protocol while using SASL.",
+        "ERROR: You cannot allow the ASCII protocol while using SASL.", EX_USAGE,
     ),
     (
         lambda a: a.auth_file is not None and a.protocol not in (None, "ascii"),
-        "ERROR: You cannot allow the BINARY protocol while using ascii authentication tokens.",
+        "ERROR: You cannot allow the BINARY protocol while using ascii authentication tokens.", EX_USAGE,
     ),
-    (lambda a: a.enable_ssl and not a.tls_cert, "-Z needs a certificate: --tls-cert or -o ssl_chain_cert="),
+    (lambda a: a.enable_ssl and not a.tls_cert, "-Z needs a certificate: --tls-cert or -o ssl_chain_cert=", EX_USAGE),
     (
         lambda a: a.tls_verify_mode and not a.tls_ca,
-        "-o ssl_verify_mode needs the clients' CA: --tls-ca or -o ssl_ca_cert=",
+        "-o ssl_verify_mode needs the clients' CA: --tls-ca or -o ssl_ca_cert=", EX_USAGE,
     ),
 )
+
+# the options whose bad value memcached refuses with EX_USAGE (its getopt
+# loop's own refusals, and the others' bad values, exit 1)
+TYPE_STATUS = {"-B/--protocol": EX_USAGE, "-I/--max-item-size": EX_USAGE}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but exiting with memcached's statuses: 1 for an unknown
+    option or a missing value (getopt's), TYPE_STATUS's for a bad value;
+    `refuse` for CHECKS' rows."""
+
+    def error(self, message):
+        status = next((s for name, s in TYPE_STATUS.items() if message.startswith(f"argument {name}:")), FAILURE)
+        self.refuse(message, status)
+
+    def refuse(self, message, status):
+        self.print_usage(sys.stderr)
+        self.exit(status, f"{self.prog}: error: {message}\n")
 
 
 def parse_extended(values, not_applicable=None):
@@ -288,7 +336,7 @@ def parse_extended(values, not_applicable=None):
                 not_applicable.append("-o " + item.strip())
                 continue
             if name not in EXTENDED:
-                raise argparse.ArgumentTypeError(f"unknown -o option {name!r} (known: {', '.join(EXTENDED)})")
+                raise argparse.ArgumentTypeError(f'Illegal suboption "{item.strip()}" (known: {", ".join(EXTENDED)})')
             options[name] = setting
     return options
 
@@ -303,7 +351,7 @@ def apply_extended(args, given):
 
 def parser():
     """The argparse parser of OPTIONS."""
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m reactor",
         description="memcached-lite: a memcached 1.6 text-protocol server whose items "
         "are written through to files and survive restarts.",
@@ -332,22 +380,24 @@ def not_applicable(args):
 
 
 def parse_args(argv):
-    """The command line, checked: a namespace, or a usage error (exit 2)."""
+    """The command line, checked: a namespace, or a usage error (memcached's
+    exit status: 1 or 64)."""
     p = parser()
-    args = p.parse_args(argv)
+    # memcached's --verbose takes a value it ignores (each one is a level more)
+    args = p.parse_args(["--verbose" if arg.startswith("--verbose=") else arg for arg in argv])
     args.not_applicable = not_applicable(args)
     try:
         apply_extended(args, parse_extended(args.extended, args.not_applicable))
     except (argparse.ArgumentTypeError, ValueError) as e:
-        p.error(f"-o: {e}")
+        p.refuse(f"-o: {e}", FAILURE)
     if args.enable_sasl and args.sasl_file is None and os.environ.get("MEMCACHED_SASL_PWDB"):
         try:  # memcached's variable, read when -S is given
             args.sasl_file = sasl_file(os.environ["MEMCACHED_SASL_PWDB"])
         except argparse.ArgumentTypeError as e:
-            p.error(f"MEMCACHED_SASL_PWDB: {e}")
-    for refused, message in CHECKS:
+            p.refuse(f"MEMCACHED_SASL_PWDB: {e}", FAILURE)
+    for refused, message, status in CHECKS:
         if refused(args):
-            p.error(message)
+            p.refuse(message.format(port=args.port), status)
     args.data_dir = args.data_dir or default_data_dir(args.port, args.unix_socket)
     return args
 
@@ -363,6 +413,7 @@ def make_settings(args):
     settings.tcp_backlog = args.listen_backlog
     settings.domain_socket = args.unix_socket
     settings.unix_mask = args.unix_mask
+    settings.cas_enabled = not args.disable_cas
     settings.tls_enabled = args.enable_ssl
     settings.tls_cert = args.tls_cert
     settings.tls_key = args.tls_key

@@ -8,9 +8,11 @@ It knows the loop only as what main() is given: a class built as
 so this module never imports the reactor (reactor.main passes its Reactor).
 """
 
+import ctypes
 import errno
 import logging
 import os
+import pwd
 import resource
 import signal
 import socket
@@ -27,8 +29,9 @@ log = logging.getLogger("memcached-lite")
 
 # the open files besides the connections: the store's files, the listener, logs
 DESCRIPTOR_RESERVE = 64
-# memcached's exit status (sysexits' EX_OSERR) when it cannot listen on -s's socket
+# memcached's exit statuses (sysexits'): it cannot listen, or cannot become -u's user
 EX_OSERR = 71
+EX_NOUSER = 67
 # how long a server on an existing socket file has to accept the probe's connect
 PROBE_TIMEOUT = 1.0
 
@@ -221,6 +224,50 @@ def allow_core_dumps():
         log.warning("-r: could not raise the core file size limit: %s", e)
 
 
+def lock_memory():
+    """-k: mlockall(MCL_CURRENT | MCL_FUTURE), as memcached; a failure is its
+    warning. Under a finite RLIMIT_MEMLOCK (not root) the soft limit is
+    raised to the hard one, and if that is finite too nothing is locked:
+    MCL_FUTURE would make the interpreter's later allocations fail (a
+    MemoryError), where memcached's memory is allocated up front."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    if os.geteuid() != 0 and hard != resource.RLIM_INFINITY:
+        log.warning("warning: -k invalid, mlockall() failed: the locked-memory limit is %d bytes", hard)
+        return
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (hard, hard))
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mlockall(MCL_CURRENT | MCL_FUTURE) != 0:
+        log.warning("warning: -k invalid, mlockall() failed: %s", os.strerror(ctypes.get_errno()))
+
+
+# <sys/mman.h> on Linux
+MCL_CURRENT, MCL_FUTURE = 1, 2
+
+
+def drop_privileges(user):
+    """-u, as memcached: as root, become `user` (its groups dropped first);
+    not root, -u is ignored. Root without -u is only warned of, unlike
+    memcached's refusal: containers and CI run as root. The error to
+    refuse with, or None."""
+    if os.getuid() != 0 and os.geteuid() != 0:
+        return None
+    if not user:
+        log.warning("running as root without -u (memcached refuses: can't run as root without the -u switch)")
+        return None
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        return f"can't find the user {user} to switch to"
+    try:
+        os.setgroups([])
+        os.setgid(pw.pw_gid)
+        os.setuid(pw.pw_uid)
+    except OSError as e:
+        return f"failed to assume identity of user {user}: {e.strerror}"
+    return None
+
+
 # the paths of the command line, made absolute before -d leaves the directory
 PATH_OPTIONS = ("data_dir", "unix_socket", "pidfile", "log_file", "tls_cert", "tls_key", "tls_ca", "auth_file", "sasl_file")
 
@@ -266,27 +313,38 @@ def main(argv, loop):
             log.error("cannot load the TLS certificate or key: %s", e)
             return 1
     try:
-        store = open_store(args)
-    except (DataDirError, ValueError) as e:
-        log.error("%s", e)
-        return 1
-    try:
         listener = listen(args)
     except OSError as e:
-        store.close()
         if args.unix_socket is not None:
-            # memcached's words and exit status
             log.error("failed to listen on UNIX socket: %s: %s", args.unix_socket, e.strerror or e)
-            return EX_OSERR
-        log.error("cannot listen on %s:%d: %s", args.listen, args.port, e.strerror)
-        return 1
+        else:
+            log.error("failed to listen on TCP port %d: %s (%s)", args.port, e.strerror or e, args.listen)
+        return EX_OSERR  # memcached's words and exit status
     owned = file_identity(args.unix_socket) if args.unix_socket is not None else None
+
+    def unlisten():
+        listener.close()
+        remove_socket_file(args.unix_socket, owned)
+
+    # -u: the port bound as root, the data dir opened as the user
+    refused = drop_privileges(args.user)
+    if refused:
+        unlisten()
+        log.error("%s", refused)
+        return EX_NOUSER if refused.startswith("can't find") else EX_OSERR
+    if args.lock_memory:
+        lock_memory()  # after -u, as memcached: the limit that then applies is the user's
+    try:
+        store = open_store(args)
+    except (DataDirError, ValueError) as e:
+        unlisten()
+        log.error("%s%s", e, f" (as user {args.user}: is the data dir theirs?)" if args.user else "")
+        return 1
     if args.pidfile:
         try:
             write_pidfile(args.pidfile)
         except OSError as e:
-            listener.close()
-            remove_socket_file(args.unix_socket, owned)
+            unlisten()
             store.close()
             log.error("cannot write the pid file %s: %s", args.pidfile, e.strerror)
             return 1

@@ -74,3 +74,22 @@ def slab_class(total):
         if total <= size:
             return i + 1
     return len(SLAB_SIZES)
+
+
+def shown_cas(session, cas):
+    """The cas a reply shows: the item's, or 0 under -C (memcached's
+    --disable-cas); the store keeps its own for restarts either way."""
+    return cas if session.server.settings.cas_enabled else 0
+
+
+# a cas no item has (the store's are positive): -C's non-zero request cas
+NO_MATCH = -1
+
+
+def compared_cas(session, cas):
+    """The cas a delete or an arithmetic compares (None: none): the
+    request's, or under -C what memcached's all-zero cas make of it: 0
+    matches every item, any other none."""
+    if session.server.settings.cas_enabled or cas is None:
+        return cas
+    return None if cas == 0 else NO_MATCH

@@ -17,7 +17,7 @@ import struct
 from store import Mode, NonNumeric, Result
 
 from .auth import check
-from .base import KEY_MAX_LENGTH, VERSION
+from .base import KEY_MAX_LENGTH, VERSION, compared_cas, shown_cas
 from .stats import general_stats, items_rows, settings_stats, slabs_rows
 from .storage import StorageRequest, drop_old_value
 
@@ -176,7 +176,10 @@ def get_or_touch(session, request):
         return error(session, request, KEY_ENOENT)
     value = b"" if command == TOUCH else item.value
     session.out.append(
-        packet(request, extras=struct.pack(">I", item.flags), key=key if with_key else b"", value=value, cas=item.cas)
+        packet(
+            request, extras=struct.pack(">I", item.flags), key=key if with_key else b"", value=value,
+            cas=shown_cas(session, item.cas),
+        )
     )
 
 
@@ -197,7 +200,7 @@ class Reply:
             # (memcached answers one); the cache holds what was just written
             store = session.store
             item = store.cache.items.get(request.key) or store.peek(request.key)
-            return success(session, request, cas=0 if item is None else item.cas)
+            return success(session, request, cas=0 if item is None else shown_cas(session, item.cas))
         if result is Result.EXISTS:
             status = KEY_EEXISTS
         elif result is Result.NOT_FOUND:
@@ -253,7 +256,7 @@ def delete(session, request):
     settings = session.server.settings
     if settings.detail_enabled:
         session.server.prefixes.record(key, settings.prefix_delimiter, 3)
-    done = session.store.delete(key, request.cas or None)
+    done = session.store.delete(key, compared_cas(session, request.cas or None))
     if done is Result.EXISTS:
         return error(session, request, KEY_EEXISTS)
     if not done:
@@ -271,7 +274,8 @@ def arithmetic(session, request):
     name = "incr" if incr else "decr"
     vivify = None if exptime == NO_CREATE else (initial, exptime)
     try:
-        done = session.store.arithmetic(request.key, delta, incr, request.cas or None, None, vivify)
+        cas = compared_cas(session, request.cas or None)
+        done = session.store.arithmetic(request.key, delta, incr, cas, None, vivify)
     except NonNumeric:
         return error(session, request, DELTA_BADVAL)
     if done.result is Result.NOT_FOUND:
@@ -281,7 +285,7 @@ def arithmetic(session, request):
         return error(session, request, KEY_EEXISTS)
     if not done.created:
         session.counters.bump(name + "_hits")  # (memcached counts no miss for a created item)
-    cas = 0 if done.item is None else done.item.cas
+    cas = 0 if done.item is None else shown_cas(session, done.item.cas)
     success(session, request, value=struct.pack(">Q", done.value), cas=cas)
 
 

@@ -12,7 +12,8 @@ import base64
 from store import Mode, NonNumeric, Result, absolute_expiry, parse_u64, record
 
 from .base import (
-    BAD_FORMAT, INT32_MAX, KEY_MAX_LENGTH, NON_NUMERIC, TOO_LARGE, slab_class, strtol32, strtoul32,
+    BAD_FORMAT, INT32_MAX, KEY_MAX_LENGTH, NON_NUMERIC, TOO_LARGE, compared_cas, shown_cas, slab_class, strtol32,
+    strtoul32,
 )
 from .storage import StorageRequest, refuse_too_large
 
@@ -75,7 +76,7 @@ class MetaRequest:
         answer = Answer(self.key, self.binary, None, 0)
         if result is Result.STORED:
             item = session.store.peek(self.key)
-            answer.cas = 0 if item is None else item.cas
+            answer.cas = 0 if item is None else shown_cas(session, item.cas)
         session.out.append(b" ".join([_MS_CODES[result]] + answer.flags_for(self.order, _MS_FLAGS)) + b"\r\n")
 
     def echo(self):
@@ -274,8 +275,8 @@ def meta_get(session, words):
             out.append(b"EN" + req.echo() + b"\r\n")
         return
     counters.bump(kind + "_hits")
-    a = Answer(item.key, item.has(record.KEY_BINARY), item, item.cas, 0 if created else item.exptime,
-               store.clock(), f, created)
+    a = Answer(item.key, item.has(record.KEY_BINARY), item, shown_cas(session, item.cas),
+               0 if created else item.exptime, store.clock(), f, created)
     a.had_token = not created and item.has(record.TOKEN_SENT)
     parts = [b"VA %d" % len(item.value) if "v" in f else b"HD"] + a.flags_for(req.order, _MG_FLAGS)
     won = a.won
@@ -344,7 +345,7 @@ def meta_delete(session, words):
     f = req.flags
     invalidate = "I" in f
     done = session.store.delete(
-        req.key, f.get("C"), invalidate=invalidate,
+        req.key, compared_cas(session, f.get("C")), invalidate=invalidate,
         exptime=f.get("T") if invalidate else None, new_cas=f.get("E"), keep_empty="x" in f,
     )
     if done is Result.EXISTS or not done:
@@ -374,7 +375,8 @@ def meta_arithmetic(session, words):
         vivify = (f.get("J", 0), f[req.last_of("N", "T")])
     store = session.store
     try:
-        done = store.arithmetic(req.key, f.get("D", 1), incr, f.get("C") or None, f.get("T"), vivify, f.get("E"))
+        cas = compared_cas(session, f.get("C") or None)
+        done = store.arithmetic(req.key, f.get("D", 1), incr, cas, f.get("T"), vivify, f.get("E"))
     except NonNumeric:
         return out.append(NON_NUMERIC)
     # memcached finds a too long opaque only while replying, after the change
@@ -391,7 +393,8 @@ def meta_arithmetic(session, words):
         if "q" in f:
             return
     digits = b"%d" % done.value
-    a = Answer(req.key, req.binary, done.item, done.item.cas, done.exptime_before, store.clock(), f, done.created)
+    a = Answer(req.key, req.binary, done.item, shown_cas(session, done.item.cas), done.exptime_before, store.clock(), f,
+               done.created)
     parts = [b"VA %d" % len(digits) if "v" in f else b"HD"] + a.flags_for(req.order, _MA_FLAGS)
     line = b" ".join(parts) + b"\r\n"
     out.append(line + digits + b"\r\n" if "v" in f else line)

@@ -4,7 +4,7 @@ plain-get fast path calls `retrieve_keys` directly."""
 
 from store import StoreError
 
-from .base import BAD_EXPTIME, BAD_FORMAT, END, INFINITY, KEY_MAX_LENGTH, strtol32
+from .base import BAD_EXPTIME, BAD_FORMAT, END, INFINITY, KEY_MAX_LENGTH, shown_cas, strtol32
 
 # Keys a multi-get looks up before the other connections get a turn (when the
 # reactor sets limits): a few times a typical multi-get.
@@ -81,7 +81,8 @@ def retrieve_keys(session, keys, with_cas, exptime, start=0):
                 if size < 4096:
                     # one part to join, not three
                     if with_cas:
-                        part = b"VALUE %s %d %d %d\r\n%s\r\n" % (key, item.flags, size, item.cas, value)
+                        cas = shown_cas(session, item.cas)
+                        part = b"VALUE %s %d %d %d\r\n%s\r\n" % (key, item.flags, size, cas, value)
                     else:
                         part = b"VALUE %s %d %d\r\n%s\r\n" % (key, item.flags, size, value)
                     parts.append(part)
@@ -89,7 +90,7 @@ def retrieve_keys(session, keys, with_cas, exptime, start=0):
                 else:
                     # a large value is copied once, by the join
                     if with_cas:
-                        head = b"VALUE %s %d %d %d\r\n" % (key, item.flags, size, item.cas)
+                        head = b"VALUE %s %d %d %d\r\n" % (key, item.flags, size, shown_cas(session, item.cas))
                     else:
                         head = b"VALUE %s %d %d\r\n" % (key, item.flags, size)
                     parts += (head, value, b"\r\n")

@@ -142,7 +142,7 @@ def settings_stats(server):
         ("inter", st.listen),
         ("verbosity", st.verbosity),
         ("evictions", "on"),
-        ("cas_enabled", "yes"),
+        ("cas_enabled", "yes" if st.cas_enabled else "no"),
         ("item_size_max", s.item_size_max),
         ("flush_enabled", "yes" if st.flush_enabled else "no"),
         ("shutdown_command", "yes" if st.shutdown_enabled else "no"),

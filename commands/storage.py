@@ -50,7 +50,13 @@ class StorageRequest:
         mode, key = self.mode, self.key
         options = {} if meta is None else meta.store_options
         try:
-            result = session.store.store(mode, key, self.flags, self.exptime, block[:-2], self.cas_unique, **options)
+            if mode is Mode.CAS and not session.server.settings.cas_enabled:
+                # -C: no cas matches, as memcached's (cas, ms C<n>, a binary set with a cas)
+                result = Result.NOT_FOUND if session.store.peek(key) is None else Result.EXISTS
+            else:
+                result = session.store.store(
+                    mode, key, self.flags, self.exptime, block[:-2], self.cas_unique, **options
+                )
         except DiskFull:
             if mode is Mode.SET:
                 drop_old_value(session, key)  # as memcached: no stale value after a refused set

@@ -522,6 +522,24 @@ def spawn_mclite() -> Iterable[Callable[..., ServerProcess]]:
     stop_all(spawned)
 
 
+@pytest.fixture
+def spawn_memcached() -> Iterable[Callable[..., ServerProcess]]:
+    """Factory: ``spawn_memcached(extra_args=())`` starts the real memcached
+    without waiting for it to listen (for its refusals); stopped by PID at
+    the end of the test; skips when it is not installed."""
+    if MEMCACHED_BIN is None:
+        pytest.skip(NO_MEMCACHED)
+    spawned: List[ServerProcess] = []
+
+    def spawn(extra_args: Sequence[str] = ()):
+        server = ServerProcess("memcached", extra_args=extra_args)
+        spawned.append(server)
+        return server.spawn()
+
+    yield spawn
+    stop_all(spawned)
+
+
 @pytest.fixture(scope="module")
 def memcached() -> Iterable[ServerProcess]:
     """The real memcached 1.6, one per module; skips when it is not installed."""

@@ -248,3 +248,26 @@ def test_an_exptime_is_cut_to_32_bits_like_a_c_int(session, clock):
     assert session.feed(b"get k\r\n") == hit(b"k", b"a")
     clock.advance(1)
     assert session.feed(b"get k\r\n") == END
+
+
+# -- -C (--disable-cas): memcached's replies, the store's own cas kept ---------
+
+
+def test_under_C_gets_shows_cas_0_and_the_store_keeps_its_own(session, store):
+    session.server.settings.cas_enabled = False
+    session.feed(set_cmd(b"k", b"v"))
+    assert session.feed(b"gets k\r\n") == b"VALUE k 0 1 0\r\nv\r\nEND\r\n"
+    assert store.peek(b"k").cas > 0
+
+
+def test_under_C_a_cas_on_an_existing_key_is_exists_whatever_its_token(session, store):
+    session.server.settings.cas_enabled = False
+    session.feed(set_cmd(b"k", b"v"))
+    token = store.peek(b"k").cas
+    assert session.feed(b"cas k 0 0 1 %d\r\nw\r\n" % token) == b"EXISTS\r\n"
+    assert store.peek(b"k").value == b"v"
+
+
+def test_under_C_a_cas_on_a_missing_key_is_not_found(session):
+    session.server.settings.cas_enabled = False
+    assert session.feed(b"cas k 0 0 1 0\r\nw\r\n") == b"NOT_FOUND\r\n"

@@ -555,3 +555,33 @@ def test_d_returns_at_once_and_leaves_a_daemon_serving_that_P_names(tmp_path, fr
     finally:
         os.kill(pid, signal.SIGTERM)
     wait_for(lambda: not pidfile.exists(), what="the pid file removed at the clean exit")
+
+
+def _status_field(pid, name):
+    with open("/proc/%d/status" % pid) as f:
+        return next(line.split()[1:] for line in f if line.startswith(name + ":"))
+
+
+@ours_only
+@pytest.mark.skipif(os.geteuid() != 0, reason="-u switches users only as root")
+def test_u_runs_the_server_as_that_user_after_binding(start_mclite, connect):
+    import pwd
+    import shutil
+    import tempfile
+
+    data_dir = tempfile.mkdtemp(prefix="mclite-u-")  # outside pytest's root-only tmp tree
+    try:
+        os.chown(data_dir, pwd.getpwnam("nobody").pw_uid, -1)
+        server = start_mclite(data_dir=data_dir, extra_args=["-u", "nobody"])
+        assert connect(server).exchange(b"set k 0 0 1\r\nv\r\n") == b"STORED\r\n"
+        assert _status_field(server.pid, "Uid") == [str(pwd.getpwnam("nobody").pw_uid)] * 4
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@ours_only
+@pytest.mark.skipif(os.geteuid() != 0, reason="an unlimited mlockall needs root")
+def test_k_locks_the_servers_memory(start_mclite, connect):
+    server = start_mclite(extra_args=["-k"])
+    connect(server).assert_in_step()
+    assert int(_status_field(server.pid, "VmLck")[0]) > 0
