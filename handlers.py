@@ -107,6 +107,7 @@ class Settings:
         self.verbosity = 0
         self.shutdown_enabled = False  # -A
         self.flush_enabled = True  # -F turns it off
+        self.watch_enabled = True  # -W turns it off
         self.idle_timeout = 0  # -o idle_timeout=N; 0: never
         self.tcp_backlog = 1024  # the listening socket's backlog (memcached's -b)
         self.reqs_per_event = REQS_PER_EVENT  # -R

@@ -132,6 +132,7 @@ OPTIONS = (
     )),
     (("-A", "--enable-shutdown"), dict(action="store_true", help="enable the 'shutdown [graceful]' command")),
     (("-F", "--disable-flush-all"), dict(action="store_true", help="refuse flush_all")),
+    (("-W", "--disable-watch"), dict(action="store_true", help="refuse the watch command")),
     (("-o", "--extended"), dict(
         action="append", default=[], metavar="OPT=VALUE,...",
         help="memcached's suboptions: idle_timeout=N (close connections idle N seconds), "
@@ -408,6 +409,7 @@ def make_settings(args):
     settings.verbosity = args.verbose
     settings.shutdown_enabled = args.enable_shutdown
     settings.flush_enabled = not args.disable_flush_all
+    settings.watch_enabled = not args.disable_watch
     settings.idle_timeout = args.idle_timeout
     settings.reqs_per_event = args.max_reqs_per_event
     settings.tcp_backlog = args.listen_backlog

@@ -34,10 +34,10 @@ by the session, in one place; a command never catches one to reply itself.
 This package imports neither `handlers` nor `reactor`.
 """
 
-from . import admin, auth, binary, dumps, meta, modify, retrieval, stats, storage
+from . import admin, auth, binary, dumps, meta, modify, retrieval, stats, storage, watch
 
 COMMANDS = {}
-for _family in (storage, retrieval, modify, admin, stats, dumps, meta):
+for _family in (storage, retrieval, modify, admin, stats, dumps, meta, watch):
     COMMANDS.update(_family.COMMANDS)
 
-__all__ = ["COMMANDS", "admin", "auth", "binary", "dumps", "meta", "modify", "retrieval", "stats", "storage"]
+__all__ = ["COMMANDS", "admin", "auth", "binary", "dumps", "meta", "modify", "retrieval", "stats", "storage", "watch"]

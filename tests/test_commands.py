@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import commands  # noqa: E402
 import handlers  # noqa: E402
-from commands import admin, auth, dumps, meta, modify, retrieval, stats, storage  # noqa: E402
+from commands import admin, auth, dumps, meta, modify, retrieval, stats, storage, watch  # noqa: E402
 from commands.base import BAD_FORMAT, KEY_MAX_LENGTH  # noqa: E402
 
 from replies import ERROR  # noqa: E402
@@ -24,7 +24,7 @@ from sessions import set_cmd, store  # noqa: E402,F401
 
 pytestmark = pytest.mark.usefixtures("no_fsync")
 
-FAMILIES = (storage, retrieval, modify, admin, stats, dumps, meta)
+FAMILIES = (storage, retrieval, modify, admin, stats, dumps, meta, watch)
 
 
 def exists(session, words):
