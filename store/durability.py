@@ -292,8 +292,10 @@ class Durability:
         finished, or one run here); raises OSError if it failed. With the
         helper, the timer only starts a barrier; a later call sees it end
         (or the watchdog give it up)."""
-        passed = self._finish_background(wait=force)
-        if self.syncer is not None and self.syncer.running:
+        syncer = self.syncer
+        # (the helper's test written out: this runs once a loop iteration)
+        passed = syncer is not None and syncer.running and self._finish_background(wait=force)
+        if syncer is not None and syncer.running:
             # One barrier in flight at a time, even on a disk slower than the
             # timer: a second one asked for now would be answered by the
             # first's reply, and the spares released since it began would be

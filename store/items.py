@@ -198,7 +198,7 @@ class Store:
         fs=None,
     ):
         # unix time that a step of the wall clock does not move (store/clock.py)
-        self.clock = clock or Clock()
+        self.clock = clock or Clock().now
         self.max_disk = max_disk  # bytes of item records, like `bytes`; None: no quota
         self.disk_policy = disk_policy
         self.evictions = 0  # files removed to stay under max_disk
