@@ -198,7 +198,10 @@ class Store:
         fs=None,
     ):
         # unix time that a step of the wall clock does not move (store/clock.py)
-        self.clock = clock or Clock().now
+        self.clock = clock or Clock()
+        # the same time as a plain function, for the read path (a third
+        # cheaper a call than the Clock's __call__)
+        self._now = self.clock.now if isinstance(self.clock, Clock) else self.clock
         self.max_disk = max_disk  # bytes of item records, like `bytes`; None: no quota
         self.disk_policy = disk_policy
         self.evictions = 0  # files removed to stay under max_disk
@@ -295,7 +298,7 @@ class Store:
         state = self.state
         accessed = self._accessed
         durability = self.durability
-        now = self.clock()
+        now = self._now()
         for i in range(start, len(keys)):
             key = keys[i]
             item = memory.get(key)
@@ -360,7 +363,7 @@ class Store:
                 item = self._read(key)
                 if item is None:
                     return None
-        now = self.clock()
+        now = self._now()
         exptime = item.exptime
         if (not exptime or exptime > now) and not self.state.is_flushed(item.cas, item.stored, now):
             return item  # alive: the common case, without _death's call
