@@ -269,6 +269,17 @@ class Durability:
             self._dirty_files.add(path)
             self._dirty_dirs.update(dirs)
 
+    def displaced(self, path, spare):
+        """The file at an item's path moved to `spare` in tmp/ (everysec
+        with a barrier by paths): if its record was written since the last
+        barrier, the next one must fsync it where it now is. Otherwise the
+        barrier would pass over it, and the spare pool, which takes a passed
+        barrier to cover every write before it, would book the file as
+        holding that record while on disk it may still hold an older one."""
+        dirty = self._dirty_files
+        if path in dirty:
+            dirty.add(spare)
+
     def removed(self, dirs):
         """A file was unlinked (everysec and no)."""
         self.dirty = True

@@ -218,6 +218,8 @@ class Store:
             self.durability.barrier_started = self.dir.spares.barrier_started
             self.durability.barrier_passed = self.dir.spares.barrier_passed
             self.dir.barrier = self.durability.sync_now
+            if fsync == EVERYSEC and self.durability.barrier.needs_paths:
+                self.dir.displaced = self.durability.displaced
             self.state = PersistentState(self.dir)
             restored = restore_from_spares(self.dir)  # before tmp/ is cleared
             self.restored = len(restored)

@@ -267,9 +267,11 @@ PROBE = b"probe:cas"
 class History:
     """One seeded history of one level, its cuts and their checks."""
 
-    def __init__(self, seed, level, metadata=ORDERED, auto_da_alloc=False, states=25, iterations=60):
+    def __init__(self, seed, level, metadata=ORDERED, auto_da_alloc=False, states=25, iterations=60,
+                 method="auto"):
         self.seed = seed
         self.level = level
+        self.method = method  # --fsync-method: syncfs (auto) or fsync of each path written
         self.rng = random.Random(seed)
         self.budget = states
         self.iterations = iterations
@@ -305,6 +307,7 @@ class History:
             fs,
             opened=opened,
             level=self.level,
+            method=self.method,
             clock=self.time.wall,
             background_sync=self.level == EVERYSEC,
             fresh_spares=4,
@@ -638,14 +641,15 @@ class Summary:
         )
 
 
-def campaign(level, states, seed, metadata=ORDERED, auto_da_alloc=False, per_history=25, history=None):
+def campaign(level, states, seed, metadata=ORDERED, auto_da_alloc=False, per_history=25, history=None,
+             method="auto"):
     """Histories of `level` until `states` crash states were checked."""
     summary = Summary(level, metadata)
     i = 0
     while summary.states < states:
         h_seed = history if history is not None else history_seed(seed, level, i)
         budget = min(per_history, states - summary.states)
-        summary.add(History(h_seed, level, metadata, auto_da_alloc, states=budget).run())
+        summary.add(History(h_seed, level, metadata, auto_da_alloc, states=budget, method=method).run())
         i += 1
         if history is not None:
             break
@@ -659,6 +663,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--metadata", choices=METADATA_MODES, default=ORDERED)
     p.add_argument("--auto-da-alloc", action="store_true")
+    p.add_argument("--fsync-method", choices=("auto", "syncfs", "fsync"), default="auto",
+                   help="the store's barrier: syncfs (auto) or an fsync of each path written")
     p.add_argument("--history", type=int, help="run this one history seed (a violation names it)")
     p.add_argument("--show", type=int, default=20, help="violations printed per level")
     p.add_argument("--verbose", action="store_true", help="the store's log lines (restores, quarantines)")
@@ -669,13 +675,15 @@ def main(argv=None):
     levels = LEVELS if args.level == "all" else (args.level,)
     bad = 0
     for level in levels:
-        s = campaign(level, args.states, args.seed, args.metadata, args.auto_da_alloc, history=args.history)
+        s = campaign(level, args.states, args.seed, args.metadata, args.auto_da_alloc, history=args.history,
+                     method=args.fsync_method)
         if args.trace:
             print("\n".join(s.log))
         print(s.line(), flush=True)
         for v in s.violations[: args.show]:
             print(f"  {level}: {v}  [--level {level} --metadata {args.metadata}"
-                  f"{' --auto-da-alloc' if args.auto_da_alloc else ''}]")
+                  f"{' --auto-da-alloc' if args.auto_da_alloc else ''}"
+                  f"{' --fsync-method ' + args.fsync_method if args.fsync_method != 'auto' else ''}]")
         bad += len(s.violations)
     return 1 if bad else 0
 
