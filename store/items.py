@@ -926,7 +926,8 @@ class Store:
         try:
             files = self.dir.bucket_files(bucket)
         except OSError as e:
-            log.error("cannot list bucket %s: %s", bucket, e)
+            # (a failing disk fails every bucket of a walk: rate-limited)
+            self.throttle.log(("list", e.errno), log, logging.ERROR, "cannot list bucket %s: %s", bucket, e)
             return
         for path, size in files:
             self.items_checked += 1
@@ -967,7 +968,7 @@ class Store:
             try:
                 removed = self.dir.remove(path, size)
             except OSError as e:
-                log.error("cannot remove %s: %s", path, e)
+                self.throttle.log(("remove", e.errno), log, logging.ERROR, "cannot remove %s: %s", path, e)
                 continue
             if removed:
                 self.reclaimed += 1
@@ -1019,7 +1020,7 @@ class Store:
         try:
             files = self.dir.bucket_heads(bucket, _HEADER_AND_KEY)
         except OSError as e:
-            log.error("cannot list bucket %s: %s", bucket, e)
+            self.throttle.log(("list", e.errno), log, logging.ERROR, "cannot list bucket %s: %s", bucket, e)
             return []
         now = self.clock()
         heads = []
