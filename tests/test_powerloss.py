@@ -365,6 +365,20 @@ def test_everysec_fsync_method_a_spare_displaced_in_its_window_never_brings_back
     assert out <= {None, b"v3" * 600}
 
 
+@pytest.mark.xfail(strict=True, reason="open: restore orders a key's records by cas, and `ms E<cas>` can move a "
+                   "key's cas backwards (a store-wide write sequence in the record would order them)")
+def test_everysec_a_client_cas_below_an_older_record_s_never_brings_that_record_back(ticking):
+    fs = data_dir_made_durable("ordered")
+    store = everysec_store(fs)
+    assert store.store(Mode.SET, b"k", 0, 0, b"v1" * 100, new_cas=1000).name == "STORED"
+    set_(store, b"k", b"v2" * 100)  # cas 1001; v1's record (cas 1000) a spare
+    barrier_passes(store, fs, ticking)
+    assert store.store(Mode.SET, b"k", 0, 0, b"v3" * 100, new_cas=5).name == "STORED"
+    barrier_passes(store, fs, ticking)  # v3 is durable
+    set_(store, b"k", b"v4" * 600)
+    assert served_after_cuts(fs, b"k", range(200)) <= {b"v3" * 100, b"v4" * 600}
+
+
 def k_spare_written_over_for_j(store, fs, ticking):
     # k's record a ready spare after k's durable delete; j's next write goes into it
     set_(store, b"j", b"j0" * 300)
