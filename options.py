@@ -14,6 +14,7 @@ of EXTENDED.
 
 import argparse
 import os
+import re
 import ssl
 import urllib.parse
 import sys
@@ -21,14 +22,51 @@ import sys
 import handlers
 from store import DISK_POLICIES, EVERYSEC, LEVELS, METHODS, WATCHDOG
 
+# where the server listens without -l (memcached: every interface)
+LOOPBACK = "127.0.0.1"
+
 # memcached's ssl_verify_mode: none, request, require, once (as require here)
 VERIFY_MODES = {0: ssl.CERT_NONE, 1: ssl.CERT_OPTIONAL, 2: ssl.CERT_REQUIRED, 3: ssl.CERT_REQUIRED}
 
 
-LICENSE = (
-    "memcached-lite: a memcached 1.6.18-compatible server in Python. The protocol it speaks and the "
-    "messages it copies are memcached's (BSD 3-clause, Copyright (c) 2003 Danga Interactive, Inc.)."
-)
+# -i: memcached 1.6.18's usage_license() text (its LICENSE, as memcached prints
+# it), under a line of memcached-lite's own
+LICENSE = """memcached-lite: a memcached 1.6.18-compatible server in Python; the protocol it speaks and
+the messages it copies are memcached's, under memcached's license:
+
+memcached 1.6.18
+
+Copyright (c) 2003, Danga Interactive, Inc. <http://www.danga.com/>
+All rights reserved.
+
+Redistribution and use in source and binary forms, with or without
+modification, are permitted provided that the following conditions are
+met:
+
+    * Redistributions of source code must retain the above copyright
+notice, this list of conditions and the following disclaimer.
+
+    * Redistributions in binary form must reproduce the above
+copyright notice, this list of conditions and the following disclaimer
+in the documentation and/or other materials provided with the
+distribution.
+
+    * Neither the name of the Danga Interactive nor the names of its
+contributors may be used to endorse or promote products derived from
+this software without specific prior written permission.
+
+THIS SOFTWARE IS PROVIDED BY THE COPYRIGHT HOLDERS AND CONTRIBUTORS
+"AS IS" AND ANY EXPRESS OR IMPLIED WARRANTIES, INCLUDING, BUT NOT
+LIMITED TO, THE IMPLIED WARRANTIES OF MERCHANTABILITY AND FITNESS FOR
+A PARTICULAR PURPOSE ARE DISCLAIMED. IN NO EVENT SHALL THE COPYRIGHT
+OWNER OR CONTRIBUTORS BE LIABLE FOR ANY DIRECT, INDIRECT, INCIDENTAL,
+SPECIAL, EXEMPLARY, OR CONSEQUENTIAL DAMAGES (INCLUDING, BUT NOT
+LIMITED TO, PROCUREMENT OF SUBSTITUTE GOODS OR SERVICES; LOSS OF USE,
+DATA, OR PROFITS; OR BUSINESS INTERRUPTION) HOWEVER CAUSED AND ON ANY
+THEORY OF LIABILITY, WHETHER IN CONTRACT, STRICT LIABILITY, OR TORT
+(INCLUDING NEGLIGENCE OR OTHERWISE) ARISING IN ANY WAY OUT OF THE USE
+OF THIS SOFTWARE, EVEN IF ADVISED OF THE POSSIBILITY OF SUCH DAMAGE.
+"""
 
 
 def default_data_dir(port, unix_socket=None):
@@ -41,8 +79,48 @@ def default_data_dir(port, unix_socket=None):
     return os.path.join(base, "memcached-lite", str(port))
 
 
+_INTEGER = re.compile(r"\s*([+-]?\d+)")
+_REAL = re.compile(r"\s*([+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|nan))", re.IGNORECASE)
+
+
+def wrap_int(value):
+    """A C int's value: the low 32 bits, signed."""
+    return (value + (1 << 31)) % (1 << 32) - (1 << 31)
+
+
+def atoi(text):
+    """C's atoi, as memcached reads most numbers (-p -c -m -U -R -b -t -n -N,
+    -o idle_timeout): leading blanks, a sign, the digits there are; none is
+    0 ("abc" is 0, "12ab" 12), and a long's overflow clamps, then wraps to an int."""
+    found = _INTEGER.match(text)
+    if not found:
+        return 0
+    return wrap_int(max(-(1 << 63), min((1 << 63) - 1, int(found.group(1)))))
+
+
+def atof(text):
+    """C's atof (memcached's -f): the number at the start, else 0.0."""
+    found = _REAL.match(text)
+    return float(found.group(1)) if found else 0.0
+
+
+def item_size(text):
+    """memcached's -I, as it reads it: a k/K or m/M at the end multiplies
+    (in a C int: 4096m wraps to 0), anything else is atoi's bytes (`2g` is 2)."""
+    units = {"k": 1 << 10, "m": 1 << 20}
+    if text and text[-1].lower() in units:
+        return wrap_int(atoi(text[:-1]) * units[text[-1].lower()])
+    return atoi(text)
+
+
+def memory_bytes(megabytes):
+    """memcached's -m in bytes: ((size_t)atoi(optarg)) * 1024 * 1024, so -1
+    is all but 1 MiB of 2**64, a cache with no bound."""
+    return (megabytes % (1 << 64)) * (1 << 20) % (1 << 64)
+
+
 def parse_size(text):
-    """memcached's -I: bytes, or with a k/m (or g) suffix."""
+    """--max-disk: bytes, or with a k/m/g suffix."""
     units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
     text = text.strip().lower()
     try:
@@ -91,10 +169,28 @@ def sasl_file(path):
     return auth_file(path)
 
 
+class PrintAndExit(argparse.Action):
+    """-i: print `text` as it is (argparse's version action would reflow
+    it) and exit 0."""
+
+    def __init__(self, option_strings, dest, text, help=None):
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, help=help)
+        self.text = text
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        sys.stdout.write(self.text)
+        parser.exit(0)
+
+
 # (flags, argparse keywords): the parser is built from this table, in its order
 OPTIONS = (
-    (("-p", "--port"), dict(type=int, default=11211, help="TCP port to listen on (default: 11211)")),
-    (("-l", "--listen"), dict(default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")),
+    (("-p", "--port"), dict(
+        type=atoi, default=None,
+        help="TCP port to listen on (default: 11211); 0: no TCP port, -1: one the kernel picks, as memcached",
+    )),
+    (("-l", "--listen"), dict(
+        default=None, help="interface to listen on (default: 127.0.0.1; memcached's is every interface)",
+    )),
     (("-s", "--unix-socket"), dict(
         default=None, metavar="PATH",
         help="listen on this unix-domain socket instead of TCP (-p and -l are then unused); "
@@ -105,15 +201,17 @@ OPTIONS = (
         help="the unix socket file's access mode, in octal as chmod's (default: 0700)",
     )),
     (("-c", "--conn-limit"), dict(
-        type=int, default=1024,
+        type=atoi, default=1024,
         help="max simultaneous connections; more are answered 'ERROR Too many open connections' "
         "and closed (default: 1024)",
     )),
     (("-m", "--memory-limit"), dict(
-        type=int, default=64, help="MB of items kept in memory in front of the files (default: 64)",
+        type=atoi, default=64, help="MB of items kept in memory in front of the files (default: 64)",
     )),
     (("-I", "--max-item-size"), dict(
-        type=parse_size, default=1 << 20, help="largest item, e.g. 1m or 512k (default: 1m)",
+        type=item_size, default=1 << 20,
+        help="largest item, e.g. 1m or 512k: a multiple of 512k (memcached's slab_chunk_max), at most half "
+        "of -m (default: 1m)",
     )),
     (("--data-dir",), dict(
         help="where items are kept (default: $XDG_DATA_HOME/memcached-lite/<port>, "
@@ -140,11 +238,11 @@ OPTIONS = (
         f"(everysec's helper barrier unanswered this long is given up and the helper restarted; default {WATCHDOG:g})",
     )),
     (("-R", "--max-reqs-per-event"), dict(
-        type=int, default=handlers.REQS_PER_EVENT,
+        type=atoi, default=handlers.REQS_PER_EVENT,
         help="commands a connection runs before the others get a turn (default: 20)",
     )),
     (("-b", "--listen-backlog"), dict(
-        type=int, default=1024, help="the listening socket's backlog queue limit (default: 1024)",
+        type=atoi, default=1024, help="the listening socket's backlog queue limit (default: 1024)",
     )),
     (("-d", "--daemon"), dict(
         action="store_true", help="run as a daemon: the command returns once it has forked (use with -P)",
@@ -153,7 +251,7 @@ OPTIONS = (
         action="version", version=f"memcached {handlers.VERSION}", help="print the version and exit, as memcached",
     )),
     (("-i", "--license"), dict(
-        action="version", version=LICENSE, help="print the license and exit, as memcached's -i",
+        action=PrintAndExit, text=LICENSE, help="print memcached's license and exit 0, as memcached's -i",
     )),
     (("-C", "--disable-cas"), dict(
         action="store_true",
@@ -171,7 +269,9 @@ OPTIONS = (
         action="store_true", help="raise the core file size limit to its hard limit, as memcached's -r",
     )),
     (("-U", "--udp-port"), dict(
-        type=int, default=0, help="UDP port: memcached-lite serves no UDP, so only 0 (off, memcached's default)",
+        type=atoi, default=0,
+        help="UDP port: memcached-lite serves no UDP, so only 0 (off, memcached's default); "
+        "another fails as memcached's failure to bind it (exit 71), but under -s (no ports at all)",
     )),
     (("-Z", "--enable-ssl"), dict(action="store_true", help="TLS on the listening port (needs --tls-cert)")),
     (("--tls-cert",), dict(help="certificate chain, PEM (-o ssl_chain_cert=)")),
@@ -250,63 +350,137 @@ NOT_APPLICABLE_EXTENDED = frozenset(
     ssl_min_version""".split()
 )
 
+def given(name, convert, missing="Missing {} argument"):
+    """A -o suboption's converter: memcached's "Missing ... argument" when it
+    came with no `=` (getsubopt's NULL value), else convert(value)."""
+
+    def read(value):
+        if value is None:
+            raise argparse.ArgumentTypeError(missing.format(name))
+        return convert(value)
+
+    return read
+
+
+def safe_strtol(name):
+    """memcached's safe_strtol: a whole number (blanks after it allowed), or
+    "could not parse argument to <name>"."""
+
+    def read(value):
+        try:
+            return int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"could not parse argument to {name}") from None
+
+    return read
+
+
 # memcached's -o suboptions that memcached-lite has (the others are refused):
-# name -> (the attribute it sets, its type, the default). A suboption that
-# has a long option too (ssl_chain_cert is --tls-cert) gives way to it.
+# name -> (the attribute it sets, its converter, the default). A suboption
+# that has a long option too (ssl_chain_cert is --tls-cert) gives way to it.
 EXTENDED = {
-    "idle_timeout": ("idle_timeout", int, 0),
-    "ssl_chain_cert": ("tls_cert", str, None),
-    "ssl_key": ("tls_key", str, None),
-    "ssl_ca_cert": ("tls_ca", str, None),
-    "ssl_verify_mode": ("tls_verify_mode", int, 0),
+    # memcached: atoi, and a negative one never fires (an unsigned compare), as 0
+    "idle_timeout": ("idle_timeout", given("idle_timeout", atoi, "Missing numeric argument for {}"), 0),
+    "ssl_chain_cert": ("tls_cert", given("ssl_chain_cert", str), None),
+    "ssl_key": ("tls_key", given("ssl_key", str), None),
+    "ssl_ca_cert": ("tls_ca", given("ssl_ca_cert", str), None),
+    "ssl_verify_mode": ("tls_verify_mode", given("ssl_verify_mode", safe_strtol("ssl_verify_mode")), 0),
     # memcached-lite's own, in memcached's manner of tunables
-    "fsync_watchdog": ("fsync_watchdog", float, WATCHDOG),
+    "fsync_watchdog": ("fsync_watchdog", given("fsync_watchdog", float), WATCHDOG),
 }
 
 # memcached's exit statuses for a refused command line: 1 where it returns 1
-# or getopt refuses, 64 (sysexits' EX_USAGE) where it exits EX_USAGE
-FAILURE, EX_USAGE = 1, 64
+# or getopt refuses, 64 (sysexits' EX_USAGE) where it exits EX_USAGE, 71
+# (EX_OSERR) where it cannot listen
+FAILURE, EX_USAGE, EX_OSERR = 1, 64, 71
 
-# (refused when true, the message, the exit status), tried in this order once
-# all is parsed; the messages and statuses are memcached's where it refuses too
+# memcached's slab geometry, which -I must fit: 1 MiB pages cut into chunks of
+# at most slab_chunk_max (half a page unless -o slab_chunk_max= or no_modern)
+SLAB_PAGE_SIZE = 1 << 20
+ITEM_SIZE_MAX_LOWER, ITEM_SIZE_MAX_UPPER = 1024, 1 << 30
+
+# (refused when true, the message (str.format of the namespace), the exit
+# status), tried in this order once all is parsed: memcached's rules, its
+# messages and statuses (its getopt loop's refusals, then the checks after it),
+# and a few of memcached-lite's own
 CHECKS = (
     (lambda a: a.prefix_delimiter == b"", "No delimiter specified", FAILURE),
-    (lambda a: not 0 < a.port < 65536, "ERROR: Invalid port number {port}.", EX_USAGE),
+    (lambda a: a.conn_limit <= 0, "Maximum connections must be greater than 0", FAILURE),
+    # memcached refuses only 0, and with a negative -R answers no command at all
+    (lambda a: a.max_reqs_per_event <= 0, "Number of requests per event must be greater than 0", FAILURE),
+    (lambda a: a.factor <= 1.0, "Factor must be greater than 1", FAILURE),
+    (lambda a: a.chunk_size == 0, "Chunk size must be greater than 0", FAILURE),
+    (lambda a: a.threads <= 0, "Number of threads must be greater than 0", FAILURE),
+    (lambda a: a.napi_ids is not None and a.napi_ids <= 0, "Maximum number of NAPI IDs must be greater than 0", FAILURE),
     (lambda a: a.unix_socket == "", "-s needs the path of the socket file", FAILURE),
     (
         lambda a: a.unix_socket is not None and len(os.fsencode(a.unix_socket)) > UNIX_PATH_MAX,
         f"-s: a unix socket's path is at most {UNIX_PATH_MAX} bytes", FAILURE,
     ),
-    (lambda a: a.max_reqs_per_event <= 0, "Number of requests per event must be greater than 0", FAILURE),
-    (lambda a: a.udp_port != 0, "-U: memcached-lite serves no UDP; give -U 0 (or leave it out)", EX_USAGE),
-    (lambda a: a.conn_limit < 1, "Maximum connections must be greater than 0", FAILURE),
-    (lambda a: a.memory_limit < 1, "Cannot set item size limit higher than 1/2 of memory max.", EX_USAGE),
-    (lambda a: a.max_item_size < 1024, "Item max size cannot be less than 1024 bytes.", EX_USAGE),
-    (lambda a: a.max_item_size > 1 << 30, "Cannot set item size limit higher than a gigabyte.", EX_USAGE),
-    (lambda a: a.idle_timeout < 0, "-o idle_timeout must be 0 (off) or a number of seconds", FAILURE),
     (lambda a: not a.fsync_watchdog > 0, "-o fsync_watchdog must be a positive number of seconds", FAILURE),
     (
         lambda a: a.tls_verify_mode not in VERIFY_MODES,
         "Invalid ssl_verify_mode. Use help to see valid options.", FAILURE,
     ),
     (
+        lambda a: (a.napi_ids or 0) > a.threads,
+        "Number of napi_ids({napi_ids}) cannot be greater than number of threads({threads})", EX_USAGE,
+    ),
+    (lambda a: a.max_item_size < ITEM_SIZE_MAX_LOWER, "Item max size cannot be less than 1024 bytes.", EX_USAGE),
+    (
+        lambda a: a.max_item_size > a.memory_bytes // 2,
+        "Cannot set item size limit higher than 1/2 of memory max.", EX_USAGE,
+    ),
+    (
+        lambda a: a.max_item_size > ITEM_SIZE_MAX_UPPER,
+        "Cannot set item size limit higher than a gigabyte.", EX_USAGE,
+    ),
+    (
+        lambda a: a.slab_chunk_max > a.max_item_size,
+        "slab_chunk_max (bytes: {slab_chunk_max}) cannot be larger than -I (item_size_max {max_item_size})",
+        EX_USAGE,
+    ),
+    (
+        lambda a: a.slab_chunk_max > 0 and a.max_item_size % a.slab_chunk_max,
+        "-I (item_size_max: {max_item_size}) must be evenly divisible by slab_chunk_max (bytes: {slab_chunk_max})",
+        EX_USAGE,
+    ),
+    (
+        lambda a: a.slab_chunk_max > 0 and SLAB_PAGE_SIZE % a.slab_chunk_max,
+        f"slab_chunk_max (bytes: {{slab_chunk_max}}) must divide evenly into {SLAB_PAGE_SIZE} (slab_page_size)",
+        EX_USAGE,
+    ),
+    (
         lambda a: a.enable_sasl and a.protocol not in (None, "binary"),
         "ERROR: You cannot allow the ASCII protocol while using SASL.", EX_USAGE,
+    ),
+    (
+        lambda a: a.enable_sasl and a.udp_port,
+        "ERROR: Cannot enable UDP while using binary SASL authentication.", EX_USAGE,
     ),
     (
         lambda a: a.auth_file is not None and a.protocol not in (None, "ascii"),
         "ERROR: You cannot allow the BINARY protocol while using ascii authentication tokens.", EX_USAGE,
     ),
+    (lambda a: a.port > 65535, "ERROR: Invalid port number {port}.", EX_USAGE),
+    (lambda a: a.enable_ssl and not a.port, "ERROR: You cannot enable SSL without a TCP port.", EX_USAGE),
     (lambda a: a.enable_ssl and not a.tls_cert, "-Z needs a certificate: --tls-cert or -o ssl_chain_cert=", EX_USAGE),
     (
-        lambda a: a.tls_verify_mode and not a.tls_ca,
-        "-o ssl_verify_mode needs the clients' CA: --tls-ca or -o ssl_ca_cert=", EX_USAGE,
+        lambda a: a.auth_file is not None and a.udp_port,
+        "Cannot use UDP with ascii authentication enabled (-U 0 to disable)", EX_USAGE,
+    ),
+    # memcached binds the UDP port (not under -s: then it has no port at all);
+    # memcached-lite has no UDP, so it fails as memcached does when that bind fails
+    (
+        lambda a: a.udp_port and a.unix_socket is None,
+        "failed to listen on UDP port {udp_port}: memcached-lite serves no UDP (give -U 0 or leave it out)",
+        EX_OSERR,
     ),
 )
 
 # the options whose bad value memcached refuses with EX_USAGE (its getopt
 # loop's own refusals, and the others' bad values, exit 1)
-TYPE_STATUS = {"-B/--protocol": EX_USAGE, "-I/--max-item-size": EX_USAGE}
+TYPE_STATUS = {"-B/--protocol": EX_USAGE}
 
 
 class Parser(argparse.ArgumentParser):
@@ -324,21 +498,22 @@ class Parser(argparse.ArgumentParser):
 
 
 def parse_extended(values, not_applicable=None):
-    """memcached's `-o a=1,b=2` (the option may be repeated) as a dict; the
+    """memcached's `-o a=1,b=2` (the option may be repeated) as a dict of
+    name -> value (None for a name without `=`, as getsubopt's); the
     suboptions of NOT_APPLICABLE_EXTENDED given are added to the list
-    `not_applicable` instead."""
+    `not_applicable` instead, as (name, value)."""
     options = {}
     for value in values:
         for item in value.split(","):
-            name, _, setting = item.strip().partition("=")
+            name, equals, setting = item.strip().partition("=")
             if not name:
                 continue
             if name in NOT_APPLICABLE_EXTENDED and not_applicable is not None:
-                not_applicable.append("-o " + item.strip())
+                not_applicable.append((name, setting if equals else None))
                 continue
             if name not in EXTENDED:
                 raise argparse.ArgumentTypeError(f'Illegal suboption "{item.strip()}" (known: {", ".join(EXTENDED)})')
-            options[name] = setting
+            options[name] = setting if equals else None
     return options
 
 
@@ -348,6 +523,42 @@ def apply_extended(args, given):
     for name, (attribute, convert, default) in EXTENDED.items():
         if not getattr(args, attribute, None):
             setattr(args, attribute, convert(given[name]) if name in given else default)
+
+
+def slab_chunk_max(suboptions, item_size_max):
+    """memcached's slab_chunk_max once its -o suboptions are read in order:
+    half a page, slab_chunk_max=N, a whole page under no_chunked_items (and
+    no_modern, unless N was given); half a page again for an -I over 1 MiB
+    unless N was given."""
+    chunk, changed = SLAB_PAGE_SIZE // 2, False
+    for name, value in suboptions:
+        if name == "slab_chunk_max" and value is not None:
+            try:
+                chunk, changed = int(value), True
+            except ValueError:
+                pass  # memcached: "could not parse", and it goes on
+        elif name == "no_chunked_items" or (name == "no_modern" and not changed):
+            chunk = SLAB_PAGE_SIZE
+    if item_size_max > 1 << 20 and not changed:
+        chunk = SLAB_PAGE_SIZE // 2
+    return chunk
+
+
+def derive(args, suboptions):
+    """The numbers memcached's checks compare, from the options as given:
+    -p (11211, or -U's port when only -U is given, as memcached), -m in
+    bytes, and the values of the options memcached-lite only names (-t -f -n -N)."""
+    if args.port is None:
+        args.port = args.udp_port if args.udp_port else 11211
+    # memcached's settings.inter (`stats settings`' inter: NULL when -l is not
+    # given); where this server listens then is loopback, not every interface
+    args.inter, args.listen = args.listen, args.listen or LOOPBACK
+    args.memory_bytes = memory_bytes(args.memory_limit)
+    args.threads = atoi(args.na_threads) if args.na_threads is not None else 4
+    args.factor = atof(args.na_slab_growth_factor) if args.na_slab_growth_factor is not None else 1.25
+    args.chunk_size = atoi(args.na_slab_min_size) if args.na_slab_min_size is not None else 48
+    args.napi_ids = atoi(args.na_napi_ids) if args.na_napi_ids is not None else None
+    args.slab_chunk_max = slab_chunk_max(suboptions, args.max_item_size)
 
 
 def parser():
@@ -382,30 +593,34 @@ def not_applicable(args):
 
 def parse_args(argv):
     """The command line, checked: a namespace, or a usage error (memcached's
-    exit status: 1 or 64)."""
+    exit status: 1, 64 or 71)."""
     p = parser()
     # memcached's --verbose takes a value it ignores (each one is a level more)
     args = p.parse_args(["--verbose" if arg.startswith("--verbose=") else arg for arg in argv])
     args.not_applicable = not_applicable(args)
+    suboptions = []
     try:
-        apply_extended(args, parse_extended(args.extended, args.not_applicable))
+        apply_extended(args, parse_extended(args.extended, suboptions))
     except (argparse.ArgumentTypeError, ValueError) as e:
         p.refuse(f"-o: {e}", FAILURE)
+    args.not_applicable += ["-o " + name + ("" if value is None else "=" + value) for name, value in suboptions]
     if args.enable_sasl and args.sasl_file is None and os.environ.get("MEMCACHED_SASL_PWDB"):
         try:  # memcached's variable, read when -S is given
             args.sasl_file = sasl_file(os.environ["MEMCACHED_SASL_PWDB"])
         except argparse.ArgumentTypeError as e:
             p.refuse(f"MEMCACHED_SASL_PWDB: {e}", FAILURE)
+    derive(args, suboptions)
     for refused, message, status in CHECKS:
         if refused(args):
-            p.refuse(message.format(port=args.port), status)
+            p.refuse(message.format_map(vars(args)), status)
     args.data_dir = args.data_dir or default_data_dir(args.port, args.unix_socket)
     return args
 
 
 def make_settings(args):
     """The protocol's settings (handlers.Settings) the command line gives."""
-    settings = handlers.Settings(max_connections=args.conn_limit, port=args.port, listen=args.listen)
+    # memcached's `inter` is NULL without -l (this server then listens on loopback)
+    settings = handlers.Settings(max_connections=args.conn_limit, port=args.port, listen=args.inter)
     settings.verbosity = args.verbose
     settings.shutdown_enabled = args.enable_shutdown
     settings.flush_enabled = not args.disable_flush_all

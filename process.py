@@ -67,7 +67,7 @@ def configure_stats(server, args, listener):
         else:
             server.sasl = []  # no password file: nobody can authenticate
             log.warning("-S without --sasl-file or MEMCACHED_SASL_PWDB: no SASL user can authenticate")
-    server.listener = (listener.fileno(), listener.getsockname())
+    server.listener = (listener.fileno(), listener.getsockname()) if listener is not None else None
 
 
 def ensure_descriptors(connections):
@@ -115,7 +115,7 @@ def install_signals(loop, log_handler):
 def open_store(args):
     store = Store(
         args.data_dir,
-        memory_limit=args.memory_limit << 20,
+        memory_limit=args.memory_bytes,  # -m as memcached reads it: -1 is no bound
         item_size_max=args.max_item_size,
         fsync=args.fsync,
         fsync_method=args.fsync_method,
@@ -130,11 +130,35 @@ def open_store(args):
 
 def listen(args):
     """The listening socket: -s's unix socket if given (then no TCP, as
-    memcached), else TCP on -l and -p."""
+    memcached), else TCP on -l and -p; None for -p 0 (memcached then opens
+    no TCP port); -p -1 is a port the kernel picks, as memcached's; below
+    -1 getaddrinfo refuses the port, as memcached's does."""
     if args.unix_socket is not None:
         return listen_unix(args.unix_socket, args.unix_mask, args.listen_backlog)
+    if args.port == 0:
+        return None
+    if args.port < -1:
+        raise OSError(errno.EINVAL, "getaddrinfo(): Servname not supported for ai_socktype")
     family = socket.AF_INET6 if ":" in args.listen else socket.AF_INET
-    return socket.create_server((args.listen, args.port), family=family, backlog=args.listen_backlog)
+    return socket.create_server((args.listen, max(args.port, 0)), family=family, backlog=args.listen_backlog)
+
+
+def write_port_file(args, listener):
+    """memcached's MEMCACHED_PORT_FILENAME, for a TCP server: the port bound
+    (with -p -1, the kernel's pick) as `TCP INET: <port>`, written to
+    <name>.lck and renamed to <name> once complete (an empty file under -p 0,
+    as memcached's); nothing under -s."""
+    name = os.environ.get("MEMCACHED_PORT_FILENAME")
+    if not name or args.unix_socket is not None:
+        return
+    try:
+        with open(name + ".lck", "a", encoding="ascii") as f:
+            if listener is not None:
+                kind = "INET6" if listener.family == socket.AF_INET6 else "INET"
+                f.write("TCP %s: %d\n" % (kind, listener.getsockname()[1]))
+        os.rename(name + ".lck", name)
+    except OSError as e:
+        log.warning("cannot write MEMCACHED_PORT_FILENAME %s: %s", name, e.strerror)
 
 
 def claim_socket_path(path):
@@ -253,7 +277,7 @@ def drop_privileges(user):
     if os.getuid() != 0 and os.geteuid() != 0:
         return None
     if not user:
-        log.warning("running as root without -u (memcached refuses: can't run as root without the -u switch)")
+        log.warning("running as root without -u, which memcached refuses; -u root runs as root without this warning")
         return None
     try:
         pw = pwd.getpwnam(user)
@@ -322,8 +346,11 @@ def main(argv, loop):
         return EX_OSERR  # memcached's words and exit status
     owned = file_identity(args.unix_socket) if args.unix_socket is not None else None
 
+    write_port_file(args, listener)
+
     def unlisten():
-        listener.close()
+        if listener is not None:
+            listener.close()
         remove_socket_file(args.unix_socket, owned)
 
     # -u: the port bound as root, the data dir opened as the user
@@ -350,6 +377,10 @@ def main(argv, loop):
             return 1
     if args.not_applicable:
         log.info("memcached options that do not apply here, accepted and ignored: %s", " ".join(args.not_applicable))
+    if context is not None and args.tls_verify_mode and not args.tls_ca:
+        # memcached starts too: its clients' certificates then never verify
+        log.warning("-o ssl_verify_mode=%d without -o ssl_ca_cert (--tls-ca): no client certificate "
+                    "can be verified", args.tls_verify_mode)
     if args.unix_socket is not None and context is not None:
         # as memcached: -Z's TLS is for TCP ports; its unix socket speaks in clear
         log.warning("-Z: TLS is not used on the unix socket %s (local clients speak in clear)", args.unix_socket)
@@ -361,7 +392,7 @@ def main(argv, loop):
     log.info(
         "memcached-lite %s listening on %s%s, data in %s, fsync %s (%s)",
         handlers.VERSION,
-        listening_on(args),
+        listening_on(args, listener),
         " (TLS)" if context else "",
         store.dir.path,
         store.durability.level,
@@ -377,8 +408,11 @@ def main(argv, loop):
     return 0
 
 
-def listening_on(args):
-    """Where the start-up line says it listens."""
+def listening_on(args, listener):
+    """Where the start-up line says it listens (the port bound: -p -1's is
+    the kernel's pick)."""
     if args.unix_socket is not None:
         return "unix socket %s (mode %04o)" % (args.unix_socket, args.unix_mask & 0o777)
-    return "%s:%d" % (args.listen, args.port)
+    if listener is None:
+        return "no port (-p 0: no TCP port, as memcached)"
+    return "%s:%d" % (args.listen, listener.getsockname()[1])

@@ -87,7 +87,8 @@ class Reactor:
         # every accepted socket gets the listener's transport
         self.transport = PlainConnection if tls_context is None else TlsConnection
         # TCP_NODELAY for TCP clients; a unix socket (-s) has no Nagle to turn off
-        self.nodelay = listener.family != socket.AF_UNIX
+        # (no listener at all: memcached's -p 0, a server that opens no port)
+        self.nodelay = listener is not None and listener.family != socket.AF_UNIX
         self.sel = selectors.DefaultSelector()
         server.settings.event_loop = type(self.sel).__name__
         self.reqs_per_event = server.settings.reqs_per_event
@@ -103,8 +104,9 @@ class Reactor:
         server.request_stop = self.stop
         self._accept_paused_until = None
         self._background_paused_until = 0.0
-        listener.setblocking(False)
-        self.sel.register(listener, EVENT_READ, None)
+        if listener is not None:
+            listener.setblocking(False)
+            self.sel.register(listener, EVENT_READ, None)
         # every recv lands in this one buffer: recv(RECV_SIZE) would
         # allocate 256 KiB (an mmap) and shrink and free it on each call
         self._recv_buffer = memoryview(bytearray(RECV_SIZE))
@@ -130,7 +132,7 @@ class Reactor:
                 sync_in = self.server.seconds_to_sync()
                 if sync_in is not None:
                     timeout = min(timeout, sync_in)
-                if settings.idle_timeout:
+                if settings.idle_timeout > 0:
                     timeout = min(timeout, max(0.0, self._next_idle_check - time.monotonic()))
                 events = self.sel.select(timeout)
                 for key, mask in events:
@@ -168,7 +170,7 @@ class Reactor:
                     self._resume_accepting()
                 if self._calls:
                     self._run_calls()
-                if settings.idle_timeout:
+                if settings.idle_timeout > 0:  # memcached's negative one never fires (unsigned)
                     self._kick_idle()
                 if busy:
                     self._background(self.server.background, TICK_BUDGET)
@@ -264,7 +266,7 @@ class Reactor:
         every iteration, so 1,000 connections cost 1,000 checks a second."""
         limit = self.server.settings.idle_timeout
         now = time.monotonic()
-        if not limit or now < self._next_idle_check:
+        if limit <= 0 or now < self._next_idle_check:
             return
         self._next_idle_check = now + IDLE_CHECK_INTERVAL
         for conn in list(self.conns):
@@ -512,9 +514,10 @@ class Reactor:
     # -- shutdown ---------------------------------------------------------------
 
     def _shutdown(self):
-        if self._accept_paused_until is None:
-            self.sel.unregister(self.listener)
-        self.listener.close()
+        if self.listener is not None:
+            if self._accept_paused_until is None:
+                self.sel.unregister(self.listener)
+            self.listener.close()
         deadline = time.monotonic() + (SHUTDOWN_FLUSH_SECONDS if self.graceful else 0.0)
         self._send_later()
         self._commit()  # replies owed for writes already made

@@ -139,7 +139,7 @@ def settings_stats(server):
         ("maxconns", st.max_connections),
         ("tcpport", st.port),
         ("udpport", 0),
-        ("inter", st.listen),
+        ("inter", st.listen or "NULL"),  # memcached's: -l as given, NULL without
         ("verbosity", st.verbosity),
         ("evictions", "on"),
         ("cas_enabled", "yes" if st.cas_enabled else "no"),
