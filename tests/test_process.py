@@ -74,7 +74,8 @@ class StandInLoop:
             if self.during is not None:
                 self.during(self)
         finally:
-            self.listener.close()
+            if self.listener is not None:  # -p 0: none
+                self.listener.close()
             self.server.close()
 
     def stop(self, graceful=True):
@@ -311,3 +312,70 @@ def test_a_chmod_of_the_socket_file_does_not_stop_its_removal(unix_path):
         os.chmod(unix_path, 0o777)
         process.remove_socket_file(str(unix_path), ours)
     assert not os.path.lexists(unix_path)
+
+
+# == the TCP port: -p 0, -p -1, MEMCACHED_PORT_FILENAME ===========================
+
+
+def test_p_0_serves_with_no_listener_as_memcached_opens_no_port(tmp_path, monkeypatch):
+    monkeypatch.setattr(process, "listen", REAL_LISTEN)
+    seen = []
+    assert process.main(argv_of(tmp_path, "-p", "0"), serving(lambda loop: seen.append(loop.listener))) == 0
+    assert seen == [None]
+    assert "listening on no port (-p 0" in (tmp_path / "log").read_text()
+
+
+def test_p_minus_1_listens_on_a_port_the_kernel_picks_and_logs_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(process, "listen", REAL_LISTEN)
+    monkeypatch.setenv("MEMCACHED_PORT_FILENAME", str(tmp_path / "port"))
+    ports = []
+    assert process.main(argv_of(tmp_path, "-p", "-1"), serving(lambda l: ports.append(l.listener.getsockname()[1]))) == 0
+    assert ports[0] != 0
+    assert f"listening on 127.0.0.1:{ports[0]}," in (tmp_path / "log").read_text()
+    assert (tmp_path / "port").read_text() == f"TCP INET: {ports[0]}\n"
+    assert not (tmp_path / "port.lck").exists()
+
+
+def test_the_port_file_of_p_0_is_empty_as_memcached_s(tmp_path, monkeypatch):
+    monkeypatch.setattr(process, "listen", REAL_LISTEN)
+    monkeypatch.setenv("MEMCACHED_PORT_FILENAME", str(tmp_path / "port"))
+    assert process.main(argv_of(tmp_path, "-p", "0"), StandInLoop) == 0
+    assert (tmp_path / "port").read_text() == ""
+
+
+def test_a_port_below_minus_1_fails_as_memcached_s_getaddrinfo_with_71(tmp_path, monkeypatch):
+    monkeypatch.setattr(process, "listen", REAL_LISTEN)
+    assert process.main(argv_of(tmp_path, "-p", "-5"), StandInLoop) == process.EX_OSERR
+    assert "failed to listen on TCP port -5: getaddrinfo(): Servname not supported" in (tmp_path / "log").read_text()
+
+
+# == -u as root, -Z's verify mode =================================================
+
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+
+@root_only
+def test_root_without_u_is_one_warning_line_that_says_how_to_silence_it(caplog):
+    with caplog.at_level(logging.WARNING, logger="memcached-lite"):
+        assert process.drop_privileges(None) is None
+    [record] = caplog.records
+    assert "\n" not in record.getMessage()
+    assert "-u root" in record.getMessage()
+
+
+@root_only
+def test_u_root_runs_as_root_without_a_word_as_memcached(caplog):
+    with caplog.at_level(logging.DEBUG, logger="memcached-lite"):
+        assert process.drop_privileges("root") is None
+    assert caplog.records == []
+    assert os.geteuid() == 0
+
+
+def test_ssl_verify_mode_without_a_ca_starts_with_a_warning(tmp_path, certs):
+    cert, key = certs
+    argv = argv_of(tmp_path, "-Z", "--tls-cert", str(cert), "--tls-key", str(key), "-o", "ssl_verify_mode=1")
+    assert process.main(argv, StandInLoop) == 0
+    assert "ssl_verify_mode=1 without -o ssl_ca_cert (--tls-ca): no client certificate" in (
+        tmp_path / "log"
+    ).read_text()

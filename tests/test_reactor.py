@@ -507,3 +507,36 @@ def test_stop_commits_and_sends_what_was_owed(always):
         assert reopened.get(b"k").value == b"v"
     finally:
         reopened.close()
+
+
+# -- idle timeout -----------------------------------------------------------------
+
+
+def in_the_loop(r, work):
+    """Run work in the loop's thread and wait until it has run."""
+    done = threading.Event()
+    r.reactor.call_soon(lambda: (work(), done.set()))
+    assert done.wait(10)
+
+
+@pytest.mark.parametrize("limit, kicked", [(5, True), (-1, False)])
+def test_a_negative_idle_timeout_never_closes_a_connection_as_memcached_s(tmp_path, limit, kicked):
+    # memcached compares an unsigned idle time with it: -1 is never passed
+    r = Running(tmp_path)
+    r.server.settings.idle_timeout = limit
+    try:
+        client = r.connect()
+        assert handlers.VERSION.encode() in (client.sendall(b"version\r\n") or client.recv(100))
+
+        def long_quiet():
+            for conn in r.reactor.conns:
+                conn.commands_seen = conn.session.commands  # its `version` seen long ago
+                conn.active_at -= 100
+            r.reactor._next_idle_check = 0
+
+        in_the_loop(r, long_quiet)
+        in_the_loop(r, lambda: None)  # an iteration later: the idle timer has looked
+        assert bool(r.reactor.conns) is not kicked
+        client.close()
+    finally:
+        r.stop()
