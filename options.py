@@ -339,11 +339,11 @@ NOT_APPLICABLE = (
 NOT_APPLICABLE_EXTENDED = frozenset(
     """maxconns_fast no_maxconns_fast hashpower hash_algorithm no_hashexpand tail_repair_time
     lru_crawler no_lru_crawler lru_crawler_sleep lru_crawler_tocrawl lru_maintainer no_lru_maintainer
-    lru_segmented no_lru_segmented hot_lru_pct warm_lru_pct hot_max_factor warm_max_factor temporary_ttl
+    hot_lru_pct warm_lru_pct hot_max_factor warm_max_factor temporary_ttl
     read_buf_mem_limit slab_reassign no_slab_reassign slab_automove no_slab_automove
-    slab_automove_ratio slab_automove_window slab_automove_freeratio slab_chunk_max
-    watcher_logbuf_size worker_logbuf_size track_sizes modern no_modern sock_cookie_id
-    inline_ascii_response no_inline_ascii_resp
+    slab_automove_ratio slab_automove_window slab_automove_freeratio slab_chunk_max slab_sizes
+    no_chunked_items watcher_logbuf_size worker_logbuf_size track_sizes modern no_modern sock_cookie_id
+    inline_ascii_resp no_inline_ascii_resp drop_privileges no_drop_privileges resp_obj_mem_limit
     ext_path ext_page_size ext_wbuf_size ext_threads ext_io_depth ext_item_size ext_item_age
     ext_low_ttl ext_drop_unread ext_recache_rate ext_compact_under ext_drop_under ext_max_frag
     ext_max_sleep ssl_keyformat ssl_ciphers ssl_wbuf_size ssl_session_cache ssl_kernel_tls
@@ -362,17 +362,100 @@ def given(name, convert, missing="Missing {} argument"):
     return read
 
 
+_STRTOL = re.compile(r"\s*([+-]?\d+)(\s|$)")
+_STRTOD = re.compile(r"\s*([+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|nan))(\s|$)", re.IGNORECASE)
+
+
+def c_strtol(text):
+    """memcached's safe_strtol (and safe_strtoul): a number, then a blank
+    or the end (`12 x` is 12), else None; safe_strtoul's negative is None too."""
+    found = _STRTOL.match(text)
+    return int(found.group(1)) if found else None
+
+
+def c_strtoul(text):
+    value = c_strtol(text)
+    return value if value is not None and value >= 0 else None
+
+
+def c_strtod(text):
+    found = _STRTOD.match(text)
+    return float(found.group(1)) if found else None
+
+
 def safe_strtol(name):
-    """memcached's safe_strtol: a whole number (blanks after it allowed), or
-    "could not parse argument to <name>"."""
+    """A suboption read with memcached's safe_strtol, or "could not parse
+    argument to <name>"."""
 
     def read(value):
-        try:
-            return int(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"could not parse argument to {name}") from None
+        number = c_strtol(value)
+        if number is None:
+            raise argparse.ArgumentTypeError(f"could not parse argument to {name}")
+        return number
 
     return read
+
+
+def _parsed(read, name):
+    """A check: memcached's "could not parse argument to <name>" unless
+    read (c_strtol, c_strtoul, c_strtod) takes the value."""
+    return lambda v: None if read(v) is not None else f"could not parse argument to {name}"
+
+
+def _within(read, ok, message):
+    """A check: message (formatted with the number) unless ok(number)."""
+    return lambda v: None if ok(read(v)) else message.format(read(v))
+
+
+# the value rules memcached 1.6.18 applies to the -o suboptions memcached-lite
+# only names (NOT_APPLICABLE_EXTENDED; its getopt loop, exit 1): name ->
+# (the message when it comes with no `=`, None if that is allowed; a check of
+# the value: memcached's message, or None)
+EXTENDED_RULES = {
+    "hashpower": ("Missing numeric argument for hashpower", lambda v: (
+        f"Initial hashtable multiplier of {atoi(v)} is too low" if atoi(v) < 12 else
+        f"Initial hashtable multiplier of {atoi(v)} is too high\n"
+        'Choose a value based on "STAT hash_power_level" from a running instance' if atoi(v) > 32 else None)),
+    "slab_automove": (None, _within(atoi, lambda n: 0 <= n <= 2, "slab_automove must be between 0 and 2")),
+    "slab_automove_ratio": ("Missing slab_automove_ratio argument",
+                            _within(atof, lambda x: 0 < x <= 1, "slab_automove_ratio must be > 0 and < 1")),
+    "slab_automove_window": ("Missing slab_automove_window argument",
+                             _within(atoi, lambda n: n >= 3, "slab_automove_window must be > 2")),
+    "tail_repair_time": ("Missing numeric argument for tail_repair_time",
+                         _within(atoi, lambda n: n >= 10, "Cannot set tail_repair_time to less than 10 seconds")),
+    "hash_algorithm": ("Missing hash_algorithm argument", lambda v: None if v in ("jenkins", "murmur3", "xxh3")
+                       else "Unknown hash_algorithm option (jenkins, murmur3, xxh3)"),
+    "lru_crawler_sleep": ("Missing lru_crawler_sleep value", _within(
+        atoi, lambda n: 0 <= n <= 1000000, "LRU crawler sleep must be between 0 and 1 second")),
+    "lru_crawler_tocrawl": ("Missing lru_crawler_tocrawl value", lambda v: None if c_strtoul(v) is not None
+                            else "lru_crawler_tocrawl takes a numeric 32bit value"),
+    "hot_lru_pct": ("Missing hot_lru_pct argument", _within(atoi, lambda n: 1 <= n < 80, "hot_lru_pct must be > 1 and < 80")),
+    "warm_lru_pct": ("Missing warm_lru_pct argument",
+                     _within(atoi, lambda n: 1 <= n < 80, "warm_lru_pct must be > 1 and < 80")),
+    "hot_max_factor": ("Missing hot_max_factor argument", _within(atof, lambda x: x > 0, "hot_max_factor must be > 0")),
+    "warm_max_factor": ("Missing warm_max_factor argument",
+                        _within(atof, lambda x: x > 0, "warm_max_factor must be > 0")),
+    "temporary_ttl": ("Missing temporary_ttl argument", lambda v: None),
+    "ssl_ciphers": ("Missing ssl_ciphers argument", lambda v: None),
+    "ssl_keyformat": ("Missing ssl_keyformat argument", _parsed(c_strtol, "ssl_keyformat")),
+    "ssl_min_version": ("Missing ssl_min_version argument", lambda v: (
+        "could not parse argument to ssl_min_version" if c_strtol(v) is None else
+        None if 0 <= c_strtol(v) <= 3 else "Invalid ssl_min_version. Use help to see valid options.")),
+    "ext_path": ("missing argument to ext_path, ie: ext_path=/d/file:5G", lambda v: None),
+    **{name: (f"Missing {name} argument", _parsed(c_strtoul, name)) for name in (
+        "watcher_logbuf_size worker_logbuf_size ssl_wbuf_size read_buf_mem_limit ext_page_size ext_wbuf_size "
+        "ext_threads ext_io_depth ext_item_size ext_item_age ext_low_ttl ext_recache_rate ext_compact_under "
+        "ext_drop_under ext_max_sleep").split()},
+    **{name: (f"Missing {name} argument", _parsed(c_strtod, name)) for name in ("ext_max_frag", "slab_automove_freeratio")},
+}
+
+
+def refused_suboption(name, value):
+    """memcached's refusal of a NOT_APPLICABLE_EXTENDED suboption's value, or None."""
+    missing, check = EXTENDED_RULES.get(name, (None, lambda v: None))
+    if value is None:
+        return missing
+    return check(value)
 
 
 # memcached's -o suboptions that memcached-lite has (the others are refused):
@@ -450,6 +533,12 @@ CHECKS = (
         f"slab_chunk_max (bytes: {{slab_chunk_max}}) must divide evenly into {SLAB_PAGE_SIZE} (slab_page_size)",
         EX_USAGE,
     ),
+    (lambda a: a.slab_sizes_refusal, "{slab_sizes_refusal}", EX_USAGE),
+    (
+        lambda a: a.hot_lru_pct + a.warm_lru_pct > 80,
+        "hot_lru_pct + warm_lru_pct cannot be more than 80% combined", EX_USAGE,
+    ),
+    (lambda a: a.temp_lru and not a.lru_maintainer, "temporary_ttl requires lru_maintainer to be enabled", EX_USAGE),
     (
         lambda a: a.enable_sasl and a.protocol not in (None, "binary"),
         "ERROR: You cannot allow the ASCII protocol while using SASL.", EX_USAGE,
@@ -544,6 +633,52 @@ def slab_chunk_max(suboptions, item_size_max):
     return chunk
 
 
+# memcached.h: slab class sizes are 8-byte aligned; 63 classes at most
+CHUNK_ALIGN_BYTES, MAX_NUMBER_OF_SLAB_CLASSES = 8, 64
+
+
+def slab_sizes_refused(text, chunk_size, chunk_max):
+    """memcached's _parse_slab_sizes of `-o slab_sizes=a-b-c`: its message
+    for the first size it refuses, or None."""
+    if not text:
+        return "slab_sizes needs a list of sizes"  # memcached exits 64 without a word
+    last, count = 0, 0
+    for part in (p for p in text.split("-") if p):
+        size = c_strtoul(part)
+        if size is None or size < chunk_size or size > chunk_max:
+            return f"slab size {size or 0} is out of valid range"
+        if last >= size:
+            return f"slab size {size} cannot be lower than or equal to a previous class size"
+        if size <= last + CHUNK_ALIGN_BYTES:
+            return f"slab size {size} must be at least {CHUNK_ALIGN_BYTES} bytes larger than previous class"
+        last, count = size, count + 1
+        if count >= MAX_NUMBER_OF_SLAB_CLASSES - 1:
+            return "too many slab classes specified"
+    return None
+
+
+def lru_settings(args, suboptions):
+    """What memcached's checks after its getopt loop need of the LRU
+    suboptions, read in order: hot_lru_pct, warm_lru_pct (20 and 40),
+    temporary_ttl, whether the LRU maintainer runs (lru_maintainer, and off
+    with no_lru_maintainer or no_modern), and slab_sizes' text (memcached's
+    worker_logbuf_size falls through into slab_sizes: its value is taken
+    as one too)."""
+    args.hot_lru_pct, args.warm_lru_pct, args.temp_lru, args.lru_maintainer = 20, 40, False, True
+    args.slab_sizes = None
+    for name, value in suboptions:
+        if name in ("hot_lru_pct", "warm_lru_pct"):
+            setattr(args, name, atoi(value))
+        elif name == "temporary_ttl":
+            args.temp_lru = True
+        elif name == "lru_maintainer":
+            args.lru_maintainer = True
+        elif name in ("no_lru_maintainer", "no_modern"):
+            args.lru_maintainer = False
+        elif name in ("slab_sizes", "worker_logbuf_size"):
+            args.slab_sizes = value or ""
+
+
 def derive(args, suboptions):
     """The numbers memcached's checks compare, from the options as given:
     -p (11211, or -U's port when only -U is given, as memcached), -m in
@@ -559,6 +694,10 @@ def derive(args, suboptions):
     args.chunk_size = atoi(args.na_slab_min_size) if args.na_slab_min_size is not None else 48
     args.napi_ids = atoi(args.na_napi_ids) if args.na_napi_ids is not None else None
     args.slab_chunk_max = slab_chunk_max(suboptions, args.max_item_size)
+    lru_settings(args, suboptions)
+    args.slab_sizes_refusal = args.slab_sizes is not None and slab_sizes_refused(
+        args.slab_sizes, args.chunk_size, args.slab_chunk_max
+    )
 
 
 def parser():
@@ -604,6 +743,10 @@ def parse_args(argv):
     except (argparse.ArgumentTypeError, ValueError) as e:
         p.refuse(f"-o: {e}", FAILURE)
     args.not_applicable += ["-o " + name + ("" if value is None else "=" + value) for name, value in suboptions]
+    for name, value in suboptions:
+        refusal = refused_suboption(name, value)
+        if refusal:
+            p.refuse(refusal, FAILURE)
     if args.enable_sasl and args.sasl_file is None and os.environ.get("MEMCACHED_SASL_PWDB"):
         try:  # memcached's variable, read when -S is given
             args.sasl_file = sasl_file(os.environ["MEMCACHED_SASL_PWDB"])

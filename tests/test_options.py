@@ -390,3 +390,68 @@ def test_a_value_memcached_refuses_is_refused_with_its_message_and_status(argv, 
 ])
 def test_a_value_memcached_accepts_is_accepted(argv):
     options.parse_args(argv)
+
+
+# -- the values memcached refuses of the -o suboptions only named here -----------
+
+
+@pytest.mark.parametrize("suboption, message", [
+    ("hashpower", "Missing numeric argument for hashpower"),
+    ("hashpower=11", "Initial hashtable multiplier of 11 is too low"),
+    ("hashpower=33", "Initial hashtable multiplier of 33 is too high\nChoose a value based on"),
+    ("slab_automove=3", "slab_automove must be between 0 and 2"),
+    ("slab_automove_ratio=0", "slab_automove_ratio must be > 0 and < 1"),
+    ("slab_automove_window=2", "slab_automove_window must be > 2"),
+    ("tail_repair_time=9", "Cannot set tail_repair_time to less than 10 seconds"),
+    ("hash_algorithm=md5", "Unknown hash_algorithm option (jenkins, murmur3, xxh3)"),
+    ("lru_crawler_sleep=1000001", "LRU crawler sleep must be between 0 and 1 second"),
+    ("lru_crawler_tocrawl=x", "lru_crawler_tocrawl takes a numeric 32bit value"),
+    ("hot_lru_pct=80", "hot_lru_pct must be > 1 and < 80"),
+    ("warm_lru_pct=0", "warm_lru_pct must be > 1 and < 80"),
+    ("hot_max_factor=0", "hot_max_factor must be > 0"),
+    ("temporary_ttl", "Missing temporary_ttl argument"),
+    ("watcher_logbuf_size=-1", "could not parse argument to watcher_logbuf_size"),
+    ("read_buf_mem_limit=abc", "could not parse argument to read_buf_mem_limit"),
+    ("ssl_min_version=4", "Invalid ssl_min_version. Use help to see valid options."),
+    ("ext_threads=abc", "could not parse argument to ext_threads"),
+    ("ext_max_frag=x", "could not parse argument to ext_max_frag"),
+    ("ext_path", "missing argument to ext_path, ie: ext_path=/d/file:5G"),
+])
+def test_a_suboption_value_memcached_refuses_is_refused_with_its_message_and_1(suboption, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        options.parse_args(["-o", suboption])
+    assert e.value.code == options.FAILURE
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["-o", "slab_sizes=100-200-1048576"], "slab size 1048576 is out of valid range"),
+    (["-o", "slab_sizes=100-100"], "slab size 100 cannot be lower than or equal to a previous class size"),
+    (["-o", "slab_sizes=100-104"], "slab size 104 must be at least 8 bytes larger than previous class"),
+    (["-o", "worker_logbuf_size=16"], "slab size 16 is out of valid range"),  # memcached's fall-through
+    (["-o", "hot_lru_pct=50,warm_lru_pct=40"], "hot_lru_pct + warm_lru_pct cannot be more than 80% combined"),
+    (["-o", "no_lru_maintainer,temporary_ttl=10"], "temporary_ttl requires lru_maintainer to be enabled"),
+])
+def test_a_suboption_combination_memcached_refuses_after_parsing_exits_64(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        options.parse_args(argv)
+    assert e.value.code == options.EX_USAGE
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suboption", [
+    "hashpower=16", "slab_automove", "slab_automove=2", "hash_algorithm=xxh3", "lru_crawler_tocrawl=10 x",
+    "slab_sizes=100-200-300", "worker_logbuf_size=64", "temporary_ttl=10", "drop_privileges",
+    "no_drop_privileges", "no_chunked_items", "resp_obj_mem_limit", "inline_ascii_resp", "ssl_min_version=3",
+    "ext_page_size=4", "slab_automove_freeratio=0.1",
+])
+def test_a_suboption_value_memcached_takes_is_taken(suboption):
+    assert options.parse_args(["-o", suboption]).not_applicable == ["-o " + suboption]
+
+
+@pytest.mark.parametrize("suboption", ["inline_ascii_response", "lru_segmented", "no_lru_segmented"])
+def test_a_suboption_memcached_1_6_18_lacks_is_illegal(suboption, capsys):
+    with pytest.raises(SystemExit) as e:
+        options.parse_args(["-o", suboption])
+    assert e.value.code == options.FAILURE
+    assert "Illegal suboption" in capsys.readouterr().err
