@@ -43,6 +43,11 @@ STARTS = [
     ["-I", "100k", "-o", "slab_chunk_max=16"],
     ["-t", "4", "-N", "4"],
     ["-L"],
+    ["-o", "drop_privileges,no_chunked_items,resp_obj_mem_limit,inline_ascii_resp"],
+    ["-o", "slab_sizes=100-200-300"],
+    ["-o", "worker_logbuf_size=64"],  # memcached's fall-through: a slab size too, and a valid one
+    ["-o", "hashpower=16,slab_automove,hash_algorithm=xxh3,lru_crawler_tocrawl=10"],
+    ["-o", "ssl_min_version=3,ext_page_size=4"],
 ]
 
 REFUSED = [
@@ -83,6 +88,20 @@ REFUSED = [
     ["-p", "-5"],  # getaddrinfo refuses it: 71
     ["-o", "idle_timeout"],
     ["-o", "ssl_verify_mode=abc"],
+    ["-o", "hashpower=11"],
+    ["-o", "hash_algorithm=md5"],
+    ["-o", "slab_automove=3"],
+    ["-o", "tail_repair_time=9"],
+    ["-o", "hot_lru_pct=80"],
+    ["-o", "ssl_min_version=4"],
+    ["-o", "ext_threads=abc"],
+    ["-o", "lru_crawler_tocrawl=x"],
+    ["-o", "slab_sizes=100-200-1048576"],
+    ["-o", "worker_logbuf_size=16"],
+    ["-o", "hot_lru_pct=50,warm_lru_pct=40"],
+    ["-o", "no_lru_maintainer,temporary_ttl=10"],
+    ["-o", "lru_segmented"],
+    ["-o", "inline_ascii_response"],
 ]
 
 # ports of no TCP listener (-p 0, atoi's 0) or of the kernel's choice (-p -1)
