@@ -189,7 +189,9 @@ OPTIONS = (
         help="TCP port to listen on (default: 11211); 0: no TCP port, -1: one the kernel picks, as memcached",
     )),
     (("-l", "--listen"), dict(
-        default=None, help="interface to listen on (default: 127.0.0.1; memcached's is every interface)",
+        action="append", default=None,
+        help="interfaces to listen on, as memcached's: a list (`,` or `;`, or -l again) of host, host:port, "
+        "[v6]:port or * (default: 127.0.0.1; memcached's is every interface)",
     )),
     (("-s", "--unix-socket"), dict(
         default=None, metavar="PATH",
@@ -679,6 +681,18 @@ def lru_settings(args, suboptions):
             args.slab_sizes = value or ""
 
 
+def interfaces(given):
+    """memcached's settings.inter from each -l in turn: joined with `,`, an
+    -l already contained in it (as a substring, strstr) left out; None for none."""
+    inter = None
+    for value in given:
+        if inter is None:
+            inter = value
+        elif value not in inter:
+            inter = f"{inter},{value}"
+    return inter
+
+
 def derive(args, suboptions):
     """The numbers memcached's checks compare, from the options as given:
     -p (11211, or -U's port when only -U is given, as memcached), -m in
@@ -687,7 +701,8 @@ def derive(args, suboptions):
         args.port = args.udp_port if args.udp_port else 11211
     # memcached's settings.inter (`stats settings`' inter: NULL when -l is not
     # given); where this server listens then is loopback, not every interface
-    args.inter, args.listen = args.listen, args.listen or LOOPBACK
+    args.inter = interfaces(args.listen or ())
+    args.listen = args.inter or LOOPBACK
     args.memory_bytes = memory_bytes(args.memory_limit)
     args.threads = atoi(args.na_threads) if args.na_threads is not None else 4
     args.factor = atof(args.na_slab_growth_factor) if args.na_slab_growth_factor is not None else 1.25

@@ -4,7 +4,7 @@ listening socket: TCP, or the unix socket of -s, the pid file), the signals,
 and the clean exit (the pid file and the unix socket's file removed).
 
 It knows the loop only as what main() is given: a class built as
-`loop(server, listener, tls_context)` with run(), stop() and call_soon(work),
+`loop(server, listeners, tls_context)` (a list of listening sockets, empty under -p 0) with run(), stop() and call_soon(work),
 so this module never imports the reactor (reactor.main passes its Reactor).
 """
 
@@ -13,6 +13,7 @@ import errno
 import logging
 import os
 import pwd
+import re
 import resource
 import signal
 import socket
@@ -52,8 +53,8 @@ def tls_context(args):
     return ctx
 
 
-def configure_stats(server, args, listener):
-    """Hand -D, -X, -Y and the listening socket (for `stats conns`) to the protocol."""
+def configure_stats(server, args, listeners):
+    """Hand -D, -X, -Y and the listening sockets (for `stats conns`) to the protocol."""
     settings = server.settings
     if args.prefix_delimiter is not None:
         settings.prefix_delimiter = args.prefix_delimiter
@@ -67,7 +68,9 @@ def configure_stats(server, args, listener):
         else:
             server.sasl = []  # no password file: nobody can authenticate
             log.warning("-S without --sasl-file or MEMCACHED_SASL_PWDB: no SASL user can authenticate")
-    server.listener = (listener.fileno(), listener.getsockname()) if listener is not None else None
+    # `stats conns`' listening rows, one per listener
+    server.listeners = [(sock.fileno(), sock.getsockname()) for sock in listeners]
+    server.listener = server.listeners[0] if server.listeners else None
 
 
 def ensure_descriptors(connections):
@@ -129,33 +132,114 @@ def open_store(args):
 
 
 def listen(args):
-    """The listening socket: -s's unix socket if given (then no TCP, as
-    memcached), else TCP on -l and -p; None for -p 0 (memcached then opens
-    no TCP port); -p -1 is a port the kernel picks, as memcached's; below
-    -1 getaddrinfo refuses the port, as memcached's does."""
+    """The listening sockets, a list: -s's unix socket if given (then no
+    TCP, as memcached), else TCP on each of -l's addresses."""
     if args.unix_socket is not None:
-        return listen_unix(args.unix_socket, args.unix_mask, args.listen_backlog)
-    if args.port == 0:
-        return None
-    if args.port < -1:
+        return [listen_unix(args.unix_socket, args.unix_mask, args.listen_backlog)]
+    return listen_tcp(args.listen, args.port, args.listen_backlog, tls=args.enable_ssl)
+
+
+def listen_addresses(interfaces, port, tls=False):
+    """memcached's -l list as (host, port) pairs: entries split on `,` and
+    `;`, each `host`, `host:port`, `[v6addr]` or `[v6addr]:port`, an IPv6
+    address with no brackets taking no port, `*` every interface (host None),
+    a `tag[name]:` prefix ignored; raises ValueError with memcached's words
+    (a per-listener `proto[...]:` or `notls:` is refused: not here)."""
+    for entry in (e for e in re.split("[,;]", interfaces) if e):
+        if entry.startswith("notls") and not tls:
+            raise ValueError("'notls' option is valid only when SSL is enabled")
+        if entry.startswith(("notls", "proto")):
+            raise ValueError(f"{entry!r}: a listener's own protocol or TLS (notls, proto[...]) is not supported here")
+        if entry.startswith("tag["):
+            end = entry.find("]")
+            if end < 0:
+                raise ValueError(f'Invalid tag in socket config: "{entry[3:]}"')
+            if not 1 <= end - 4 <= 8:
+                raise ValueError(f'Listener tags must be between 1 and 8 characters: "{entry[4:end]}"')
+            entry = entry[end + 2:]  # memcached skips an assumed ':'
+        host, the_port = entry, port
+        bracketed = entry.startswith("[")
+        if bracketed:
+            if "]" not in entry:
+                raise ValueError(f'Invalid IPV6 address: "{entry}"')
+            host, _, entry = entry[1:].partition("]")
+        colon = entry.find(":")
+        if colon >= 0 and (bracketed or ":" not in entry[colon + 1:]):
+            the_port = options.c_strtol(entry[colon + 1:])
+            if the_port is None:
+                raise ValueError(f'Invalid port number: "{entry[colon + 1:]}"')
+            if not bracketed:
+                host = entry[:colon]
+        yield (None if host == "*" else host), the_port
+
+
+def listen_tcp(interfaces, port, backlog, tls=False):
+    """A listener on every address each of -l's entries resolves to (as
+    memcached's server_socket: `localhost` may be 127.0.0.1 and ::1; IPv6
+    sockets IPv6 only; an address in use skipped if another of the entry's
+    binds); none under -p 0 (memcached then opens no TCP port, whatever -l
+    says). Port -1 is one the kernel picks; below it getaddrinfo refuses.
+    Raises OSError (ValueError's words as its strerror)."""
+    if port == 0:
+        return []
+    socks = []
+    try:
+        for host, the_port in listen_addresses(interfaces, port, tls):
+            socks += _bind_all(host, the_port, backlog)
+    except ValueError as e:
+        for sock in socks:
+            sock.close()
+        raise OSError(errno.EINVAL, str(e)) from None
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
+def _bind_all(host, port, backlog):
+    if port < -1:
         raise OSError(errno.EINVAL, "getaddrinfo(): Servname not supported for ai_socktype")
-    family = socket.AF_INET6 if ":" in args.listen else socket.AF_INET
-    return socket.create_server((args.listen, max(args.port, 0)), family=family, backlog=args.listen_backlog)
+    found = socket.getaddrinfo(host, max(port, 0), socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+    bound, in_use = [], None
+    try:
+        for family, kind, proto, _, address in found:
+            sock = socket.socket(family, kind, proto)
+            try:
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(address)
+                sock.listen(backlog)
+            except OSError as e:
+                sock.close()
+                if e.errno != errno.EADDRINUSE:
+                    raise
+                in_use = e  # memcached: another of the addresses may bind
+                continue
+            bound.append(sock)
+    except BaseException:
+        for sock in bound:
+            sock.close()
+        raise
+    if not bound:
+        raise in_use or OSError(errno.EADDRNOTAVAIL, "no address to bind")
+    return bound
 
 
-def write_port_file(args, listener):
-    """memcached's MEMCACHED_PORT_FILENAME, for a TCP server: the port bound
-    (with -p -1, the kernel's pick) as `TCP INET: <port>`, written to
-    <name>.lck and renamed to <name> once complete (an empty file under -p 0,
-    as memcached's); nothing under -s."""
+def write_port_file(args, listeners):
+    """memcached's MEMCACHED_PORT_FILENAME, for a TCP server: each port bound
+    (with -p -1, the kernel's pick) as `TCP INET: <port>` (INET6 for IPv6),
+    written to <name>.lck and renamed to <name> once complete (an empty
+    file under -p 0, as memcached's); nothing under -s."""
     name = os.environ.get("MEMCACHED_PORT_FILENAME")
     if not name or args.unix_socket is not None:
         return
     try:
         with open(name + ".lck", "a", encoding="ascii") as f:
-            if listener is not None:
-                kind = "INET6" if listener.family == socket.AF_INET6 else "INET"
-                f.write("TCP %s: %d\n" % (kind, listener.getsockname()[1]))
+            for sock in listeners:
+                kind = "INET6" if sock.family == socket.AF_INET6 else "INET"
+                f.write("TCP %s: %d\n" % (kind, sock.getsockname()[1]))
         os.rename(name + ".lck", name)
     except OSError as e:
         log.warning("cannot write MEMCACHED_PORT_FILENAME %s: %s", name, e.strerror)
@@ -337,20 +421,22 @@ def main(argv, loop):
             log.error("cannot load the TLS certificate or key: %s", e)
             return 1
     try:
-        listener = listen(args)
+        listeners = listen(args)
     except OSError as e:
         if args.unix_socket is not None:
             log.error("failed to listen on UNIX socket: %s: %s", args.unix_socket, e.strerror or e)
+        elif args.inter is not None:
+            log.error("failed to listen on one of interface(s) %s: %s", args.inter, e.strerror or e)
         else:
             log.error("failed to listen on TCP port %d: %s (%s)", args.port, e.strerror or e, args.listen)
         return EX_OSERR  # memcached's words and exit status
     owned = file_identity(args.unix_socket) if args.unix_socket is not None else None
 
-    write_port_file(args, listener)
+    write_port_file(args, listeners)
 
     def unlisten():
-        if listener is not None:
-            listener.close()
+        for sock in listeners:
+            sock.close()
         remove_socket_file(args.unix_socket, owned)
 
     # -u: the port bound as root, the data dir opened as the user
@@ -386,13 +472,13 @@ def main(argv, loop):
         log.warning("-Z: TLS is not used on the unix socket %s (local clients speak in clear)", args.unix_socket)
         context = None
     server = handlers.Server(store, options.make_settings(args), clock=store.clock)
-    running = loop(server, listener, context)
-    configure_stats(server, args, listener)
+    running = loop(server, listeners, context)
+    configure_stats(server, args, listeners)
     install_signals(running, log_handler)
     log.info(
         "memcached-lite %s listening on %s%s, data in %s, fsync %s (%s)",
         handlers.VERSION,
-        listening_on(args, listener),
+        listening_on(args, listeners),
         " (TLS)" if context else "",
         store.dir.path,
         store.durability.level,
@@ -408,11 +494,13 @@ def main(argv, loop):
     return 0
 
 
-def listening_on(args, listener):
-    """Where the start-up line says it listens (the port bound: -p -1's is
+def listening_on(args, listeners):
+    """Where the start-up line says it listens (the ports bound: -p -1's is
     the kernel's pick)."""
     if args.unix_socket is not None:
         return "unix socket %s (mode %04o)" % (args.unix_socket, args.unix_mask & 0o777)
-    if listener is None:
+    if not listeners:
         return "no port (-p 0: no TCP port, as memcached)"
-    return "%s:%d" % (args.listen, listener.getsockname()[1])
+    return ", ".join(
+        ("[%s]:%d" if sock.family == socket.AF_INET6 else "%s:%d") % sock.getsockname()[:2] for sock in listeners
+    )

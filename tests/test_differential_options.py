@@ -48,6 +48,11 @@ STARTS = [
     ["-o", "worker_logbuf_size=64"],  # memcached's fall-through: a slab size too, and a valid one
     ["-o", "hashpower=16,slab_automove,hash_algorithm=xxh3,lru_crawler_tocrawl=10"],
     ["-o", "ssl_min_version=3,ext_page_size=4"],
+    # -l's list, after the fixtures' own -l 127.0.0.1 (memcached joins them)
+    ["-l", "127.0.0.2"],
+    ["-l", "127.0.0.2;127.0.0.3"],
+    ["-l", "tag[ab]:127.0.0.2"],
+    ["-l", "127.0.0.2:-1"],
 ]
 
 REFUSED = [
@@ -102,6 +107,10 @@ REFUSED = [
     ["-o", "no_lru_maintainer,temporary_ttl=10"],
     ["-o", "lru_segmented"],
     ["-o", "inline_ascii_response"],
+    ["-l", "127.0.0.2:abc"],
+    ["-l", "tag[toolongtag]:127.0.0.2"],
+    ["-l", "[::1"],
+    ["-l", "notls:127.0.0.2"],
 ]
 
 # ports of no TCP listener (-p 0, atoi's 0) or of the kernel's choice (-p -1)
@@ -159,3 +168,14 @@ def test_a_udp_port_that_cannot_be_bound_fails_both_with_71(spawn_memcached, spa
         taken.bind(("127.0.0.1", 0))
         argv = ["-U", str(taken.getsockname()[1])]
         assert spawn_mclite(tmp_path, argv).wait_exit() == spawn_memcached(argv).wait_exit() == 71
+
+
+@pytest.mark.parametrize("argv", [[], ["-l", "127.0.0.2;127.0.0.3"]], ids=["one -l", "-l twice"])
+def test_stats_settings_inter_is_memcached_s(argv, start_memcached, start_mclite, connect):
+    shown = []
+    for server in (start_memcached(argv), start_mclite(extra_args=argv)):
+        c = connect(server)
+        c.send(b"stats settings\r\n")
+        rows = c.read_until(b"END\r\n").decode()
+        shown.append(next(line for line in rows.splitlines() if line.startswith("STAT inter ")))
+    assert shown[0] == shown[1]

@@ -455,3 +455,8 @@ def test_a_suboption_memcached_1_6_18_lacks_is_illegal(suboption, capsys):
         options.parse_args(["-o", suboption])
     assert e.value.code == options.FAILURE
     assert "Illegal suboption" in capsys.readouterr().err
+
+
+def test_l_given_twice_is_memcached_s_joined_list():
+    args = options.parse_args(["-l", "127.0.0.1", "-l", "127.0.0.2", "-l", "127.0.0.2"])
+    assert args.listen == args.inter == "127.0.0.1,127.0.0.2"  # one already in it is left out (strstr)

@@ -29,7 +29,7 @@ REAL_LISTEN = process.listen  # any_port stands in for it; the -s tests need it
 @pytest.fixture(autouse=True)
 def any_port(monkeypatch):
     """main() listens on a port the kernel picks (the command line refuses 0)."""
-    monkeypatch.setattr(process, "listen", lambda args: socket.create_server(("127.0.0.1", 0)))
+    monkeypatch.setattr(process, "listen", lambda args: [socket.create_server(("127.0.0.1", 0))])
 
 
 @pytest.fixture(autouse=True)
@@ -58,14 +58,14 @@ class Server:
 
 
 class StandInLoop:
-    """What main() needs of a loop: built as loop(server, listener, tls),
+    """What main() needs of a loop: built as loop(server, listeners, tls),
     with run(), stop() and call_soon(work). run() runs `during` (a test's
     look at the process while it serves), then closes what the reactor would."""
 
     during = None
 
-    def __init__(self, server, listener, tls_context):
-        self.server, self.listener, self.tls_context = server, listener, tls_context
+    def __init__(self, server, listeners, tls_context):
+        self.server, self.listeners, self.tls_context = server, listeners, tls_context
         self.stopped = []
         self.calls = []
 
@@ -74,8 +74,8 @@ class StandInLoop:
             if self.during is not None:
                 self.during(self)
         finally:
-            if self.listener is not None:  # -p 0: none
-                self.listener.close()
+            for sock in self.listeners:  # -p 0: none
+                sock.close()
             self.server.close()
 
     def stop(self, graceful=True):
@@ -258,7 +258,8 @@ def test_with_s_main_serves_only_on_the_unix_socket_and_removes_its_file_at_the_
     seen = []
 
     def look(loop):
-        seen.append((loop.listener.family, loop.listener.getsockname(), stat.S_ISSOCK(os.lstat(unix_path).st_mode)))
+        [listener] = loop.listeners
+        seen.append((listener.family, listener.getsockname(), stat.S_ISSOCK(os.lstat(unix_path).st_mode)))
 
     assert process.main(unix_argv(tmp_path, unix_path, "-a", "0770"), serving(look)) == 0
     assert seen == [(socket.AF_UNIX, str(unix_path), True)]
@@ -320,8 +321,8 @@ def test_a_chmod_of_the_socket_file_does_not_stop_its_removal(unix_path):
 def test_p_0_serves_with_no_listener_as_memcached_opens_no_port(tmp_path, monkeypatch):
     monkeypatch.setattr(process, "listen", REAL_LISTEN)
     seen = []
-    assert process.main(argv_of(tmp_path, "-p", "0"), serving(lambda loop: seen.append(loop.listener))) == 0
-    assert seen == [None]
+    assert process.main(argv_of(tmp_path, "-p", "0"), serving(lambda loop: seen.append(loop.listeners))) == 0
+    assert seen == [[]]
     assert "listening on no port (-p 0" in (tmp_path / "log").read_text()
 
 
@@ -329,7 +330,7 @@ def test_p_minus_1_listens_on_a_port_the_kernel_picks_and_logs_it(tmp_path, monk
     monkeypatch.setattr(process, "listen", REAL_LISTEN)
     monkeypatch.setenv("MEMCACHED_PORT_FILENAME", str(tmp_path / "port"))
     ports = []
-    assert process.main(argv_of(tmp_path, "-p", "-1"), serving(lambda l: ports.append(l.listener.getsockname()[1]))) == 0
+    assert process.main(argv_of(tmp_path, "-p", "-1"), serving(lambda l: ports.append(l.listeners[0].getsockname()[1]))) == 0
     assert ports[0] != 0
     assert f"listening on 127.0.0.1:{ports[0]}," in (tmp_path / "log").read_text()
     assert (tmp_path / "port").read_text() == f"TCP INET: {ports[0]}\n"
@@ -377,5 +378,59 @@ def test_ssl_verify_mode_without_a_ca_starts_with_a_warning(tmp_path, certs):
     argv = argv_of(tmp_path, "-Z", "--tls-cert", str(cert), "--tls-key", str(key), "-o", "ssl_verify_mode=1")
     assert process.main(argv, StandInLoop) == 0
     assert "ssl_verify_mode=1 without -o ssl_ca_cert (--tls-ca): no client certificate" in (
+        tmp_path / "log"
+    ).read_text()
+
+
+# == -l: memcached's list of interfaces ==========================================
+
+
+@pytest.mark.parametrize("interfaces, addresses", [
+    ("127.0.0.1", [("127.0.0.1", 11211)]),
+    ("127.0.0.1,127.0.0.2;127.0.0.3", [("127.0.0.1", 11211), ("127.0.0.2", 11211), ("127.0.0.3", 11211)]),
+    ("127.0.0.2:11311", [("127.0.0.2", 11311)]),
+    ("127.0.0.2:-1", [("127.0.0.2", -1)]),
+    ("::1", [("::1", 11211)]),
+    ("[::1]", [("::1", 11211)]),
+    ("[::1]:11311", [("::1", 11311)]),
+    ("*:11311", [(None, 11311)]),
+    ("tag[ab]:127.0.0.2", [("127.0.0.2", 11211)]),
+    (",,127.0.0.1,", [("127.0.0.1", 11211)]),
+])
+def test_l_reads_memcached_s_list_of_interfaces(interfaces, addresses):
+    assert list(process.listen_addresses(interfaces, 11211)) == addresses
+
+
+@pytest.mark.parametrize("interfaces, message", [
+    ("127.0.0.2:abc", 'Invalid port number: "abc"'),
+    ("[::1", 'Invalid IPV6 address: "[::1"'),
+    ("tag[toolongtag]:127.0.0.2", 'Listener tags must be between 1 and 8 characters: "toolongtag"'),
+    ("tag[ab:127.0.0.2", 'Invalid tag in socket config: "[ab:127.0.0.2"'),
+    ("notls:127.0.0.2", "'notls' option is valid only when SSL is enabled"),
+])
+def test_l_refuses_what_memcached_refuses_with_its_words(interfaces, message):
+    with pytest.raises(ValueError) as e:
+        list(process.listen_addresses(interfaces, 11211))
+    assert str(e.value) == message
+
+
+def test_l_s_per_listener_protocol_is_refused_as_not_here():
+    with pytest.raises(ValueError, match="not supported here"):
+        list(process.listen_addresses("proto[ascii]:127.0.0.2", 11211))
+
+
+def test_each_interface_of_l_gets_a_listener(tmp_path, monkeypatch):
+    monkeypatch.setattr(process, "listen", REAL_LISTEN)
+    seen = []
+    argv = argv_of(tmp_path, "-p", "-1", "-l", "127.0.0.1,127.0.0.2")
+    assert process.main(argv, serving(lambda loop: seen.append([s.getsockname()[0] for s in loop.listeners]))) == 0
+    assert seen == [["127.0.0.1", "127.0.0.2"]]
+
+
+def test_an_interface_of_l_that_cannot_bind_fails_with_memcached_s_words_and_71(tmp_path, monkeypatch):
+    monkeypatch.setattr(process, "listen", REAL_LISTEN)
+    argv = argv_of(tmp_path, "-p", "-1", "-l", "127.0.0.1,127.0.0.2:abc")
+    assert process.main(argv, StandInLoop) == process.EX_OSERR
+    assert 'failed to listen on one of interface(s) 127.0.0.1,127.0.0.2:abc: Invalid port number: "abc"' in (
         tmp_path / "log"
     ).read_text()
