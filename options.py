@@ -431,7 +431,8 @@ EXTENDED_RULES = {
         atoi, lambda n: 0 <= n <= 1000000, "LRU crawler sleep must be between 0 and 1 second")),
     "lru_crawler_tocrawl": ("Missing lru_crawler_tocrawl value", lambda v: None if c_strtoul(v) is not None
                             else "lru_crawler_tocrawl takes a numeric 32bit value"),
-    "hot_lru_pct": ("Missing hot_lru_pct argument", _within(atoi, lambda n: 1 <= n < 80, "hot_lru_pct must be > 1 and < 80")),
+    "hot_lru_pct": ("Missing hot_lru_pct argument",
+                    _within(atoi, lambda n: 1 <= n < 80, "hot_lru_pct must be > 1 and < 80")),
     "warm_lru_pct": ("Missing warm_lru_pct argument",
                      _within(atoi, lambda n: 1 <= n < 80, "warm_lru_pct must be > 1 and < 80")),
     "hot_max_factor": ("Missing hot_max_factor argument", _within(atof, lambda x: x > 0, "hot_max_factor must be > 0")),
@@ -448,7 +449,8 @@ EXTENDED_RULES = {
         "watcher_logbuf_size worker_logbuf_size ssl_wbuf_size read_buf_mem_limit ext_page_size ext_wbuf_size "
         "ext_threads ext_io_depth ext_item_size ext_item_age ext_low_ttl ext_recache_rate ext_compact_under "
         "ext_drop_under ext_max_sleep").split()},
-    **{name: (f"Missing {name} argument", _parsed(c_strtod, name)) for name in ("ext_max_frag", "slab_automove_freeratio")},
+    **{name: (f"Missing {name} argument", _parsed(c_strtod, name))
+       for name in ("ext_max_frag", "slab_automove_freeratio")},
 }
 
 
@@ -496,7 +498,10 @@ CHECKS = (
     (lambda a: a.factor <= 1.0, "Factor must be greater than 1", FAILURE),
     (lambda a: a.chunk_size == 0, "Chunk size must be greater than 0", FAILURE),
     (lambda a: a.threads <= 0, "Number of threads must be greater than 0", FAILURE),
-    (lambda a: a.napi_ids is not None and a.napi_ids <= 0, "Maximum number of NAPI IDs must be greater than 0", FAILURE),
+    (
+        lambda a: a.napi_ids is not None and a.napi_ids <= 0,
+        "Maximum number of NAPI IDs must be greater than 0", FAILURE,
+    ),
     (lambda a: a.unix_socket == "", "-s needs the path of the socket file", FAILURE),
     (
         lambda a: a.unix_socket is not None and len(os.fsencode(a.unix_socket)) > UNIX_PATH_MAX,

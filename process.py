@@ -4,7 +4,8 @@ listening socket: TCP, or the unix socket of -s, the pid file), the signals,
 and the clean exit (the pid file and the unix socket's file removed).
 
 It knows the loop only as what main() is given: a class built as
-`loop(server, listeners, tls_context)` (a list of listening sockets, empty under -p 0) with run(), stop() and call_soon(work),
+`loop(server, listeners, tls_context)` (a list of listening sockets, empty
+under -p 0) with run(), stop() and call_soon(work),
 so this module never imports the reactor (reactor.main passes its Reactor).
 """
 

@@ -330,7 +330,8 @@ def test_p_minus_1_listens_on_a_port_the_kernel_picks_and_logs_it(tmp_path, monk
     monkeypatch.setattr(process, "listen", REAL_LISTEN)
     monkeypatch.setenv("MEMCACHED_PORT_FILENAME", str(tmp_path / "port"))
     ports = []
-    assert process.main(argv_of(tmp_path, "-p", "-1"), serving(lambda l: ports.append(l.listeners[0].getsockname()[1]))) == 0
+    look = serving(lambda loop: ports.append(loop.listeners[0].getsockname()[1]))
+    assert process.main(argv_of(tmp_path, "-p", "-1"), look) == 0
     assert ports[0] != 0
     assert f"listening on 127.0.0.1:{ports[0]}," in (tmp_path / "log").read_text()
     assert (tmp_path / "port").read_text() == f"TCP INET: {ports[0]}\n"
