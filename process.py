@@ -76,14 +76,25 @@ def configure_stats(server, args, listeners):
 
 def ensure_descriptors(connections):
     """Raise the open-files limit so -c connections fit, as memcached does;
-    warn when the hard limit does not allow it."""
+    warn when the hard limit allows -c but not the reserve besides. The
+    refusal, or None: memcached sets both limits to -c and exits 71 when
+    that fails, so a -c above the hard limit that cannot be raised (no
+    CAP_SYS_RESOURCE, or past fs.nr_open) is refused with its words."""
     need = connections + DESCRIPTOR_RESERVE
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and connections > hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (need, need))
+        except (ValueError, OSError):
+            return ("failed to set rlimit for open files. Try starting as root or requesting smaller "
+                    "maxconns value.")
+        return None
     if soft != resource.RLIM_INFINITY and soft < need:
         target = need if hard == resource.RLIM_INFINITY else min(need, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
         if target < need:
             log.warning("open-files limit %d is below -c %d plus a reserve", target, connections)
+    return None
 
 
 def write_pidfile(path):
@@ -411,7 +422,10 @@ def main(argv, loop):
         return 1
     if args.daemon:
         daemonize(args)
-    ensure_descriptors(args.conn_limit)
+    refused = ensure_descriptors(args.conn_limit)
+    if refused:
+        log.error("%s", refused)
+        return EX_OSERR
     if args.enable_coredumps:
         allow_core_dumps()
     context = None

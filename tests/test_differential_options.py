@@ -88,6 +88,7 @@ REFUSED = [
     ["-f", "1"],
     ["-n", "0"],
     ["-c", "-5"],
+    ["-c", "2000000"],  # past fs.nr_open: the open-files limit cannot be set (71)
     ["-R", "abc"],
     ["-p", "65536"],
     ["-p", "-5"],  # getaddrinfo refuses it: 71

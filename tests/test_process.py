@@ -435,3 +435,35 @@ def test_an_interface_of_l_that_cannot_bind_fails_with_memcached_s_words_and_71(
     assert 'failed to listen on one of interface(s) 127.0.0.1,127.0.0.2:abc: Invalid port number: "abc"' in (
         tmp_path / "log"
     ).read_text()
+
+
+# == -c and the open-files limit ================================================
+
+
+def test_a_c_above_a_hard_limit_that_cannot_be_raised_fails_as_memcached_s_with_71(tmp_path, monkeypatch):
+    monkeypatch.setattr(process.resource, "getrlimit", lambda which: (1024, 4096))
+
+    def refuse(which, limits):
+        raise ValueError("not allowed to raise maximum limit")
+
+    monkeypatch.setattr(process.resource, "setrlimit", refuse)
+    assert process.main(argv_of(tmp_path, "-c", "5000"), StandInLoop) == process.EX_OSERR
+    assert "failed to set rlimit for open files. Try starting as root or requesting smaller maxconns value." in (
+        tmp_path / "log"
+    ).read_text()
+
+
+def test_a_c_above_the_hard_limit_raises_it_where_allowed(monkeypatch):
+    monkeypatch.setattr(process.resource, "getrlimit", lambda which: (1024, 4096))
+    set_to = []
+    monkeypatch.setattr(process.resource, "setrlimit", lambda which, limits: set_to.append(limits))
+    assert process.ensure_descriptors(5000) is None
+    assert set_to == [(5000 + process.DESCRIPTOR_RESERVE,) * 2]
+
+
+def test_a_c_within_the_hard_limit_raises_the_soft_one(monkeypatch):
+    monkeypatch.setattr(process.resource, "getrlimit", lambda which: (1024, 4096))
+    set_to = []
+    monkeypatch.setattr(process.resource, "setrlimit", lambda which, limits: set_to.append(limits))
+    assert process.ensure_descriptors(2000) is None
+    assert set_to == [(2000 + process.DESCRIPTOR_RESERVE, 4096)]
