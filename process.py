@@ -98,8 +98,21 @@ def ensure_descriptors(connections):
 
 
 def write_pidfile(path):
-    with open(path, "w", encoding="ascii") as f:
+    """-P, as memcached's save_pid: a warning if the file names a running
+    process, then the pid written to <path>.tmp and renamed over path (a
+    reader never finds it empty). Raises OSError."""
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="ascii") as f:
+            old = options.c_strtoul(f.readline())
+        if old:
+            os.kill(old, 0)
+            log.warning("WARNING: The pid file contained the following (running) pid: %d", old)
+    except (OSError, ValueError, OverflowError):
+        pass  # none, unreadable, or its process gone
+    with open(path + ".tmp", "w", encoding="ascii") as f:
         f.write(f"{os.getpid()}\n")
+    os.rename(path + ".tmp", path)
 
 
 def remove_pidfile(path):
@@ -336,12 +349,19 @@ def remove_socket_file(path, identity):
 
 
 def allow_core_dumps():
-    """-r: the core file size limit raised to its hard limit (memcached's -r)."""
+    """-r, as memcached's: the core file size limit raised to infinity, or
+    else to its hard limit. The refusal, or None: memcached exits 71 when
+    the limit is then still 0 (no core file could be written)."""
     _, hard = resource.getrlimit(resource.RLIMIT_CORE)
-    try:
-        resource.setrlimit(resource.RLIMIT_CORE, (hard, hard))
-    except (ValueError, OSError) as e:
-        log.warning("-r: could not raise the core file size limit: %s", e)
+    for limit in (resource.RLIM_INFINITY, hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_CORE, (limit, limit))
+            break
+        except (ValueError, OSError):
+            continue
+    if resource.getrlimit(resource.RLIMIT_CORE)[0] == 0:
+        return "failed to ensure corefile creation"
+    return None
 
 
 def lock_memory():
@@ -422,12 +442,11 @@ def main(argv, loop):
         return 1
     if args.daemon:
         daemonize(args)
-    refused = ensure_descriptors(args.conn_limit)
+    # memcached's order: -r's core limit, then the open-files limit
+    refused = (allow_core_dumps() if args.enable_coredumps else None) or ensure_descriptors(args.conn_limit)
     if refused:
         log.error("%s", refused)
         return EX_OSERR
-    if args.enable_coredumps:
-        allow_core_dumps()
     context = None
     if args.enable_ssl:
         try:
@@ -472,10 +491,9 @@ def main(argv, loop):
         try:
             write_pidfile(args.pidfile)
         except OSError as e:
-            unlisten()
-            store.close()
-            log.error("cannot write the pid file %s: %s", args.pidfile, e.strerror)
-            return 1
+            # memcached's words, and it goes on serving without one
+            log.error("Could not open the pid file %s for writing: %s", args.pidfile + ".tmp", e.strerror)
+            args.pidfile = None
     if args.not_applicable:
         log.info("memcached options that do not apply here, accepted and ignored: %s", " ".join(args.not_applicable))
     if context is not None and args.tls_verify_mode and not args.tls_ca:

@@ -48,6 +48,8 @@ STARTS = [
     ["-o", "worker_logbuf_size=64"],  # memcached's fall-through: a slab size too, and a valid one
     ["-o", "hashpower=16,slab_automove,hash_algorithm=xxh3,lru_crawler_tocrawl=10"],
     ["-o", "ssl_min_version=3,ext_page_size=4"],
+    ["-P", "/nonexistent-dir/memcached.pid"],  # a pid file it cannot write is only logged
+    ["-r"],
     # -l's list, after the fixtures' own -l 127.0.0.1 (memcached joins them)
     ["-l", "127.0.0.2"],
     ["-l", "127.0.0.2;127.0.0.3"],

@@ -116,12 +116,24 @@ def test_the_pid_file_is_removed_when_the_loop_fails(tmp_path):
     assert not pidfile.exists()
 
 
-def test_a_pid_file_that_cannot_be_written_stops_the_start_with_status_1(tmp_path):
+def test_a_pid_file_that_cannot_be_written_is_logged_and_the_server_serves_as_memcached(tmp_path):
     ran = []
     pidfile = tmp_path / "no such dir" / "pid"
-    assert process.main(argv_of(tmp_path, "-P", str(pidfile)), serving(ran.append)) == 1
-    assert ran == []
-    assert "cannot write the pid file" in (tmp_path / "log").read_text()
+    assert process.main(argv_of(tmp_path, "-P", str(pidfile)), serving(ran.append)) == 0
+    assert len(ran) == 1
+    assert f"Could not open the pid file {pidfile}.tmp for writing: No such file or directory" in (
+        tmp_path / "log"
+    ).read_text()
+
+
+def test_a_pid_file_naming_a_running_process_is_warned_of_and_replaced(tmp_path, caplog):
+    pidfile = tmp_path / "pid"
+    pidfile.write_text("1\n")  # init: running
+    with caplog.at_level(logging.WARNING, logger="memcached-lite"):
+        process.write_pidfile(str(pidfile))
+    assert "The pid file contained the following (running) pid: 1" in caplog.text
+    assert pidfile.read_text() == f"{os.getpid()}\n"
+    assert not (tmp_path / "pid.tmp").exists()
 
 
 def test_write_pidfile_writes_the_pid_and_a_newline(tmp_path):
@@ -467,3 +479,29 @@ def test_a_c_within_the_hard_limit_raises_the_soft_one(monkeypatch):
     monkeypatch.setattr(process.resource, "setrlimit", lambda which, limits: set_to.append(limits))
     assert process.ensure_descriptors(2000) is None
     assert set_to == [(2000 + process.DESCRIPTOR_RESERVE, 4096)]
+
+
+# == -r ============================================================================
+
+
+def test_r_raises_the_core_limit_to_infinity_where_allowed(monkeypatch):
+    limits = {"core": (0, 0)}
+    monkeypatch.setattr(process.resource, "getrlimit", lambda which: limits["core"])
+    monkeypatch.setattr(process.resource, "setrlimit", lambda which, new: limits.update(core=new))
+    assert process.allow_core_dumps() is None
+    assert limits["core"] == (process.resource.RLIM_INFINITY,) * 2
+
+
+def test_r_with_a_core_limit_that_stays_0_fails_as_memcached_s_with_71(tmp_path, monkeypatch):
+    real = process.resource.getrlimit
+    monkeypatch.setattr(
+        process.resource, "getrlimit", lambda which: (0, 0) if which == process.resource.RLIMIT_CORE else real(which)
+    )
+
+    def refuse(which, limits):
+        if limits[0] != 0:
+            raise ValueError("not allowed to raise maximum limit")
+
+    monkeypatch.setattr(process.resource, "setrlimit", refuse)
+    assert process.main(argv_of(tmp_path, "-r"), StandInLoop) == process.EX_OSERR
+    assert "failed to ensure corefile creation" in (tmp_path / "log").read_text()
