@@ -401,6 +401,12 @@ def drop_privileges(user):
         return f"can't find the user {user} to switch to"
     try:
         os.setgroups([])
+    except PermissionError as e:
+        # memcached: EPERM means already minimally privileged; it goes on
+        log.warning("failed to drop supplementary groups: %s", e.strerror)
+    except OSError as e:
+        return f"failed to drop supplementary groups: {e.strerror}"
+    try:
         os.setgid(pw.pw_gid)
         os.setuid(pw.pw_uid)
     except OSError as e:

@@ -505,3 +505,20 @@ def test_r_with_a_core_limit_that_stays_0_fails_as_memcached_s_with_71(tmp_path,
     monkeypatch.setattr(process.resource, "setrlimit", refuse)
     assert process.main(argv_of(tmp_path, "-r"), StandInLoop) == process.EX_OSERR
     assert "failed to ensure corefile creation" in (tmp_path / "log").read_text()
+
+
+def test_u_goes_on_when_dropping_the_groups_is_eperm_as_memcached(monkeypatch, caplog):
+    became = []
+    monkeypatch.setattr(process.os, "getuid", lambda: 0)
+    monkeypatch.setattr(process.pwd, "getpwnam", lambda name: type("pw", (), {"pw_uid": 65534, "pw_gid": 65534}))
+
+    def eperm(groups):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(process.os, "setgroups", eperm)
+    monkeypatch.setattr(process.os, "setgid", lambda gid: became.append(("gid", gid)))
+    monkeypatch.setattr(process.os, "setuid", lambda uid: became.append(("uid", uid)))
+    with caplog.at_level(logging.WARNING, logger="memcached-lite"):
+        assert process.drop_privileges("nobody") is None
+    assert became == [("gid", 65534), ("uid", 65534)]
+    assert "failed to drop supplementary groups: Operation not permitted" in caplog.text
