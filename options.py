@@ -737,6 +737,8 @@ def parser():
     for flags, takes_value, why in NOT_APPLICABLE:
         keywords = dict(metavar="VALUE") if takes_value else dict(action="store_true")
         group.add_argument(*flags, dest="na_" + flags[-1].lstrip("-").replace("-", "_"), help=why, **keywords)
+    # words that are no option: memcached's getopt passes over them, and so it ignores them
+    p.add_argument("ignored", nargs="*", help=argparse.SUPPRESS)
     return p
 
 
@@ -755,7 +757,7 @@ def parse_args(argv):
     exit status: 1, 64 or 71)."""
     p = parser()
     # memcached's --verbose takes a value it ignores (each one is a level more)
-    args = p.parse_args(["--verbose" if arg.startswith("--verbose=") else arg for arg in argv])
+    args = p.parse_intermixed_args(["--verbose" if arg.startswith("--verbose=") else arg for arg in argv])
     args.not_applicable = not_applicable(args)
     suboptions = []
     try:

@@ -500,6 +500,8 @@ def main(argv, loop):
             # memcached's words, and it goes on serving without one
             log.error("Could not open the pid file %s for writing: %s", args.pidfile + ".tmp", e.strerror)
             args.pidfile = None
+    if args.ignored:
+        log.warning("arguments that are no option, ignored as memcached ignores them: %s", " ".join(args.ignored))
     if args.not_applicable:
         log.info("memcached options that do not apply here, accepted and ignored: %s", " ".join(args.not_applicable))
     if context is not None and args.tls_verify_mode and not args.tls_ca:

@@ -50,6 +50,7 @@ STARTS = [
     ["-o", "ssl_min_version=3,ext_page_size=4"],
     ["-P", "/nonexistent-dir/memcached.pid"],  # a pid file it cannot write is only logged
     ["-r"],
+    ["extra", "words"],  # no options: getopt passes over them
     # -l's list, after the fixtures' own -l 127.0.0.1 (memcached joins them)
     ["-l", "127.0.0.2"],
     ["-l", "127.0.0.2;127.0.0.3"],
@@ -59,6 +60,7 @@ STARTS = [
 
 REFUSED = [
     ["-x"],
+    ["--memory=64"],  # an ambiguous abbreviation: --memory-limit or --memory-file
     ["-p"],
     ["-R", "0"],
     ["-c", "0"],

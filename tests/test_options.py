@@ -460,3 +460,8 @@ def test_a_suboption_memcached_1_6_18_lacks_is_illegal(suboption, capsys):
 def test_l_given_twice_is_memcached_s_joined_list():
     args = options.parse_args(["-l", "127.0.0.1", "-l", "127.0.0.2", "-l", "127.0.0.2"])
     assert args.listen == args.inter == "127.0.0.1,127.0.0.2"  # one already in it is left out (strstr)
+
+
+def test_words_that_are_no_option_are_ignored_as_memcached_s_getopt_passes_over_them():
+    args = options.parse_args(["extra", "-p", "11311", "more"])
+    assert (args.port, args.ignored) == (11311, ["extra", "more"])
