@@ -2,9 +2,11 @@
 option, memcached-lite's own long options beside them.
 
 It is data first. OPTIONS is the table of options (flags, then argparse's
-keywords), EXTENDED the table of memcached's `-o name=value` suboptions, and
-CHECKS the table of what is refused once everything is parsed, each with its
-message, in the order they are tried. A new option is a row of OPTIONS (and,
+keywords), EXTENDED the table of memcached's `-o name=value` suboptions,
+EXTENDED_RULES memcached's value rules for the suboptions only named here,
+and CHECKS the table of what is refused once everything is parsed, each with
+its message and exit status, in the order they are tried. Numbers are read
+as memcached reads them (atoi, safe_strtol). A new option is a row of OPTIONS (and,
 if some values are refused, a row of CHECKS); a new `-o` suboption is a row
 of EXTENDED.
 
