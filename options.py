@@ -767,10 +767,14 @@ def parse_args(argv):
     except (argparse.ArgumentTypeError, ValueError) as e:
         p.refuse(f"-o: {e}", FAILURE)
     args.not_applicable += ["-o " + name + ("" if value is None else "=" + value) for name, value in suboptions]
+    paths = 0  # ext_path=s so far: memcached sizes pages before it opens a file
     for name, value in suboptions:
         refusal = refused_suboption(name, value)
+        if name == "ext_page_size" and paths:
+            refusal = "Must specify ext_page_size before any ext_path arguments"
         if refusal:
             p.refuse(refusal, FAILURE)
+        paths += name == "ext_path"
     if args.enable_sasl and args.sasl_file is None and os.environ.get("MEMCACHED_SASL_PWDB"):
         try:  # memcached's variable, read when -S is given
             args.sasl_file = sasl_file(os.environ["MEMCACHED_SASL_PWDB"])

@@ -112,6 +112,7 @@ REFUSED = [
     ["-o", "no_lru_maintainer,temporary_ttl=10"],
     ["-o", "lru_segmented"],
     ["-o", "inline_ascii_response"],
+    ["-o", "ext_path=/tmp/mclite-never:64m,ext_page_size=4"],  # refused before the file is opened
     ["-l", "127.0.0.2:abc"],
     ["-l", "tag[toolongtag]:127.0.0.2"],
     ["-l", "[::1"],
