@@ -446,7 +446,9 @@ EXTENDED_RULES = {
     "ssl_min_version": ("Missing ssl_min_version argument", lambda v: (
         "could not parse argument to ssl_min_version" if c_strtol(v) is None else
         None if 0 <= c_strtol(v) <= 3 else "Invalid ssl_min_version. Use help to see valid options.")),
-    "ext_path": ("missing argument to ext_path, ie: ext_path=/d/file:5G", lambda v: None),
+    "ext_path": ("missing argument to ext_path, ie: ext_path=/d/file:5G", lambda v: None if [
+        part for part in v.split(":") if part][1:] else "must supply size to ext_path, ie: ext_path=/f/e:64m "
+        "(M|G|T|P supported)"),
     **{name: (f"Missing {name} argument", _parsed(c_strtoul, name)) for name in (
         "watcher_logbuf_size worker_logbuf_size ssl_wbuf_size read_buf_mem_limit ext_page_size ext_wbuf_size "
         "ext_threads ext_io_depth ext_item_size ext_item_age ext_low_ttl ext_recache_rate ext_compact_under "

@@ -417,6 +417,7 @@ def test_a_value_memcached_accepts_is_accepted(argv):
     ("ext_max_frag=x", "could not parse argument to ext_max_frag"),
     ("ext_path", "missing argument to ext_path, ie: ext_path=/d/file:5G"),
     ("ext_path=/tmp/e:64m,ext_page_size=4", "Must specify ext_page_size before any ext_path arguments"),
+    ("ext_path=/tmp/e", "must supply size to ext_path, ie: ext_path=/f/e:64m (M|G|T|P supported)"),
 ])
 def test_a_suboption_value_memcached_refuses_is_refused_with_its_message_and_1(suboption, message, capsys):
     with pytest.raises(SystemExit) as e:
