@@ -85,7 +85,7 @@ REFUSED = [
     ["-I", "100k"],  # below slab_chunk_max's 512k
     ["-I", "600k"],  # not a multiple of it
     ["-t", "2", "-N", "3"],  # more NAPI ids than threads
-    ["-N", "5"],  # more than the 4 threads of memcached's default
+    ["-N", "5"],  # more than the threads (the fixture gives memcached -t 1; our default is its 4)
     ["-N", "0"],
     ["-t", "0"],
     ["-t", "abc"],
