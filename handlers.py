@@ -610,7 +610,7 @@ class Session:
                         break
                     if buf[pos] != binary.REQUEST_MAGIC:
                         log.info("closing a binary connection: invalid magic %#x", buf[pos])
-                        self.closing = True  # memcached closes without a reply
+                        self.closing, self.close_reason = True, "error"  # memcached closes without a reply
                         break
                     request = binary.parse_header(buf, pos)
                     start = pos + header_size
@@ -694,7 +694,7 @@ class Session:
         head = bytes(buf[pos : pos + 100]).lstrip(b" ")
         if pending > MAX_GET_LINE or not (head.startswith(b"get ") or head.startswith(b"gets ")):
             log.info("closing a connection: command line longer than %d bytes", MAX_LINE)
-            self.closing = True
+            self.closing, self.close_reason = True, "error"
 
     def _command(self, line):
         self.commands += 1
@@ -712,7 +712,7 @@ class Session:
         entry = COMMANDS.get(words[0])
         if entry is None:
             if words[-1].startswith(b"HTTP/"):
-                self.closing = True  # memcached's defence against cross-protocol requests
+                self.closing, self.close_reason = True, "error"  # memcached's defence against cross-protocol requests
             else:
                 self.out.append(ERROR)
             return

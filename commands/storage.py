@@ -80,7 +80,8 @@ def _ttl(session, exptime):
         return 0
     now = session.store.clock()
     absolute = absolute_expiry(exptime, now)
-    return max(0, int(absolute - now + 0.5)) if absolute > 0 else 0
+    # (memcached's times are whole seconds: a relative exptime is its ttl)
+    return max(0, int(absolute) - int(now)) if absolute > 0 else 0
 
 
 def _stored_size(session, key, result, block):

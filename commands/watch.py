@@ -101,9 +101,10 @@ class Watcher:
         self.skipped = 0
 
     def offer(self, line):
+        """Keep `line` for the watcher; False if it had no room (dropped)."""
         if len(self.lines) + len(line) + self.session.unsent() > BUFFER:
             self.skipped += 1
-            return
+            return False
         woke = not self.lines
         if self.skipped:
             self.lines += b"skipped=%d\n" % self.skipped
@@ -111,6 +112,7 @@ class Watcher:
         self.lines += line
         if woke:
             self.session.wake()
+        return True
 
 
 class Watchers:
@@ -124,6 +126,8 @@ class Watchers:
         self.flags = 0  # the streams someone watches
         self.gid = 0  # memcached's global id of a log entry
         self.cfd = -1  # the connection whose command runs (set by the session)
+        # memcached's log_worker_written, log_watcher_skipped, log_watcher_sent
+        self.written = self.skipped = self.sent = 0
 
     def add(self, session, flags):
         """A new watcher; False past WATCHER_LIMIT."""
@@ -157,9 +161,13 @@ class Watchers:
         now = self.clock()
         sec = int(now)
         line = b"ts=%d.%d gid=%d %s\n" % (sec, int((now - sec) * 1e6), self.gid, body.encode())
+        self.written += 1
         for w in self.watchers:
             if w.flags & stream:
-                w.offer(line)
+                if w.offer(line):
+                    self.sent += 1
+                else:
+                    self.skipped += 1
 
     # -- the lines ------------------------------------------------------------
 

@@ -234,6 +234,14 @@ def test_a_close_says_its_reason(server):
     assert lines(w)[-1].endswith("reason=idle_timeout cfd=25")
 
 
+def test_a_cross_protocol_request_s_close_is_an_error(server):
+    w = watcher(server, b"connevents")
+    c = attached(server, 25)
+    c.feed(b"GET / HTTP/1.1\r\n")
+    c.close()
+    assert lines(w)[-1].endswith("reason=error cfd=25")
+
+
 def test_a_unix_socket_peer_is_local(server):
     w = watcher(server, b"connevents")
     attached(server, 25, "").close()
