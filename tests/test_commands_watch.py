@@ -214,6 +214,27 @@ def test_a_replace_of_a_missing_key_is_not_stored(server):
     assert lines(w) == ["type=item_store key=nope status=not_stored cmd=replace ttl=0 clsid=1 cfd=25 size=1"]
 
 
+# == evictions ===============================================================
+
+
+def test_an_item_evicted_for_room_is_an_eviction_line(tmp_path, clock):
+    from store import Store
+
+    evicting = Store(str(tmp_path / "evict"), clock=clock, max_disk=600, disk_policy="evict")
+    while evicting.tick():  # the start-up walk: the quota counts from then on
+        pass
+    try:
+        server = Server(evicting, clock=clock)
+        c = attached(server, 25)
+        c.feed(set_cmd(b"old", b"x" * 300, exptime=100))
+        w = watcher(server, b"evictions")
+        clock.advance(5)
+        c.feed(set_cmd(b"new", b"y" * 300))
+        assert lines(w) == ["type=eviction key=old fetch=no ttl=95 la=5 clsid=7 size=300"]
+    finally:
+        evicting.close()
+
+
 # == connevents ==============================================================
 
 
