@@ -66,7 +66,8 @@ class StorageRequest:
             raise
         watchers = session.server.watchers
         if watchers.flags & MUTATIONS:
-            watchers.item_store(key, result, mode, _ttl(session, self.exptime), _stored_size(session, key, result, block))
+            size = _stored_size(session, key, result, block, mode)
+            watchers.item_store(key, result, mode, _ttl(session, self.exptime), size)
         if mode is Mode.CAS:
             session.counters.bump(_CAS_COUNTERS[result])
         if meta is not None:
@@ -88,9 +89,12 @@ def _ttl(session, exptime):
     return max(0, int(absolute) - int(now)) if absolute > 0 else 0
 
 
-def _stored_size(session, key, result, block):
-    # the value's length as stored (an append's: the whole), else the new one's
-    if result is Result.STORED:
+def _stored_size(session, key, result, block, mode):
+    # the value's length as stored (an append's: the whole), else the new one's;
+    # only an append's is looked up: a peek at a set of an item dead at once
+    # (a negative exptime) would reclaim it, and the next get log not_found,
+    # not memcached's expired
+    if result is Result.STORED and mode in (Mode.APPEND, Mode.PREPEND):
         item = session.store.peek(key)
         if item is not None:
             return len(item.value)
