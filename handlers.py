@@ -300,6 +300,7 @@ class Session:
         # feed() stopped at a limit with work left (commands or a paused get)
         self.stopped_early = False
         self.commands = 0  # command lines run so far: the idle timer's clock, `stats conns`
+        self._turn_start = 0  # `commands` when this turn's feed began (`pipelined`)
         self.counters.curr_connections += 1
         self.counters.total_connections += 1
         # `stats conns`: the socket's description, filled in by attach()
@@ -365,7 +366,17 @@ class Session:
     def awaiting_command(self):
         """Between commands, with nothing left to run: where memcached's
         idle_timeout may close a connection (never in a value's data)."""
-        return self._state is self._idle and self.work is None and not self.stopped_early
+        # (a watcher never: memcached's idle timer does not look at conn_watch)
+        return (
+            self._state is self._idle and self.work is None and not self.stopped_early
+            and self._framing != self._watching
+        )
+
+    @property
+    def pipelined(self):
+        """Whether commands ran before the running one in this turn (their
+        replies, even none under noreply, are not sent yet)."""
+        return self.commands - self._turn_start > 1
 
     @property
     def holding(self):
@@ -452,6 +463,7 @@ class Session:
         deferred = False
         searched, self._searched = self._searched, 0
         self.stopped_early = False
+        self._turn_start = self.commands
         self.last_command = self.server.now or self.server.clock()
         # plain `get` lines skip _command's dispatch (they are most of a
         # cache's traffic); anything that needs more goes the general way

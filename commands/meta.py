@@ -326,7 +326,7 @@ def meta_set(session, words):
             mode = Mode.CAS  # memcached: replace with a cas is a cas
     client_flags = f.get("F", 0)
     if not session.store.item_fits(len(req.key), length, client_flags):
-        refuse_too_large(session, length, req.key)  # the old value goes in every mode, as memcached's ms
+        refuse_too_large(session, length, req.key, mode, req.key)  # the old value goes in every mode, as memcached's
         return out.append(TOO_LARGE)
     req.store_options = {
         "invalidate": "I" in f and mode is Mode.CAS,

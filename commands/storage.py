@@ -66,7 +66,8 @@ class StorageRequest:
             raise
         watchers = session.server.watchers
         if watchers.flags & MUTATIONS:
-            watchers.item_store(key, result, mode, _ttl(session, self.exptime), _stored_size(session, key, result, block))
+            size = _stored_size(session, key, result, block, mode)
+            watchers.item_store(key, result, mode, _ttl(session, self.exptime), size)
         if mode is Mode.CAS:
             session.counters.bump(_CAS_COUNTERS[result])
         if meta is not None:
@@ -81,12 +82,19 @@ def _ttl(session, exptime):
     now = session.store.clock()
     absolute = absolute_expiry(exptime, now)
     # (memcached's times are whole seconds: a relative exptime is its ttl)
+    if absolute < 0:
+        # dead at once: memcached's item has exptime 1 on its clock, which
+        # reads uptime + 62 (process_started is 62 s before the start); %u
+        return (1 - 62 - int(now - session.server.started)) & 0xFFFFFFFF
     return max(0, int(absolute) - int(now)) if absolute > 0 else 0
 
 
-def _stored_size(session, key, result, block):
-    # the value's length as stored (an append's: the whole), else the new one's
-    if result is Result.STORED:
+def _stored_size(session, key, result, block, mode):
+    # the value's length as stored (an append's: the whole), else the new one's;
+    # only an append's is looked up: a peek at a set of an item dead at once
+    # (a negative exptime) would reclaim it, and the next get log not_found,
+    # not memcached's expired
+    if result is Result.STORED and mode in (Mode.APPEND, Mode.PREPEND):
         item = session.store.peek(key)
         if item is not None:
             return len(item.value)
@@ -113,17 +121,23 @@ def storage(session, words):
     if settings.detail_enabled:
         session.server.prefixes.record(key, settings.prefix_delimiter, 2)
     if not session.store.item_fits(len(key), length, flags):
-        refuse_too_large(session, length, key if mode is Mode.SET else None)
+        refuse_too_large(session, length, key if mode is Mode.SET else None, mode, key)
         return reply(session, noreply, TOO_LARGE)
     session.expect(StorageRequest(length, mode, key, flags, exptime, cas_unique, noreply))
 
 
-def refuse_too_large(session, length, key=None):
+def refuse_too_large(session, length, key=None, mode=None, named=None):
     """An item over -I: its data will be read and dropped (never buffered),
-    and the old value of `key` (a set's) goes, as memcached's does."""
+    and the old value of `key` (a set's) goes, as memcached's does; a
+    watcher of mutations hears of `named`'s refusal (`mode`), then of the
+    lookup that drops the old value."""
     session.counters.store_too_large += 1
     session.swallow(length + 2)
+    if named is not None:
+        session.server.watchers.too_large(named, mode)
     if key is not None:
+        if session.server.watchers.flags & FETCHERS:
+            session.store.lookup(key)  # memcached's item_get of the value it drops
         drop_old_value(session, key)
 
 

@@ -184,6 +184,15 @@ class Watchers:
         self._emit(FETCHERS, "type=item_get key=%s status=%s clsid=%d cfd=%d size=%d" % (
             uriencode(key), status, clsid, self.cfd, size))
 
+    def too_large(self, key, mode):
+        """mutations: a storage command refused for size. memcached 1.6.18's
+        call passes the fd where the class goes (and no fd): its line says
+        clsid=<fd>; this one does too, with the fd as cfd."""
+        if not self.flags & MUTATIONS:
+            return
+        self._emit(MUTATIONS, "type=item_store key=%s status=too_large cmd=%s ttl=0 clsid=%d cfd=%d size=0" % (
+            uriencode(key), STORE_CMD[mode.name], self.cfd, self.cfd))
+
     def item_store(self, key, result, mode, ttl, size):
         """mutations: a storage command's outcome (a store.Result, a
         store.Mode, the relative ttl, the stored value's length)."""
@@ -220,10 +229,15 @@ def _peer(session):
 def watch(session, words):
     """watch [stream ...]: the connection becomes a watcher (OK), or
     memcached's refusal."""
+    if words[-1] == b"noreply":
+        # memcached: noreply silences whatever it answers, and `noreply` is
+        # then read as a stream it does not know: never attached, no reply
+        return
     if not session.server.settings.watch_enabled:
         return session.out.append(b"CLIENT_ERROR watch commands not allowed\r\n")
-    if session.out:
-        # replies of commands pipelined before it wait in this turn
+    if session.out or session.pipelined:
+        # commands pipelined before it in this turn (a noreply one too: its
+        # response is still on memcached's stack, resp_has_stack)
         return session.out.append(b"ERROR cannot pipeline other commands before watch\r\n")
     flags = 0
     for name in words[1:]:

@@ -61,3 +61,16 @@ def test_a_watcher_sees_a_connection_come_and_go(mclite, connect):
     connect(mclite).close()
     lines = watcher.read_until(b"type=conn_close")
     assert b"type=conn_new rip=127.0.0.1" in lines and b"transport=tcp" in lines
+
+
+def test_a_watcher_is_never_idle_kicked_and_hears_the_kick_of_another(start_mclite, connect):
+    # memcached's idle timer does not look at a watcher (conn_watch); passes against memcached
+    # (time is the input here, as in the idle timeout's own tests: a bounded wait for the kick)
+    server = start_mclite(extra_args=["-o", "idle_timeout=1"])
+    watcher = connect(server)
+    assert watcher.exchange(b"watch connevents\r\n") == b"OK\r\n"
+    client = connect(server)
+    client.exchange(b"version\r\n")
+    client.read_until_closed(timeout=10)
+    lines = watcher.read_until(b"\n", 2, timeout=10)
+    assert b" reason=idle_timeout cfd=" in lines.splitlines()[1]
