@@ -18,7 +18,7 @@ from store.syncer import BackgroundSyncer
 
 # The agreed interface (issue 17 item 1): every implementation has all of it.
 CONTRACT = (
-    "open", "close", "read", "write", "writev", "fstat", "ftruncate", "fsync",
+    "open", "close", "read", "write", "writev", "pwrite", "fstat", "ftruncate", "fsync",
     "fdatasync", "syncfs", "flock",
     "stat", "replace", "rename", "exchange", "link", "unlink", "mkdir",
     "makedirs", "listdir", "scandir", "isdir", "exists", "read_file", "read_head",
