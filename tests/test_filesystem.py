@@ -392,7 +392,7 @@ CONFIGURATIONS = {
         dict(fsync=EVERYSEC, background_sync=True),
         {"background_syncer"} if syscalls.HAVE_SYNCFS else set(),
     ),
-    "no, evicting": (dict(fsync=NO, max_disk=4096, disk_policy="evict"), {"stat"}),
+    "no, evicting": (dict(fsync=NO, max_disk=8192, disk_policy="evict"), {"stat"}),  # two-slot files: ~1 KiB each
 }
 EVERY_STORE_SEES = {
     "makedirs", "open", "flock", "ftruncate", "write", "writev", "fstat", "fsync", "close",

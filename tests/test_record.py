@@ -144,7 +144,7 @@ def test_a_version_1_record_is_read_with_no_state_and_last_access_at_its_write()
     assert record.decode_header(_with_version(1)).size == record.HEADER_SIZE - 10
 
 
-@pytest.mark.parametrize("version", [0, 3, 0xFFFF])
+@pytest.mark.parametrize("version", [0, 4, 0xFFFF])
 def test_other_version_is_unsupported(version):
     with pytest.raises(UnsupportedVersion):
         record.decode(_with_version(version))
