@@ -23,7 +23,7 @@ import sys
 import handlers
 import logs
 import options
-from store import FRESH_SPARES, DataDirError, Store
+from store import FRESH_SPARES, KEPT_FILES, DataDirError, Store
 
 log = logging.getLogger("memcached-lite")
 
@@ -71,15 +71,27 @@ def configure_stats(server, args, listener):
 
 
 def ensure_descriptors(connections):
-    """Raise the open-files limit so -c connections fit, as memcached does;
-    warn when the hard limit does not allow it."""
+    """Raise the open-files limit so -c connections fit, as memcached does,
+    and the store's kept descriptors (store/inplace.py) beside them; warn
+    when the hard limit does not allow the connections."""
     need = connections + DESCRIPTOR_RESERVE
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < need:
-        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    want = need + KEPT_FILES
+    if soft != resource.RLIM_INFINITY and soft < want:
+        target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, target), hard))
         if target < need:
             log.warning("open-files limit %d is below -c %d plus a reserve", target, connections)
+
+
+def kept_files(connections):
+    """How many descriptors the store may keep open for writes in place:
+    what the open-files limit leaves after -c connections and the reserve
+    (at most KEPT_FILES; none if nothing is left)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return KEPT_FILES
+    return max(0, min(KEPT_FILES, soft - connections - DESCRIPTOR_RESERVE))
 
 
 def write_pidfile(path):
@@ -123,6 +135,7 @@ def open_store(args):
         disk_policy=args.disk_policy,
         background_sync=True,
         fresh_spares=FRESH_SPARES,
+        kept_files=kept_files(args.conn_limit),
     )
     store.durability.watchdog = args.fsync_watchdog
     return store

@@ -56,7 +56,7 @@ class KeptFiles:
         self.started = 0  # barriers begun
         self.passed = 0  # the number of the newest barrier that passed
         self._open = []  # numbers of the barriers begun, not passed nor failed
-        self.writes = 0  # writes made in place (stats: inplace_writes)
+        self.writes = 0  # writes made in place
 
     def __len__(self):
         return len(self._files)
