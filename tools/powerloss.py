@@ -55,10 +55,9 @@ NOW = 1_000_000.0
 CUT_BEFORE = ("replace", "rename", "exchange", "link", "unlink", "mkdir", "fsync", "fdatasync", "syncfs")
 # ...and, in the campaign, inside a write into a spare too; the chance of a
 # cut before each: most often before a barrier (where what is in flight is
-# largest), less often before each step of a write (a write in place is one
-# pwrite: as likely as the exchange it replaces)
+# largest), less often before each step of a write
 CUT_CHANCE = dict.fromkeys(("fsync", "fdatasync", "syncfs"), 0.2)
-CUT_CHANCE.update(dict.fromkeys(("replace", "rename", "exchange", "link", "unlink", "mkdir", "pwrite"), 0.08))
+CUT_CHANCE.update(dict.fromkeys(("replace", "rename", "exchange", "link", "unlink", "mkdir"), 0.08))
 CUT_CHANCE.update(dict.fromkeys(("open", "writev", "write", "ftruncate"), 0.03))
 
 
