@@ -168,6 +168,10 @@ class Server:
         self.sasl = None  # -S: the SASL password file's pairs, or None: no SASL
         self.conn_structs = 1  # memcached's connection_structures: the most at once, listener included
         self.started = self.clock()
+        # the time of the loop's turn, set by a loop that drives the sessions
+        # (the reactor, once an iteration): a command's stamp for `stats
+        # conns` without a clock read per feed; None: each feed reads the clock
+        self.now = None
         # set by the reactor: request_stop(graceful) ends the loop (`shutdown`)
         self.request_stop = None
 
@@ -406,7 +410,7 @@ class Session:
         deferred = False
         searched, self._searched = self._searched, 0
         self.stopped_early = False
-        self.last_command = self.server.clock()
+        self.last_command = self.server.now or self.server.clock()
         # plain `get` lines skip _command's dispatch (they are most of a
         # cache's traffic); anything that needs more goes the general way
         plain = self.authenticated and self.server.settings.verbosity <= 1
@@ -547,7 +551,7 @@ class Session:
         size = pos = commands = 0
         deferred = False
         self.stopped_early = False
-        self.last_command = self.server.clock()
+        self.last_command = self.server.now or self.server.clock()
         header_size = binary.HEADER_SIZE
         while not self.closing:
             if size >= size_limit or commands >= command_limit:

@@ -117,7 +117,9 @@ class Reactor:
 
     def run(self):
         """Serve until stop() is called, then shut down cleanly."""
-        settings = self.server.settings
+        server = self.server
+        settings = server.settings
+        clock = server.clock
         buffer = self._recv_buffer
         try:
             while not self.stopping:
@@ -133,13 +135,18 @@ class Reactor:
                 if settings.idle_timeout:
                     timeout = min(timeout, max(0.0, self._next_idle_check - time.monotonic()))
                 events = self.sel.select(timeout)
+                server.now = clock()
                 for key, mask in events:
                     conn = key.data
                     if conn is None:
                         self._accept()
                     elif conn is WAKE:
                         self._drain_wake()
-                    elif mask == EVENT_READ and not conn.want and self._may_read(conn):
+                    elif mask == EVENT_READ and not conn.want and not (
+                        # _may_read() written out
+                        conn.paused or conn.session.stopped_early or conn.eof or conn.session.closing
+                        or self.stopping
+                    ):
                         # the usual event, a request: straight to the read,
                         # _guarded's work written out here (two calls fewer a
                         # request, about 4% of a get at 50 connections)
@@ -161,7 +168,10 @@ class Reactor:
                     self._run_ready()
                     if self._later:
                         self._send_later()
-                self._commit()
+                # _commit()'s usual case without its call: no batch, nothing held
+                batch = self.server.commit()
+                if batch is not None or self.held:
+                    self._commit(batch)
                 self.server.sync_if_due()
                 # (each looked at here, not in a call: this runs once a request on a get load)
                 if self._accept_paused_until is not None:
@@ -192,9 +202,11 @@ class Reactor:
             if conn in self.conns and self._may_read(conn):
                 self._guarded(conn, self._read, conn)
 
-    def _commit(self):
-        """Make the iteration's writes durable, then send what waited for it."""
-        batch = self.server.commit()
+    def _commit(self, batch=None):
+        """Make the iteration's writes durable, then send what waited for
+        it; `batch`: the one the loop has just committed itself."""
+        if batch is None:
+            batch = self.server.commit()
         if batch is not None and self.server.settings.verbosity > 2:
             log.debug("batch committed: %d changes%s", batch.changes,
                       "" if batch.error is None else ", failed: " + batch.error)
@@ -416,7 +428,14 @@ class Reactor:
         if tracing and session.state is not state:
             self._trace(conn, "%s -> %s" % (state, session.state))
         if reply:
-            self._queue(conn, reply)
+            # _queue()'s work written out: this runs once a request
+            if self.server.settings.verbosity > 1:
+                log.debug(">%s %r", conn.peer, reply[:200], extra=conn.log_extra())
+            if conn.later is None:
+                conn.later = reply
+                self._later.append(conn)
+            else:
+                conn.later += reply
         elif session.holding:  # (a session holding its replies returns none)
             self.held.add(conn)
         if session.stopped_early and not conn.paused:
@@ -450,7 +469,9 @@ class Reactor:
                     conn.send(reply)
                     if (
                         conn.events != EVENT_READ or conn.out or conn.want or conn.buffered
-                        or not self._may_read(conn)
+                        # (not _may_read(conn))
+                        or conn.paused or conn.session.stopped_early or conn.eof or conn.session.closing
+                        or self.stopping
                     ):
                         self._settle(conn)
                 except Exception as e:  # one connection's failure must never stop the server

@@ -106,7 +106,14 @@ def retrieve_keys(session, keys, with_cas, exptime, start=0):
     if not paused:
         parts.append(END)
         made += len(END)
-    _count(session.counters, exptime, i - start, hits)
+    if exptime is None:
+        # _count's get case written out: it runs once a get line
+        c = session.counters
+        c.cmd_get += i - start
+        c.get_hits += hits
+        c.get_misses += i - start - hits
+    else:
+        _count(session.counters, exptime, i - start, hits)
     session.out.extend(parts)
     return made
 

@@ -272,6 +272,17 @@ class Durability:
             self._dirty_files.add(path)
             self._dirty_dirs.update(dirs)
 
+    def displaced(self, path, spare):
+        """The file at an item's path moved to `spare` in tmp/ (everysec
+        with a barrier by paths): if its record was written since the last
+        barrier, the next one must fsync it where it now is. Otherwise the
+        barrier would pass over it, and the spare pool, which takes a passed
+        barrier to cover every write before it, would book the file as
+        holding that record while on disk it may still hold an older one."""
+        dirty = self._dirty_files
+        if path in dirty:
+            dirty.add(spare)
+
     def removed(self, dirs):
         """A file was unlinked (everysec and no)."""
         self.dirty = True
@@ -295,8 +306,10 @@ class Durability:
         finished, or one run here); raises OSError if it failed. With the
         helper, the timer only starts a barrier; a later call sees it end
         (or the watchdog give it up)."""
-        passed = self._finish_background(wait=force)
-        if self.syncer is not None and self.syncer.running:
+        syncer = self.syncer
+        # (the helper's test written out: this runs once a loop iteration)
+        passed = syncer is not None and syncer.running and self._finish_background(wait=force)
+        if syncer is not None and syncer.running:
             # One barrier in flight at a time, even on a disk slower than the
             # timer: a second one asked for now would be answered by the
             # first's reply, and the spares released since it began would be

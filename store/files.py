@@ -83,6 +83,10 @@ class DataDir:
         # barrier(): makes everything written so far durable (the Store's
         # Durability.sync_now); run before a full disk frees the held spares
         self.barrier = None
+        # displaced(path, spare): the file at an item's path now lives at
+        # `spare` in tmp/ (an overwrite's exchange, a delete's rename); set
+        # only where a barrier covers files by path (Durability.displaced)
+        self.displaced = None
         self.removed_temp_files = 0
 
     # -- whole-directory housekeeping ------------------------------------
@@ -450,6 +454,8 @@ class DataDir:
                 _unlink_quietly(fs, spare)  # a name of the live file: never written over
                 raise
             spares.installed(tmp)
+        if self.displaced is not None:
+            self.displaced(path, spare)
         name = path.rpartition("/")[2]
         if spares.wants(old_size):
             spares.released(spare, name, old_size, stale)
@@ -482,6 +488,8 @@ class DataDir:
             if what is not None and what is not FREE:
                 spare = spares.new_name()
                 self.fs.rename(path, spare)
+                if self.displaced is not None:
+                    self.displaced(path, spare)
                 spares.released(spare, name, size, stale)
             else:
                 self.fs.unlink(path)

@@ -490,6 +490,35 @@ def test_everysec_fsync_barrier_gets_the_written_files_and_folders(open_store, t
     assert os.path.dirname(path) in recorder.calls[0]["dirs"]
 
 
+def test_everysec_fsync_barrier_also_syncs_a_record_moved_to_tmp_in_its_window(open_store, ticking):
+    # the key's first record, written and displaced by the second before the
+    # barrier, is a spare now: the barrier must cover it where it lives
+    store = open_store(EVERYSEC, fsync_method="fsync")
+    store.dir.in_place = False  # the exchange path, which displaces the first record
+    recorder = RecordingBarrier(store)
+    store.durability.barrier = recorder
+    set_(store, b"k", b"first")
+    set_(store, b"k", b"second")
+    ticking[0] += 1.0
+    store.sync_if_due()
+    path = store.dir.locate(b"k")[1]
+    files = recorder.calls[0]["files"]
+    assert sorted(os.path.dirname(f) for f in files) == sorted([os.path.dirname(path), store.dir.tmp])
+
+
+def test_everysec_fsync_barrier_leaves_out_a_displaced_record_an_earlier_barrier_covered(open_store, ticking):
+    store = open_store(EVERYSEC, fsync_method="fsync")
+    recorder = RecordingBarrier(store)
+    store.durability.barrier = recorder
+    set_(store, b"k", b"first")
+    ticking[0] += 1.0
+    store.sync_if_due()
+    set_(store, b"k", b"second")
+    ticking[0] += 1.0
+    store.sync_if_due()
+    assert recorder.calls[1]["files"] == [store.dir.locate(b"k")[1]]
+
+
 def test_everysec_close_makes_what_is_left_durable(open_store, ticking):
     store = open_store(EVERYSEC)
     recorder = store.durability.barrier = RecordingBarrier(store)

@@ -442,6 +442,16 @@ def test_eio_on_a_read_in_the_start_up_walk_keeps_and_counts_the_file(fs, on_dis
         store.close()
 
 
+def test_a_walk_over_buckets_that_cannot_be_listed_logs_it_once_not_per_bucket(fs, on_disk, caplog):
+    fs.fail("scandir", errno.EIO, times=None)
+    store = on_disk.store
+    store._scan_wanted = True  # the walk a flush or the timer would start
+    with caplog.at_level(logging.ERROR, logger="memcached-lite"):
+        while store.tick():
+            pass
+    assert caplog.text.count("cannot list bucket") == 1
+
+
 # == EROFS after start: the file system remounted read-only =====================
 
 

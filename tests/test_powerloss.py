@@ -350,6 +350,49 @@ def test_everysec_a_spare_reused_twice_in_one_window_never_brings_back_a_deleted
     assert served_after_cuts(fs, b"k", range(400)) <= {None, b"v3" * 600}
 
 
+def test_everysec_fsync_method_a_spare_displaced_in_its_window_never_brings_back_a_deleted_key(ticking):
+    # --fsync-method fsync: the barrier fsyncs the paths written, and j1's
+    # file has left j's path for tmp/ before it runs; unless the barrier
+    # follows it there, that file may still hold k's deleted v1 on disk once
+    # the pool takes it to hold j1, and k's torn write restores v1 from it
+    fs = data_dir_made_durable("ordered")
+    store = Store(DATA, fsync=EVERYSEC, fsync_method="fsync", fs=fs, clock=clock)
+    while store.tick():
+        pass
+    set_(store, b"j", b"j0" * 300)
+    set_(store, b"k", b"v1" * 100)
+    ticking[0] += 1.0
+    assert store.sync_if_due() is True
+    store.delete(b"k")
+    ticking[0] += 1.0
+    assert store.sync_if_due() is True  # the delete is durable; v1's spare ready
+    set_(store, b"j", b"j1" * 300)  # written over v1's record, not yet durable
+    set_(store, b"j", b"j2" * 300)  # that file back in tmp/, as j's
+    ticking[0] += 1.0
+    assert store.sync_if_due() is True
+    set_(store, b"k", b"v3" * 600)
+    out = set()
+    for seed in range(400):
+        crashed = open_store(fs.crash(seed), level=EVERYSEC, method="fsync")
+        out.add(served(crashed, [b"k"]).get(b"k"))
+        crashed.close()
+    assert out <= {None, b"v3" * 600}
+
+
+@pytest.mark.xfail(strict=True, reason="open: restore orders a key's records by cas, and `ms E<cas>` can move a "
+                   "key's cas backwards (a store-wide write sequence in the record would order them)")
+def test_everysec_a_client_cas_below_an_older_record_s_never_brings_that_record_back(ticking):
+    fs = data_dir_made_durable("ordered")
+    store = everysec_store(fs)
+    assert store.store(Mode.SET, b"k", 0, 0, b"v1" * 100, new_cas=1000).name == "STORED"
+    set_(store, b"k", b"v2" * 100)  # cas 1001; v1's record (cas 1000) a spare
+    barrier_passes(store, fs, ticking)
+    assert store.store(Mode.SET, b"k", 0, 0, b"v3" * 100, new_cas=5).name == "STORED"
+    barrier_passes(store, fs, ticking)  # v3 is durable
+    set_(store, b"k", b"v4" * 600)
+    assert served_after_cuts(fs, b"k", range(200)) <= {b"v3" * 100, b"v4" * 600}
+
+
 def k_spare_written_over_for_j(store, fs, ticking):
     # k's record a ready spare after k's durable delete; j's next write goes into it
     set_(store, b"j", b"j0" * 300)

@@ -71,6 +71,40 @@ def test_the_campaign_catches_a_store_that_writes_over_the_current_slot_in_place
     assert any("is missing" in v or "older" in v for v in summary.violations)
 
 
+@pytest.fixture
+def delayed_flush_forgotten(monkeypatch):
+    """A broken store: a restarted server forgets a pending flush_all <delay>."""
+    from store import state as state_mod
+
+    real_init = state_mod.PersistentState.__init__
+
+    def init(self, datadir):
+        real_init(self, datadir)
+        self.pending_flush = None
+
+    monkeypatch.setattr(state_mod.PersistentState, "__init__", init)
+
+
+def test_the_campaign_catches_a_store_that_forgets_a_delayed_flush(delayed_flush_forgotten):
+    found = powerloss.campaign(ALWAYS, 150, SEED).violations
+    assert any("flush_all due at" in v and "is lost" in v for v in found)
+
+
+@pytest.fixture
+def start_up_miscounts_bytes(monkeypatch):
+    """A broken store: start-up's walk counts each record a byte too big."""
+    from store import files as files_mod
+
+    real = files_mod.DataDir.bucket_files
+    monkeypatch.setattr(files_mod.DataDir, "bucket_files",
+                        lambda self, bucket: [(path, size + 1) for path, size in real(self, bucket)])
+
+
+def test_the_campaign_catches_a_store_whose_bytes_disagree_with_what_it_serves(start_up_miscounts_bytes):
+    found = powerloss.campaign(ALWAYS, 60, SEED).violations
+    assert any(": bytes " in v for v in found)
+
+
 def test_a_seed_gives_the_same_campaign_every_time():
     one, two = (powerloss.campaign(EVERYSEC, 60, 7, REORDERED) for _ in range(2))
     assert (one.histories, one.cuts, one.violations) == (two.histories, two.cuts, two.violations)

@@ -32,7 +32,9 @@ through a session's get on the crash state, and must be:
 at every level never older than an acknowledged flush_all, None if each
 allowed state is dead by now (expired, flushed) is also allowed, the store
 opens (no crash at start-up), tmp/ is empty, curr_items is the number of
-keys served, and a new write's cas is above every cas handed out before.
+keys served and bytes the size of their files, an acknowledged delayed
+flush_all (and no flush_all sent since) is still pending or, its time come,
+leaves nothing stored before it, and a new write's cas is above every cas handed out before.
 """
 
 import argparse
@@ -173,6 +175,18 @@ class Entry:
         self.stored = stored
 
 
+class Flush:
+    """One flush_all the history sent: its step, its due time (None: at
+    once), whether its OK came back."""
+
+    __slots__ = ("step", "due", "acked")
+
+    def __init__(self, step, due):
+        self.step = step
+        self.due = due
+        self.acked = False
+
+
 class Oracle:
     """Per key, the states the protocol gave it, and what each level allows
     after a cut."""
@@ -183,6 +197,7 @@ class Oracle:
         self.covered = 0  # everysec: the start step of the last barrier that passed
         self.barrier_began = None
         self.epochs = {}  # key -> the step of its state at the last acknowledged flush_all
+        self.flushes = []  # every flush_all sent, in order (Flush)
         self.before = {}  # key -> its states before a crash state was adopted (for describe)
         self.max_cas = 0
 
@@ -231,11 +246,42 @@ class Oracle:
         self.covered = self.step
         self.barrier_began = None
         self.epochs = {}
+        self.flushes = []
 
     def flushed(self, entries):
         """An acknowledged flush_all (at once): no key goes back before it."""
         for entry in entries:
             self.epochs[entry.key] = entry.step
+
+    def flush_sent(self, due):
+        """A flush_all run by the store (due: its time, None: at once)."""
+        flush = Flush(self.step, due)
+        self.flushes.append(flush)
+        return flush
+
+    def fired_delayed_flush(self, now):
+        """The due time of the last flush_all sent, if it was a delayed one,
+        acknowledged (the store writes its rule durably before the OK), and
+        its time has come: every item stored before it is dead, at every
+        level. None otherwise (a later flush_all, even unacknowledged, may
+        have replaced it: nothing to check)."""
+        if not self.flushes:
+            return None
+        last = self.flushes[-1]
+        if last.acked and last.due is not None and last.due <= now:
+            return last.due
+        return None
+
+    def pending_delayed_flush(self, now):
+        """The due time of the last flush_all sent if it was a delayed one,
+        acknowledged, whose time has not come: a crash state must still
+        hold it pending. None otherwise."""
+        if not self.flushes:
+            return None
+        last = self.flushes[-1]
+        if last.acked and last.due is not None and last.due > now:
+            return last.due
+        return None
 
     def allowed(self, key, level):
         """The Entries the key may be at after a cut now."""
@@ -267,9 +313,11 @@ PROBE = b"probe:cas"
 class History:
     """One seeded history of one level, its cuts and their checks."""
 
-    def __init__(self, seed, level, metadata=ORDERED, auto_da_alloc=False, states=25, iterations=60):
+    def __init__(self, seed, level, metadata=ORDERED, auto_da_alloc=False, states=25, iterations=60,
+                 method="auto"):
         self.seed = seed
         self.level = level
+        self.method = method  # --fsync-method: syncfs (auto) or fsync of each path written
         self.rng = random.Random(seed)
         self.budget = states
         self.iterations = iterations
@@ -305,6 +353,7 @@ class History:
             fs,
             opened=opened,
             level=self.level,
+            method=self.method,
             clock=self.time.wall,
             background_sync=self.level == EVERYSEC,
             fresh_spares=4,
@@ -337,6 +386,8 @@ class History:
         for session in fed:
             line, keys, noreply, flush = self._command()
             reply = session.feed(line)
+            if flush:
+                flush = oracle.flush_sent(self.store.state.pending_flush if flush == "later" else None)
             self.log.append(f"step {oracle.step} s{self.sessions.index(session)}: {line[:50]!r} -> {reply[:40]!r}")
             entries = [e for e in (self._observe(k, force=bool(flush)) for k in keys) if e is not None]
             self._settle()
@@ -376,8 +427,10 @@ class History:
 
     def _acknowledged(self, entries, flush):
         self.oracle.acknowledge(entries)
-        if flush == "now":
-            self.oracle.flushed(entries)
+        if flush:
+            flush.acked = True
+            if flush.due is None:
+                self.oracle.flushed(entries)
 
     def _restart(self):
         """A clean stop and start, no power loss: start-up restore on the way."""
@@ -525,6 +578,13 @@ class History:
             found.append(f"{label}: tmp/ not cleaned at start-up: {sorted(leftovers)[:5]}")
         session = Session(Server(store, Settings(), clock=self.time.wall))
         now = self.time.wall()
+        # a delayed flush_all acknowledged and come: no item stored before it
+        # may be served, whatever the crash state's own rule says
+        fired = oracle.fired_delayed_flush(now)
+        pending = oracle.pending_delayed_flush(now)
+        if pending is not None and store.state.pending_flush != pending:
+            found.append(f"{label}: the acknowledged flush_all due at {pending} is lost "
+                         f"(pending: {store.state.pending_flush})")
         items = {}
         for key in sorted(oracle.keys):
             reply = session.feed(b"get %s\r\n" % key)
@@ -541,6 +601,8 @@ class History:
             values = {e.state for e in allowed[key]}
             if any(self._maybe_dead(store, e, now) for e in allowed[key]):
                 values.add(None)
+            if fired is not None:
+                values = {e.state for e in allowed[key] if e.state is None or e.stored >= fired} | {None}
             if got not in values:
                 found.append(f"{label}: {key!r} is {describe(got, key, oracle, allowed[key])}; may be {shown(values)}")
                 self.log.append(f"  {key!r} had: " + ", ".join(
@@ -551,6 +613,13 @@ class History:
         live += session.feed(b"get %s\r\n" % PROBE) != b"END\r\n"
         if store.curr_items != live:
             found.append(f"{label}: curr_items {store.curr_items}, {live} keys served")
+        # `bytes` is the size of the files of what is served (a record's, or
+        # a two-slot file's)
+        served_bytes = sum(store.peek(k).disk for k, v in items.items() if v is not None)
+        probe = store.peek(PROBE)
+        served_bytes += 0 if probe is None else probe.disk
+        if store.bytes != served_bytes:
+            found.append(f"{label}: bytes {store.bytes}, {served_bytes} in the records served")
         # the cas counter never goes back: a new write's is above all before
         session.feed(b"set %s 0 0 1\r\nx\r\n" % PROBE)
         store.commit()
@@ -638,14 +707,15 @@ class Summary:
         )
 
 
-def campaign(level, states, seed, metadata=ORDERED, auto_da_alloc=False, per_history=25, history=None):
+def campaign(level, states, seed, metadata=ORDERED, auto_da_alloc=False, per_history=25, history=None,
+             method="auto"):
     """Histories of `level` until `states` crash states were checked."""
     summary = Summary(level, metadata)
     i = 0
     while summary.states < states:
         h_seed = history if history is not None else history_seed(seed, level, i)
         budget = min(per_history, states - summary.states)
-        summary.add(History(h_seed, level, metadata, auto_da_alloc, states=budget).run())
+        summary.add(History(h_seed, level, metadata, auto_da_alloc, states=budget, method=method).run())
         i += 1
         if history is not None:
             break
@@ -659,6 +729,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--metadata", choices=METADATA_MODES, default=ORDERED)
     p.add_argument("--auto-da-alloc", action="store_true")
+    p.add_argument("--fsync-method", choices=("auto", "syncfs", "fsync"), default="auto",
+                   help="the store's barrier: syncfs (auto) or an fsync of each path written")
     p.add_argument("--history", type=int, help="run this one history seed (a violation names it)")
     p.add_argument("--show", type=int, default=20, help="violations printed per level")
     p.add_argument("--verbose", action="store_true", help="the store's log lines (restores, quarantines)")
@@ -669,13 +741,15 @@ def main(argv=None):
     levels = LEVELS if args.level == "all" else (args.level,)
     bad = 0
     for level in levels:
-        s = campaign(level, args.states, args.seed, args.metadata, args.auto_da_alloc, history=args.history)
+        s = campaign(level, args.states, args.seed, args.metadata, args.auto_da_alloc, history=args.history,
+                     method=args.fsync_method)
         if args.trace:
             print("\n".join(s.log))
         print(s.line(), flush=True)
         for v in s.violations[: args.show]:
             print(f"  {level}: {v}  [--level {level} --metadata {args.metadata}"
-                  f"{' --auto-da-alloc' if args.auto_da_alloc else ''}]")
+                  f"{' --auto-da-alloc' if args.auto_da_alloc else ''}"
+                  f"{' --fsync-method ' + args.fsync_method if args.fsync_method != 'auto' else ''}]")
         bad += len(s.violations)
     return 1 if bad else 0
 
