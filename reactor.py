@@ -78,16 +78,23 @@ WAKE = "wake"
 
 
 class Reactor:
-    """The selectors loop serving one listening socket."""
+    """The selectors loop serving its listening sockets (one, -l's list, or none under -p 0)."""
 
     def __init__(self, server, listener, tls_context=None):
         self.server = server
-        self.listener = listener
+        # one listening socket, a list of them (-l's list), or none (-p 0)
+        if listener is None:
+            self.listeners = []
+        elif isinstance(listener, (list, tuple)):
+            self.listeners = list(listener)
+        else:
+            self.listeners = [listener]
+        self.listener = self.listeners[0] if self.listeners else None
         self.tls_context = tls_context
         # every accepted socket gets the listener's transport
         self.transport = PlainConnection if tls_context is None else TlsConnection
         # TCP_NODELAY for TCP clients; a unix socket (-s) has no Nagle to turn off
-        self.nodelay = listener.family != socket.AF_UNIX
+        self.nodelay = any(sock.family != socket.AF_UNIX for sock in self.listeners)
         self.sel = selectors.DefaultSelector()
         server.settings.event_loop = type(self.sel).__name__
         self.reqs_per_event = server.settings.reqs_per_event
@@ -103,8 +110,9 @@ class Reactor:
         server.request_stop = self.stop
         self._accept_paused_until = None
         self._background_paused_until = 0.0
-        listener.setblocking(False)
-        self.sel.register(listener, EVENT_READ, None)
+        for sock in self.listeners:
+            sock.setblocking(False)
+            self.sel.register(sock, EVENT_READ, None)
         # every recv lands in this one buffer: recv(RECV_SIZE) would
         # allocate 256 KiB (an mmap) and shrink and free it on each call
         self._recv_buffer = memoryview(bytearray(RECV_SIZE))
@@ -132,14 +140,14 @@ class Reactor:
                 sync_in = self.server.seconds_to_sync()
                 if sync_in is not None:
                     timeout = min(timeout, sync_in)
-                if settings.idle_timeout:
+                if settings.idle_timeout > 0:
                     timeout = min(timeout, max(0.0, self._next_idle_check - time.monotonic()))
                 events = self.sel.select(timeout)
                 server.now = clock()
                 for key, mask in events:
                     conn = key.data
                     if conn is None:
-                        self._accept()
+                        self._accept(key.fileobj)
                     elif conn is WAKE:
                         self._drain_wake()
                     elif mask == EVENT_READ and not conn.want and not (
@@ -178,7 +186,7 @@ class Reactor:
                     self._resume_accepting()
                 if self._calls:
                     self._run_calls()
-                if settings.idle_timeout:
+                if settings.idle_timeout > 0:  # memcached's negative one never fires (unsigned)
                     self._kick_idle()
                 if busy:
                     self._background(self.server.background, TICK_BUDGET)
@@ -276,7 +284,7 @@ class Reactor:
         every iteration, so 1,000 connections cost 1,000 checks a second."""
         limit = self.server.settings.idle_timeout
         now = time.monotonic()
-        if not limit or now < self._next_idle_check:
+        if limit <= 0 or now < self._next_idle_check:
             return
         self._next_idle_check = now + IDLE_CHECK_INTERVAL
         for conn in list(self.conns):
@@ -298,17 +306,18 @@ class Reactor:
 
     # -- connections ----------------------------------------------------------
 
-    def _accept(self):
+    def _accept(self, listener):
         for _ in range(64):  # a burst of connections, without starving the others
             try:
-                sock, peer = self.listener.accept()
+                sock, peer = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
                 # Out of file descriptors: the listener stays readable, so
                 # stop watching it for a moment instead of spinning on it.
                 log.error("accept failed: %s; not accepting for %.1f s", e, ACCEPT_BACKOFF)
-                self.sel.unregister(self.listener)
+                for sock in self.listeners:
+                    self.sel.unregister(sock)
                 self._accept_paused_until = time.monotonic() + ACCEPT_BACKOFF
                 return
             sock.setblocking(False)
@@ -327,7 +336,7 @@ class Reactor:
             self.conns.add(conn)
             log.debug("connection from %s%s", conn.peer, conn.KIND, extra=conn.log_extra())
             self._set_events(conn)
-            conn.session.attach(sock.fileno(), peer, self.listener.getsockname(), _unsent_of(conn))
+            conn.session.attach(sock.fileno(), peer, listener.getsockname(), _unsent_of(conn))
 
     def _reject(self, sock, peer):
         # memcached's answer when -c is reached, in clear text even under TLS
@@ -345,7 +354,8 @@ class Reactor:
         until = self._accept_paused_until
         if until is not None and time.monotonic() >= until:
             self._accept_paused_until = None
-            self.sel.register(self.listener, EVENT_READ, None)
+            for sock in self.listeners:
+                self.sel.register(sock, EVENT_READ, None)
 
     def _guarded(self, conn, work, *args):
         """Run a connection's work: the one way into it and its one error
@@ -533,9 +543,10 @@ class Reactor:
     # -- shutdown ---------------------------------------------------------------
 
     def _shutdown(self):
-        if self._accept_paused_until is None:
-            self.sel.unregister(self.listener)
-        self.listener.close()
+        for sock in self.listeners:
+            if self._accept_paused_until is None:
+                self.sel.unregister(sock)
+            sock.close()
         deadline = time.monotonic() + (SHUTDOWN_FLUSH_SECONDS if self.graceful else 0.0)
         self._send_later()
         self._commit()  # replies owed for writes already made

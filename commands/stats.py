@@ -139,7 +139,7 @@ def settings_stats(server):
         ("maxconns", st.max_connections),
         ("tcpport", st.port),
         ("udpport", 0),
-        ("inter", st.listen),
+        ("inter", st.listen or "NULL"),  # memcached's: -l as given, NULL without
         ("verbosity", st.verbosity),
         ("evictions", "on"),
         ("cas_enabled", "yes" if st.cas_enabled else "no"),
@@ -348,9 +348,11 @@ def _sizes(session, words):
 def _conns(session, words):
     server = session.server
     now = server.clock()
+    # every listener (process sets `listeners` for -l's list; `listener` alone
+    # is the one of a server given it), then the clients, in fd order as memcached
+    listeners = getattr(server, "listeners", None) or ([server.listener] if server.listener is not None else [])
     rows = []
-    if server.listener is not None:
-        fd, addr = server.listener
+    for fd, addr in sorted(listeners):
         rows += [
             ("%d:addr" % fd, _address(addr)),
             ("%d:state" % fd, "conn_listening"),

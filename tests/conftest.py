@@ -508,13 +508,20 @@ def start_mclite(tmp_path) -> Iterable[Callable[..., ServerProcess]]:
 
 @pytest.fixture
 def spawn_mclite() -> Iterable[Callable[..., ServerProcess]]:
-    """Factory: ``spawn_mclite(data_dir, extra_args=(), unix_socket=None)`` starts
-    our server without waiting for it to listen (for start-up failures);
+    """Factory: ``spawn_mclite(data_dir, extra_args=(), unix_socket=None, env=None)``
+    starts our server without waiting for it to listen (for start-up failures);
     stopped by PID at the end of the test."""
     spawned: List[ServerProcess] = []
 
-    def spawn(data_dir: Path, extra_args: Sequence[str] = (), unix_socket: Optional[Path] = None):
-        server = ServerProcess("mclite", data_dir=Path(data_dir), extra_args=extra_args, unix_socket=unix_socket)
+    def spawn(
+        data_dir: Path,
+        extra_args: Sequence[str] = (),
+        unix_socket: Optional[Path] = None,
+        env: Optional[Dict[str, str]] = None,
+    ):
+        server = ServerProcess(
+            "mclite", data_dir=Path(data_dir), extra_args=extra_args, unix_socket=unix_socket, env=env
+        )
         spawned.append(server)
         return server.spawn()
 
@@ -524,15 +531,15 @@ def spawn_mclite() -> Iterable[Callable[..., ServerProcess]]:
 
 @pytest.fixture
 def spawn_memcached() -> Iterable[Callable[..., ServerProcess]]:
-    """Factory: ``spawn_memcached(extra_args=())`` starts the real memcached
-    without waiting for it to listen (for its refusals); stopped by PID at
-    the end of the test; skips when it is not installed."""
+    """Factory: ``spawn_memcached(extra_args=(), env=None)`` starts the real
+    memcached without waiting for it to listen (for its refusals); stopped by
+    PID at the end of the test; skips when it is not installed."""
     if MEMCACHED_BIN is None:
         pytest.skip(NO_MEMCACHED)
     spawned: List[ServerProcess] = []
 
-    def spawn(extra_args: Sequence[str] = ()):
-        server = ServerProcess("memcached", extra_args=extra_args)
+    def spawn(extra_args: Sequence[str] = (), env: Optional[Dict[str, str]] = None):
+        server = ServerProcess("memcached", extra_args=extra_args, env=env)
         spawned.append(server)
         return server.spawn()
 

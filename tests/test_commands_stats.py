@@ -102,6 +102,12 @@ def test_stats_settings_show_the_unix_socket_and_its_mask_in_octal(server, sessi
     assert (rows["domain_socket"], rows["umask"]) == ("/run/memcached/memcached.sock", "770")
 
 
+@pytest.mark.parametrize("listen, inter", [(None, "NULL"), ("127.0.0.1", "127.0.0.1")])
+def test_stats_settings_inter_is_l_as_given_or_null_as_memcached(server, session, listen, inter):
+    server.settings.listen = listen
+    assert stats(session, b"settings")["inter"] == inter
+
+
 def test_stats_settings_follow_memcached_order_then_ours(session):
     names = list(stats(session, b"settings"))
     order = stats_family.SETTINGS_STATS_ORDER

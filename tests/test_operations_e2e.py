@@ -580,6 +580,31 @@ def test_u_runs_the_server_as_that_user_after_binding(start_mclite, connect):
 
 
 @ours_only
+@pytest.mark.skipif(os.geteuid() != 0, reason="-u switches users only as root")
+def test_under_u_the_everysec_helper_runs_as_that_user_and_makes_the_barriers(start_mclite, connect):
+    # the user may not run the interpreter (Python under /root): the helper is then the server forked
+    import pwd
+    import shutil
+    import tempfile
+
+    data_dir = tempfile.mkdtemp(prefix="mclite-u-")
+    try:
+        nobody = pwd.getpwnam("nobody").pw_uid
+        os.chown(data_dir, nobody, -1)
+        server = start_mclite(data_dir=data_dir, extra_args=["-u", "nobody", "--fsync", "everysec"])
+        c = connect(server)
+        assert c.exchange(b"set k 0 0 1\r\nv\r\n") == b"STORED\r\n"
+        assert stats(c)["fsync_helper"] == "running"
+        wait_for(lambda: int(stats(c)["fsync_calls"]) >= 1, what="the helper's barrier")
+        with open(f"/proc/{server.pid}/task/{server.pid}/children") as f:
+            [helper] = f.read().split()
+        assert _status_field(int(helper), "Uid") == [str(nobody)] * 4
+        assert "no sync helper" not in server.stderr_text()
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@ours_only
 @pytest.mark.skipif(os.geteuid() != 0, reason="an unlimited mlockall needs root")
 def test_k_locks_the_servers_memory(start_mclite, connect):
     server = start_mclite(extra_args=["-k"])

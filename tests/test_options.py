@@ -76,11 +76,21 @@ def test_U_0_is_accepted_as_memcached_s_udp_off():
     assert options.parse_args(["-U", "0"]).udp_port == 0
 
 
-def test_a_udp_port_is_refused_with_a_clear_message(capsys):
+def test_a_udp_port_fails_as_memcached_s_failure_to_bind_it(capsys):
     with pytest.raises(SystemExit) as e:
         options.parse_args(["-U", "11211"])
-    assert e.value.code == options.EX_USAGE
-    assert "serves no UDP" in capsys.readouterr().err
+    assert e.value.code == options.EX_OSERR
+    assert "failed to listen on UDP port 11211: memcached-lite serves no UDP" in capsys.readouterr().err
+
+
+def test_a_udp_port_under_s_is_accepted_as_memcached_binds_no_port_then(tmp_path):
+    assert options.parse_args(["-s", str(tmp_path / "m.sock"), "-U", "11211"]).udp_port == 11211
+
+
+def test_U_alone_names_the_tcp_port_too_as_memcached():
+    with pytest.raises(SystemExit) as e:
+        options.parse_args(["-U", "70000"])
+    assert e.value.code == options.EX_USAGE  # memcached: "ERROR: Invalid port number 70000."
 
 
 @pytest.mark.parametrize(
@@ -210,7 +220,17 @@ def test_i_prints_the_license_and_exits_0(capsys):
     with pytest.raises(SystemExit) as e:
         options.parse_args(["-i"])
     assert e.value.code == 0
-    assert "BSD" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.startswith("memcached-lite: ")
+    assert "\nmemcached 1.6.18\n\nCopyright (c) 2003, Danga Interactive, Inc. <http://www.danga.com/>\n" in out
+    assert out.endswith("OF THIS SOFTWARE, EVEN IF ADVISED OF THE POSSIBILITY OF SUCH DAMAGE.\n")
+
+
+def test_i_prints_memcached_s_license_text_as_memcached_prints_it(capsys):
+    with pytest.raises(SystemExit):
+        options.parse_args(["-i"])
+    out = capsys.readouterr().out
+    assert out[out.index("\nmemcached 1.6.18\n") + 1:] == MEMCACHED_LICENSE
 
 
 @pytest.mark.parametrize("argv", [["--napi-ids", "2"], ["--napi_ids", "2"], ["-N2"]])
@@ -257,3 +277,193 @@ def test_verbose_with_a_value_is_one_level_more_as_memcached():
 
 def test_a_short_option_takes_its_value_glued_as_memcached():
     assert options.parse_args(["-p11311", "-m32", "-c10"]).port == 11311
+
+
+# memcached 1.6.18's usage_license() output (`memcached -i`), its LICENSE file
+# under a version line
+MEMCACHED_LICENSE = (
+    "memcached 1.6.18\n\nCopyright (c) 2003, Danga Interactive, Inc. <http://www.danga.com/>\n"
+    "All rights reserved.\n\nRedistribution and use in source and binary forms, with or without\n"
+    "modification, are permitted provided that the following conditions are\nmet:\n\n"
+    "    * Redistributions of source code must retain the above copyright\n"
+    "notice, this list of conditions and the following disclaimer.\n\n"
+    "    * Redistributions in binary form must reproduce the above\n"
+    "copyright notice, this list of conditions and the following disclaimer\n"
+    "in the documentation and/or other materials provided with the\ndistribution.\n\n"
+    "    * Neither the name of the Danga Interactive nor the names of its\n"
+    "contributors may be used to endorse or promote products derived from\n"
+    "this software without specific prior written permission.\n\n"
+    "THIS SOFTWARE IS PROVIDED BY THE COPYRIGHT HOLDERS AND CONTRIBUTORS\n"
+    "\"AS IS\" AND ANY EXPRESS OR IMPLIED WARRANTIES, INCLUDING, BUT NOT\n"
+    "LIMITED TO, THE IMPLIED WARRANTIES OF MERCHANTABILITY AND FITNESS FOR\n"
+    "A PARTICULAR PURPOSE ARE DISCLAIMED. IN NO EVENT SHALL THE COPYRIGHT\n"
+    "OWNER OR CONTRIBUTORS BE LIABLE FOR ANY DIRECT, INDIRECT, INCIDENTAL,\n"
+    "SPECIAL, EXEMPLARY, OR CONSEQUENTIAL DAMAGES (INCLUDING, BUT NOT\n"
+    "LIMITED TO, PROCUREMENT OF SUBSTITUTE GOODS OR SERVICES; LOSS OF USE,\n"
+    "DATA, OR PROFITS; OR BUSINESS INTERRUPTION) HOWEVER CAUSED AND ON ANY\n"
+    "THEORY OF LIABILITY, WHETHER IN CONTRACT, STRICT LIABILITY, OR TORT\n"
+    "(INCLUDING NEGLIGENCE OR OTHERWISE) ARISING IN ANY WAY OUT OF THE USE\n"
+    "OF THIS SOFTWARE, EVEN IF ADVISED OF THE POSSIBILITY OF SUCH DAMAGE.\n"
+)
+
+
+# -- numbers as memcached reads them (atoi), and its value rules ----------------
+
+
+@pytest.mark.parametrize("text, value", [
+    ("11311", 11311), ("abc", 0), ("", 0), ("12ab", 12), (" 7", 7), ("-1", -1), ("+3", 3),
+    ("4294967297", 1), ("99999999999999999999", -1),
+])
+def test_atoi_reads_numbers_as_c_s(text, value):
+    assert options.atoi(text) == value
+
+
+@pytest.mark.parametrize("text, size", [("1m", 1 << 20), ("512K", 512 << 10), ("2000", 2000), ("2g", 2), ("4096m", 0)])
+def test_I_reads_its_size_as_memcached(text, size):
+    assert options.item_size(text) == size
+
+
+@pytest.mark.parametrize("argv, port", [(["-p", "0"], 0), (["-p", "abc"], 0), (["-p", "-1"], -1), (["-p", "1x"], 1)])
+def test_p_takes_what_memcached_s_atoi_makes_of_it(argv, port):
+    assert options.parse_args(argv).port == port
+
+
+def test_the_default_data_dir_of_p_0_is_named_by_its_port(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert options.parse_args(["-p", "0"]).data_dir == str(tmp_path / "memcached-lite" / "0")
+
+
+def test_m_minus_1_is_memcached_s_unbounded_size_t():
+    assert options.parse_args(["-m", "-1"]).memory_bytes == (1 << 64) - (1 << 20)
+
+
+def test_a_negative_idle_timeout_is_accepted_as_memcached_never_fires_it():
+    assert options.parse_args(["-o", "idle_timeout=-1"]).idle_timeout == -1
+
+
+def test_an_idle_timeout_that_is_no_number_is_0_as_memcached_s_atoi():
+    assert options.parse_args(["-o", "idle_timeout=abc"]).idle_timeout == 0
+
+
+def test_ssl_verify_mode_without_a_ca_is_accepted_as_memcached():
+    assert options.parse_args(["-o", "ssl_verify_mode=1"]).tls_verify_mode == 1
+
+
+def test_s_and_stats_inter_null_without_l():
+    assert options.make_settings(options.parse_args([])).listen is None
+    assert options.make_settings(options.parse_args(["-l", "127.0.0.1"])).listen == "127.0.0.1"
+
+
+@pytest.mark.parametrize("argv, message, status", [
+    (["-o", "idle_timeout"], "Missing numeric argument for idle_timeout", options.FAILURE),
+    (["-o", "ssl_verify_mode=abc"], "could not parse argument to ssl_verify_mode", options.FAILURE),
+    (["-o", "ssl_verify_mode"], "Missing ssl_verify_mode argument", options.FAILURE),
+    (["-I", "33m"], "Cannot set item size limit higher than 1/2 of memory max.", options.EX_USAGE),
+    (["-m", "0"], "Cannot set item size limit higher than 1/2 of memory max.", options.EX_USAGE),
+    (["-m", "abc"], "Cannot set item size limit higher than 1/2 of memory max.", options.EX_USAGE),
+    (["-I", "2g"], "Item max size cannot be less than 1024 bytes.", options.EX_USAGE),
+    (["-I", "1025m", "-m", "4096"], "Cannot set item size limit higher than a gigabyte.", options.EX_USAGE),
+    (["-I", "100k"], "slab_chunk_max (bytes: 524288) cannot be larger than -I (item_size_max 102400)",
+     options.EX_USAGE),
+    (["-I", "600k"], "-I (item_size_max: 614400) must be evenly divisible by slab_chunk_max (bytes: 524288)",
+     options.EX_USAGE),
+    (["-t", "2", "-N", "3"], "Number of napi_ids(3) cannot be greater than number of threads(2)", options.EX_USAGE),
+    (["-N", "5"], "Number of napi_ids(5) cannot be greater than number of threads(4)", options.EX_USAGE),
+    (["-N", "0"], "Maximum number of NAPI IDs must be greater than 0", options.FAILURE),
+    (["-t", "0"], "Number of threads must be greater than 0", options.FAILURE),
+    (["-f", "1"], "Factor must be greater than 1", options.FAILURE),
+    (["-n", "abc"], "Chunk size must be greater than 0", options.FAILURE),
+    (["-Z", "--tls-cert", "c.pem", "-p", "0"], "ERROR: You cannot enable SSL without a TCP port.", options.EX_USAGE),
+    (["-S", "-U", "5"], "ERROR: Cannot enable UDP while using binary SASL authentication.", options.EX_USAGE),
+])
+def test_a_value_memcached_refuses_is_refused_with_its_message_and_status(argv, message, status, capsys):
+    with pytest.raises(SystemExit) as e:
+        options.parse_args(argv)
+    assert e.value.code == status
+    assert capsys.readouterr().err.endswith(f" {message}\n")
+
+
+@pytest.mark.parametrize("argv", [
+    ["-I", "512k"], ["-I", "1536k"], ["-I", "32m"], ["-I", "2m", "-o", "slab_chunk_max=16384"],
+    ["-I", "100k", "-o", "slab_chunk_max=16"], ["-I", "1k", "-o", "slab_chunk_max=1024"],
+    ["-t", "2", "-N", "2"], ["-b", "abc"], ["-m", "100000000"],
+])
+def test_a_value_memcached_accepts_is_accepted(argv):
+    options.parse_args(argv)
+
+
+# -- the values memcached refuses of the -o suboptions only named here -----------
+
+
+@pytest.mark.parametrize("suboption, message", [
+    ("hashpower", "Missing numeric argument for hashpower"),
+    ("hashpower=11", "Initial hashtable multiplier of 11 is too low"),
+    ("hashpower=33", "Initial hashtable multiplier of 33 is too high\nChoose a value based on"),
+    ("slab_automove=3", "slab_automove must be between 0 and 2"),
+    ("slab_automove_ratio=0", "slab_automove_ratio must be > 0 and < 1"),
+    ("slab_automove_window=2", "slab_automove_window must be > 2"),
+    ("tail_repair_time=9", "Cannot set tail_repair_time to less than 10 seconds"),
+    ("hash_algorithm=md5", "Unknown hash_algorithm option (jenkins, murmur3, xxh3)"),
+    ("lru_crawler_sleep=1000001", "LRU crawler sleep must be between 0 and 1 second"),
+    ("lru_crawler_tocrawl=x", "lru_crawler_tocrawl takes a numeric 32bit value"),
+    ("hot_lru_pct=80", "hot_lru_pct must be > 1 and < 80"),
+    ("warm_lru_pct=0", "warm_lru_pct must be > 1 and < 80"),
+    ("hot_max_factor=0", "hot_max_factor must be > 0"),
+    ("temporary_ttl", "Missing temporary_ttl argument"),
+    ("watcher_logbuf_size=-1", "could not parse argument to watcher_logbuf_size"),
+    ("read_buf_mem_limit=abc", "could not parse argument to read_buf_mem_limit"),
+    ("ssl_min_version=4", "Invalid ssl_min_version. Use help to see valid options."),
+    ("ext_threads=abc", "could not parse argument to ext_threads"),
+    ("ext_max_frag=x", "could not parse argument to ext_max_frag"),
+    ("ext_path", "missing argument to ext_path, ie: ext_path=/d/file:5G"),
+    ("ext_path=/tmp/e:64m,ext_page_size=4", "Must specify ext_page_size before any ext_path arguments"),
+    ("ext_path=/tmp/e", "must supply size to ext_path, ie: ext_path=/f/e:64m (M|G|T|P supported)"),
+])
+def test_a_suboption_value_memcached_refuses_is_refused_with_its_message_and_1(suboption, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        options.parse_args(["-o", suboption])
+    assert e.value.code == options.FAILURE
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["-o", "slab_sizes=100-200-1048576"], "slab size 1048576 is out of valid range"),
+    (["-o", "slab_sizes=100-100"], "slab size 100 cannot be lower than or equal to a previous class size"),
+    (["-o", "slab_sizes=100-104"], "slab size 104 must be at least 8 bytes larger than previous class"),
+    (["-o", "worker_logbuf_size=16"], "slab size 16 is out of valid range"),  # memcached's fall-through
+    (["-o", "hot_lru_pct=50,warm_lru_pct=40"], "hot_lru_pct + warm_lru_pct cannot be more than 80% combined"),
+    (["-o", "no_lru_maintainer,temporary_ttl=10"], "temporary_ttl requires lru_maintainer to be enabled"),
+])
+def test_a_suboption_combination_memcached_refuses_after_parsing_exits_64(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        options.parse_args(argv)
+    assert e.value.code == options.EX_USAGE
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suboption", [
+    "hashpower=16", "slab_automove", "slab_automove=2", "hash_algorithm=xxh3", "lru_crawler_tocrawl=10 x",
+    "slab_sizes=100-200-300", "worker_logbuf_size=64", "temporary_ttl=10", "drop_privileges",
+    "no_drop_privileges", "no_chunked_items", "resp_obj_mem_limit", "inline_ascii_resp", "ssl_min_version=3",
+    "ext_page_size=4", "slab_automove_freeratio=0.1",
+])
+def test_a_suboption_value_memcached_takes_is_taken(suboption):
+    assert options.parse_args(["-o", suboption]).not_applicable == ["-o " + suboption]
+
+
+@pytest.mark.parametrize("suboption", ["inline_ascii_response", "lru_segmented", "no_lru_segmented"])
+def test_a_suboption_memcached_1_6_18_lacks_is_illegal(suboption, capsys):
+    with pytest.raises(SystemExit) as e:
+        options.parse_args(["-o", suboption])
+    assert e.value.code == options.FAILURE
+    assert "Illegal suboption" in capsys.readouterr().err
+
+
+def test_l_given_twice_is_memcached_s_joined_list():
+    args = options.parse_args(["-l", "127.0.0.1", "-l", "127.0.0.2", "-l", "127.0.0.2"])
+    assert args.listen == args.inter == "127.0.0.1,127.0.0.2"  # one already in it is left out (strstr)
+
+
+def test_words_that_are_no_option_are_ignored_as_memcached_s_getopt_passes_over_them():
+    args = options.parse_args(["extra", "-p", "11311", "more"])
+    assert (args.port, args.ignored) == (11311, ["extra", "more"])

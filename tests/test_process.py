@@ -29,7 +29,7 @@ REAL_LISTEN = process.listen  # any_port stands in for it; the -s tests need it
 @pytest.fixture(autouse=True)
 def any_port(monkeypatch):
     """main() listens on a port the kernel picks (the command line refuses 0)."""
-    monkeypatch.setattr(process, "listen", lambda args: socket.create_server(("127.0.0.1", 0)))
+    monkeypatch.setattr(process, "listen", lambda args: [socket.create_server(("127.0.0.1", 0))])
 
 
 @pytest.fixture(autouse=True)
@@ -58,14 +58,14 @@ class Server:
 
 
 class StandInLoop:
-    """What main() needs of a loop: built as loop(server, listener, tls),
+    """What main() needs of a loop: built as loop(server, listeners, tls),
     with run(), stop() and call_soon(work). run() runs `during` (a test's
     look at the process while it serves), then closes what the reactor would."""
 
     during = None
 
-    def __init__(self, server, listener, tls_context):
-        self.server, self.listener, self.tls_context = server, listener, tls_context
+    def __init__(self, server, listeners, tls_context):
+        self.server, self.listeners, self.tls_context = server, listeners, tls_context
         self.stopped = []
         self.calls = []
 
@@ -74,7 +74,8 @@ class StandInLoop:
             if self.during is not None:
                 self.during(self)
         finally:
-            self.listener.close()
+            for sock in self.listeners:  # -p 0: none
+                sock.close()
             self.server.close()
 
     def stop(self, graceful=True):
@@ -115,12 +116,24 @@ def test_the_pid_file_is_removed_when_the_loop_fails(tmp_path):
     assert not pidfile.exists()
 
 
-def test_a_pid_file_that_cannot_be_written_stops_the_start_with_status_1(tmp_path):
+def test_a_pid_file_that_cannot_be_written_is_logged_and_the_server_serves_as_memcached(tmp_path):
     ran = []
     pidfile = tmp_path / "no such dir" / "pid"
-    assert process.main(argv_of(tmp_path, "-P", str(pidfile)), serving(ran.append)) == 1
-    assert ran == []
-    assert "cannot write the pid file" in (tmp_path / "log").read_text()
+    assert process.main(argv_of(tmp_path, "-P", str(pidfile)), serving(ran.append)) == 0
+    assert len(ran) == 1
+    assert f"Could not open the pid file {pidfile}.tmp for writing: No such file or directory" in (
+        tmp_path / "log"
+    ).read_text()
+
+
+def test_a_pid_file_naming_a_running_process_is_warned_of_and_replaced(tmp_path, caplog):
+    pidfile = tmp_path / "pid"
+    pidfile.write_text("1\n")  # init: running
+    with caplog.at_level(logging.WARNING, logger="memcached-lite"):
+        process.write_pidfile(str(pidfile))
+    assert "The pid file contained the following (running) pid: 1" in caplog.text
+    assert pidfile.read_text() == f"{os.getpid()}\n"
+    assert not (tmp_path / "pid.tmp").exists()
 
 
 def test_write_pidfile_writes_the_pid_and_a_newline(tmp_path):
@@ -257,7 +270,8 @@ def test_with_s_main_serves_only_on_the_unix_socket_and_removes_its_file_at_the_
     seen = []
 
     def look(loop):
-        seen.append((loop.listener.family, loop.listener.getsockname(), stat.S_ISSOCK(os.lstat(unix_path).st_mode)))
+        [listener] = loop.listeners
+        seen.append((listener.family, listener.getsockname(), stat.S_ISSOCK(os.lstat(unix_path).st_mode)))
 
     assert process.main(unix_argv(tmp_path, unix_path, "-a", "0770"), serving(look)) == 0
     assert seen == [(socket.AF_UNIX, str(unix_path), True)]
@@ -311,3 +325,214 @@ def test_a_chmod_of_the_socket_file_does_not_stop_its_removal(unix_path):
         os.chmod(unix_path, 0o777)
         process.remove_socket_file(str(unix_path), ours)
     assert not os.path.lexists(unix_path)
+
+
+# == the TCP port: -p 0, -p -1, MEMCACHED_PORT_FILENAME ===========================
+
+
+def test_p_0_serves_with_no_listener_as_memcached_opens_no_port(tmp_path, monkeypatch):
+    monkeypatch.setattr(process, "listen", REAL_LISTEN)
+    seen = []
+    assert process.main(argv_of(tmp_path, "-p", "0"), serving(lambda loop: seen.append(loop.listeners))) == 0
+    assert seen == [[]]
+    assert "listening on no port (-p 0" in (tmp_path / "log").read_text()
+
+
+def test_p_minus_1_listens_on_a_port_the_kernel_picks_and_logs_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(process, "listen", REAL_LISTEN)
+    monkeypatch.setenv("MEMCACHED_PORT_FILENAME", str(tmp_path / "port"))
+    ports = []
+    look = serving(lambda loop: ports.append(loop.listeners[0].getsockname()[1]))
+    assert process.main(argv_of(tmp_path, "-p", "-1"), look) == 0
+    assert ports[0] != 0
+    assert f"listening on 127.0.0.1:{ports[0]}," in (tmp_path / "log").read_text()
+    assert (tmp_path / "port").read_text() == f"TCP INET: {ports[0]}\n"
+    assert not (tmp_path / "port.lck").exists()
+
+
+def test_the_port_file_of_p_0_is_empty_as_memcached_s(tmp_path, monkeypatch):
+    monkeypatch.setattr(process, "listen", REAL_LISTEN)
+    monkeypatch.setenv("MEMCACHED_PORT_FILENAME", str(tmp_path / "port"))
+    assert process.main(argv_of(tmp_path, "-p", "0"), StandInLoop) == 0
+    assert (tmp_path / "port").read_text() == ""
+
+
+def test_a_port_below_minus_1_fails_as_memcached_s_getaddrinfo_with_71(tmp_path, monkeypatch):
+    monkeypatch.setattr(process, "listen", REAL_LISTEN)
+    assert process.main(argv_of(tmp_path, "-p", "-5"), StandInLoop) == process.EX_OSERR
+    assert "failed to listen on TCP port -5: getaddrinfo(): Servname not supported" in (tmp_path / "log").read_text()
+
+
+# == -u as root, -Z's verify mode =================================================
+
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+
+@root_only
+def test_root_without_u_is_one_warning_line_that_says_how_to_silence_it(caplog):
+    with caplog.at_level(logging.WARNING, logger="memcached-lite"):
+        assert process.drop_privileges(None) is None
+    [record] = caplog.records
+    assert "\n" not in record.getMessage()
+    assert "-u root" in record.getMessage()
+
+
+@root_only
+def test_u_root_runs_as_root_without_a_word_as_memcached(caplog):
+    with caplog.at_level(logging.DEBUG, logger="memcached-lite"):
+        assert process.drop_privileges("root") is None
+    assert caplog.records == []
+    assert os.geteuid() == 0
+
+
+def test_ssl_verify_mode_without_a_ca_starts_with_a_warning(tmp_path, certs):
+    cert, key = certs
+    argv = argv_of(tmp_path, "-Z", "--tls-cert", str(cert), "--tls-key", str(key), "-o", "ssl_verify_mode=1")
+    assert process.main(argv, StandInLoop) == 0
+    assert "ssl_verify_mode=1 without -o ssl_ca_cert (--tls-ca): no client certificate" in (
+        tmp_path / "log"
+    ).read_text()
+
+
+# == -l: memcached's list of interfaces ==========================================
+
+
+@pytest.mark.parametrize("interfaces, addresses", [
+    ("127.0.0.1", [("127.0.0.1", 11211)]),
+    ("127.0.0.1,127.0.0.2;127.0.0.3", [("127.0.0.1", 11211), ("127.0.0.2", 11211), ("127.0.0.3", 11211)]),
+    ("127.0.0.2:11311", [("127.0.0.2", 11311)]),
+    ("127.0.0.2:-1", [("127.0.0.2", -1)]),
+    ("::1", [("::1", 11211)]),
+    ("[::1]", [("::1", 11211)]),
+    ("[::1]:11311", [("::1", 11311)]),
+    ("*:11311", [(None, 11311)]),
+    ("tag[ab]:127.0.0.2", [("127.0.0.2", 11211)]),
+    (",,127.0.0.1,", [("127.0.0.1", 11211)]),
+])
+def test_l_reads_memcached_s_list_of_interfaces(interfaces, addresses):
+    assert list(process.listen_addresses(interfaces, 11211)) == addresses
+
+
+@pytest.mark.parametrize("interfaces, message", [
+    ("127.0.0.2:abc", 'Invalid port number: "abc"'),
+    ("[::1", 'Invalid IPV6 address: "[::1"'),
+    ("tag[toolongtag]:127.0.0.2", 'Listener tags must be between 1 and 8 characters: "toolongtag"'),
+    ("tag[ab:127.0.0.2", 'Invalid tag in socket config: "[ab:127.0.0.2"'),
+    ("notls:127.0.0.2", "'notls' option is valid only when SSL is enabled"),
+])
+def test_l_refuses_what_memcached_refuses_with_its_words(interfaces, message):
+    with pytest.raises(ValueError) as e:
+        list(process.listen_addresses(interfaces, 11211))
+    assert str(e.value) == message
+
+
+def test_l_s_per_listener_protocol_is_refused_as_not_here():
+    with pytest.raises(ValueError, match="not supported here"):
+        list(process.listen_addresses("proto[ascii]:127.0.0.2", 11211))
+
+
+def test_each_interface_of_l_gets_a_listener(tmp_path, monkeypatch):
+    monkeypatch.setattr(process, "listen", REAL_LISTEN)
+    seen = []
+    argv = argv_of(tmp_path, "-p", "-1", "-l", "127.0.0.1,127.0.0.2")
+    assert process.main(argv, serving(lambda loop: seen.append([s.getsockname()[0] for s in loop.listeners]))) == 0
+    assert seen == [["127.0.0.1", "127.0.0.2"]]
+
+
+def test_an_interface_of_l_that_cannot_bind_fails_with_memcached_s_words_and_71(tmp_path, monkeypatch):
+    monkeypatch.setattr(process, "listen", REAL_LISTEN)
+    argv = argv_of(tmp_path, "-p", "-1", "-l", "127.0.0.1,127.0.0.2:abc")
+    assert process.main(argv, StandInLoop) == process.EX_OSERR
+    assert 'failed to listen on one of interface(s) 127.0.0.1,127.0.0.2:abc: Invalid port number: "abc"' in (
+        tmp_path / "log"
+    ).read_text()
+
+
+# == -c and the open-files limit ================================================
+
+
+def test_a_c_above_a_hard_limit_that_cannot_be_raised_fails_as_memcached_s_with_71(tmp_path, monkeypatch):
+    monkeypatch.setattr(process.resource, "getrlimit", lambda which: (1024, 4096))
+
+    def refuse(which, limits):
+        raise ValueError("not allowed to raise maximum limit")
+
+    monkeypatch.setattr(process.resource, "setrlimit", refuse)
+    assert process.main(argv_of(tmp_path, "-c", "5000"), StandInLoop) == process.EX_OSERR
+    assert "failed to set rlimit for open files. Try starting as root or requesting smaller maxconns value." in (
+        tmp_path / "log"
+    ).read_text()
+
+
+def test_a_c_above_the_hard_limit_raises_it_where_allowed(monkeypatch):
+    monkeypatch.setattr(process.resource, "getrlimit", lambda which: (1024, 4096))
+    set_to = []
+    monkeypatch.setattr(process.resource, "setrlimit", lambda which, limits: set_to.append(limits))
+    assert process.ensure_descriptors(5000) is None
+    assert set_to == [(5000 + process.DESCRIPTOR_RESERVE,) * 2]
+
+
+def test_a_c_within_the_hard_limit_raises_the_soft_one(monkeypatch):
+    monkeypatch.setattr(process.resource, "getrlimit", lambda which: (1024, 4096))
+    set_to = []
+    monkeypatch.setattr(process.resource, "setrlimit", lambda which, limits: set_to.append(limits))
+    assert process.ensure_descriptors(2000) is None
+    assert set_to == [(2000 + process.DESCRIPTOR_RESERVE, 4096)]
+
+
+# == -r ============================================================================
+
+
+def test_r_raises_the_core_limit_to_infinity_where_allowed(monkeypatch):
+    limits = {"core": (0, 0)}
+    monkeypatch.setattr(process.resource, "getrlimit", lambda which: limits["core"])
+    monkeypatch.setattr(process.resource, "setrlimit", lambda which, new: limits.update(core=new))
+    assert process.allow_core_dumps() is None
+    assert limits["core"] == (process.resource.RLIM_INFINITY,) * 2
+
+
+def test_r_with_a_core_limit_that_stays_0_fails_as_memcached_s_with_71(tmp_path, monkeypatch):
+    real = process.resource.getrlimit
+    monkeypatch.setattr(
+        process.resource, "getrlimit", lambda which: (0, 0) if which == process.resource.RLIMIT_CORE else real(which)
+    )
+
+    def refuse(which, limits):
+        if limits[0] != 0:
+            raise ValueError("not allowed to raise maximum limit")
+
+    monkeypatch.setattr(process.resource, "setrlimit", refuse)
+    assert process.main(argv_of(tmp_path, "-r"), StandInLoop) == process.EX_OSERR
+    assert "failed to ensure corefile creation" in (tmp_path / "log").read_text()
+
+
+def test_u_goes_on_when_dropping_the_groups_is_eperm_as_memcached(monkeypatch, caplog):
+    became = []
+    monkeypatch.setattr(process.os, "getuid", lambda: 0)
+    monkeypatch.setattr(process.pwd, "getpwnam", lambda name: type("pw", (), {"pw_uid": 65534, "pw_gid": 65534}))
+
+    def eperm(groups):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(process.os, "setgroups", eperm)
+    monkeypatch.setattr(process.os, "setgid", lambda gid: became.append(("gid", gid)))
+    monkeypatch.setattr(process.os, "setuid", lambda uid: became.append(("uid", uid)))
+    with caplog.at_level(logging.WARNING, logger="memcached-lite"):
+        assert process.drop_privileges("nobody") is None
+    assert became == [("gid", 65534), ("uid", 65534)]
+    assert "failed to drop supplementary groups: Operation not permitted" in caplog.text
+
+
+def test_the_store_keeps_descriptors_in_what_the_hard_limit_leaves_beside_c(monkeypatch):
+    limits = {"nofile": (1088, 4096)}
+    monkeypatch.setattr(process.resource, "getrlimit", lambda which: limits["nofile"])
+    monkeypatch.setattr(process.resource, "setrlimit", lambda which, new: limits.update(nofile=new))
+    assert process.kept_files(1024) == 4096 - 1024 - process.DESCRIPTOR_RESERVE
+    assert limits["nofile"] == (4096, 4096)
+
+
+def test_no_descriptor_is_kept_when_c_takes_the_whole_limit(monkeypatch):
+    monkeypatch.setattr(process.resource, "getrlimit", lambda which: (1088, 1088))
+    monkeypatch.setattr(process.resource, "setrlimit", lambda which, new: None)
+    assert process.kept_files(1024) == 0

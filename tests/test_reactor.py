@@ -27,8 +27,9 @@ class Running:
         self.data_dir = tmp_path / "data"
         self.store = Store(self.data_dir, item_size_max=2 << 20, fsync=fsync, fresh_spares=fresh_spares)
         self.server = handlers.Server(self.store, handlers.Settings(**settings))
-        listener = listener or socket.create_server(("127.0.0.1", 0))
-        self.port = listener.getsockname()[1] if listener.family != socket.AF_UNIX else None
+        listener = socket.create_server(("127.0.0.1", 0)) if listener is None else listener
+        first = listener[0] if isinstance(listener, list) and listener else listener
+        self.port = first.getsockname()[1] if first and first.family != socket.AF_UNIX else None
         if wrap_listener:
             listener = wrap_listener(listener)
         self.reactor = reactor.Reactor(self.server, listener)
@@ -507,3 +508,59 @@ def test_stop_commits_and_sends_what_was_owed(always):
         assert reopened.get(b"k").value == b"v"
     finally:
         reopened.close()
+
+
+# -- idle timeout -----------------------------------------------------------------
+
+
+def in_the_loop(r, work):
+    """Run work in the loop's thread and wait until it has run."""
+    done = threading.Event()
+    r.reactor.call_soon(lambda: (work(), done.set()))
+    assert done.wait(10)
+
+
+@pytest.mark.parametrize("limit, kicked", [(5, True), (-1, False)])
+def test_a_negative_idle_timeout_never_closes_a_connection_as_memcached_s(tmp_path, limit, kicked):
+    # memcached compares an unsigned idle time with it: -1 is never passed
+    r = Running(tmp_path)
+    r.server.settings.idle_timeout = limit
+    try:
+        client = r.connect()
+        assert handlers.VERSION.encode() in (client.sendall(b"version\r\n") or client.recv(100))
+
+        def long_quiet():
+            for conn in r.reactor.conns:
+                conn.commands_seen = conn.session.commands  # its `version` seen long ago
+                conn.active_at -= 100
+            r.reactor._next_idle_check = 0
+
+        in_the_loop(r, long_quiet)
+        in_the_loop(r, lambda: None)  # an iteration later: the idle timer has looked
+        assert bool(r.reactor.conns) is not kicked
+        client.close()
+    finally:
+        r.stop()
+
+
+# -- several listeners (-l's list) and none (-p 0) --------------------------------
+
+
+def test_every_listener_of_a_list_is_served(tmp_path):
+    listeners = [socket.create_server((host, 0)) for host in ("127.0.0.1", "127.0.0.2")]
+    addresses = [sock.getsockname() for sock in listeners]
+    r = Running(tmp_path, listener=listeners)
+    try:
+        for address in addresses:
+            with socket.create_connection(address, timeout=10) as client:
+                client.sendall(b"version\r\n")
+                assert client.recv(100).startswith(b"VERSION ")
+    finally:
+        r.stop()
+    assert all(sock.fileno() == -1 for sock in listeners)  # closed at the stop
+
+
+def test_a_loop_with_no_listener_runs_and_stops(tmp_path):
+    r = Running(tmp_path, listener=[])
+    in_the_loop(r, lambda: None)
+    r.stop()
