@@ -43,13 +43,33 @@ def restore_from_spares(data_dir):
                 best[path] = (order, spare)
     fs = data_dir.fs
     restored = []
+    moved = {}  # spare -> the item path it was put back at
     for path, (_, spare) in best.items():
         if not fs.exists(path) or intact_record(data_dir, path, os.path.basename(path)) is not None:
             continue
-        fs.replace(spare, path)
+        source = spare
+        if spare in moved:
+            # the best record of two keys in one file (a two-slot spare whose
+            # second slot still held its previous key's record): the first
+            # key took the file, this one gets a copy of it
+            source = _copy(fs, moved[spare], f"{spare}.{os.path.basename(path)}")
+        fs.replace(source, path)
+        moved.setdefault(spare, path)
         log.warning("restored %s from its previous record: it was torn (a power loss?)", path)
         restored.append(path)
     return restored
+
+
+def _copy(fs, path, copy):
+    """Write the bytes of the file at `path` to a new file `copy`."""
+    data = fs.read_file(path)
+    fd = fs.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        while data:
+            data = data[fs.write(fd, data):]
+    finally:
+        fs.close(fd)
+    return copy
 
 
 def intact_record(data_dir, path, name=None):

@@ -283,3 +283,26 @@ def test_writing_over_the_current_slot_loses_a_durable_value_at_a_power_loss(cur
         crashed.close()
     assert None in got  # v1 was durable: the rule exists for this
     s.close()
+
+
+def test_start_up_restores_two_keys_whose_best_records_share_one_spare():
+    # a two-slot spare whose slots hold records of two keys (its second slot
+    # still its previous key's on disk), both keys' files torn: each is put
+    # back, the second from a copy
+    fs = data_dir_made_durable()
+    s = open_on(fs, level=NO)
+    set_(s, b"j", b"j-now")
+    set_(s, b"k", b"k-now")
+    paths = {key: file_of(s, key) for key in (b"j", b"k")}
+    s.close()
+    cap = record.slot_cap(1, 5)
+    slot = lambda key, value: (record.encode_slot(key, 0, 0, 1, 1.0, value, 0, 1.0, 1, cap) + key + value).ljust(cap, b"\0")
+    for name, data in (("/tmp/r1.1", slot(b"j", b"j-old") + slot(b"k", b"k-old")),
+                       (paths[b"j"], b"torn" * 10), (paths[b"k"], b"torn" * 10)):
+        fd = fs.open(DATA + name if name.startswith("/tmp") else name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fs.write(fd, data)
+        fs.close(fd)
+    s = open_on(fs, level=NO)
+    assert served(s, [b"j", b"k"]) == {b"j": b"j-old", b"k": b"k-old"}
+    assert s.restored == 2
+    s.close()
