@@ -22,6 +22,11 @@ its own and shares the other two:
                                                    DATA (`need` = its length),
                                                    a refused body to SWALLOW
 
+A connection that ran `watch` becomes a watcher (memcached's conn_watch):
+it runs no more commands, its input is dropped, and each feed returns the
+log lines the server's `Watchers` (commands/watch.py) kept for it; it calls
+`wake` (the reactor's, given to attach) when lines wait and no input came.
+
 Besides the state, one slot holds resumable work (`work`: a multi-get paused
 at a limit, a running metadump); while it is there it runs before any new
 line, one `step` a turn of the feed loop.
@@ -40,6 +45,7 @@ from commands.auth import AuthFileError, load_auth_file, unauthenticated
 from commands.base import ERROR, INFINITY, KEY_MAX_LENGTH, VERSION
 from commands.retrieval import retrieve_keys
 from commands.stats import PrefixStats
+from commands.watch import Watchers
 from store import DiskFull, StoreError
 
 __all__ = ["AuthFileError", "Deferred", "Server", "Session", "Settings", "VERSION", "load_auth_file"]
@@ -174,6 +180,7 @@ class Server:
         self.now = None
         # set by the reactor: request_stop(graceful) ends the loop (`shutdown`)
         self.request_stop = None
+        self.watchers = Watchers(store, self.clock)  # `watch`'s log streams
 
     def has_background_work(self):
         """Whether the store has housekeeping for the loop's idle moments."""
@@ -300,20 +307,52 @@ class Session:
         self.addr = None
         self.listen_addr = None
         self._unsent = None
+        self._wake = None
+        self.close_reason = "normal"  # what `watch connevents` says of its close
         self.last_command = server.clock()
         server.sessions.add(self)
         server.conn_structs = max(server.conn_structs, len(server.sessions) + 1)
 
-    def attach(self, fd, addr, listen_addr, unsent=None):
+    def attach(self, fd, addr, listen_addr, unsent=None, wake=None):
         """What the reactor tells about the socket, for `stats conns`: its file
         descriptor, peer and local address, and unsent() the bytes of replies
-        the kernel has not taken yet."""
+        the kernel has not taken yet; wake() asks for a feed with no input
+        (a watcher's lines wait)."""
         self.fd, self.addr, self.listen_addr, self._unsent = fd, addr, listen_addr, unsent
+        self._wake = wake
+        self.server.watchers.conn_new(self)
 
     def close(self):
         """The connection is gone."""
         self.counters.curr_connections -= 1
         self.server.sessions.discard(self)
+        watchers = self.server.watchers
+        if self._framing == self._watching:
+            watchers.remove(self)
+        if self.fd is not None:
+            watchers.conn_close(self, self.close_reason)
+
+    def unsent(self):
+        """Bytes of replies the kernel has not taken yet (0 if not told)."""
+        return self._unsent() if self._unsent is not None else 0
+
+    def wake(self):
+        """Ask the loop for a feed with no input (a watcher's lines wait)."""
+        if self._wake is not None:
+            self._wake()
+
+    def become_watcher(self):
+        """`watch` answered OK: from the next feed on, only log lines."""
+        self._framing = self._watching
+        self._turn_over = True  # the commands after it are never run
+
+    def _watching(self, data, limit, max_commands):
+        # memcached stops reading a watcher: what it sends is dropped
+        self._buf.clear()
+        self.stopped_early = False
+        lines = self.server.watchers.take(self)
+        self.counters.bytes_written += len(lines)
+        return lines
 
     # -- what the reactor and `stats` ask -----------------------------------
 
@@ -390,6 +429,9 @@ class Session:
         stays buffered for the next call, and `stopped_early` says so. The
         reactor uses the first for backpressure, the second for fairness.
         """
+        if self.server.watchers.flags:
+            # the lines this feed's commands make name its connection
+            self.server.watchers.cfd = -1 if self.fd is None else self.fd
         if self._framing is not None:
             return self._framing(data, limit, max_commands)
         self.counters.bytes_read += len(data)
@@ -568,7 +610,7 @@ class Session:
                         break
                     if buf[pos] != binary.REQUEST_MAGIC:
                         log.info("closing a binary connection: invalid magic %#x", buf[pos])
-                        self.closing = True  # memcached closes without a reply
+                        self.closing, self.close_reason = True, "error"  # memcached closes without a reply
                         break
                     request = binary.parse_header(buf, pos)
                     start = pos + header_size
@@ -652,7 +694,7 @@ class Session:
         head = bytes(buf[pos : pos + 100]).lstrip(b" ")
         if pending > MAX_GET_LINE or not (head.startswith(b"get ") or head.startswith(b"gets ")):
             log.info("closing a connection: command line longer than %d bytes", MAX_LINE)
-            self.closing = True
+            self.closing, self.close_reason = True, "error"
 
     def _command(self, line):
         self.commands += 1
@@ -670,7 +712,7 @@ class Session:
         entry = COMMANDS.get(words[0])
         if entry is None:
             if words[-1].startswith(b"HTTP/"):
-                self.closing = True  # memcached's defence against cross-protocol requests
+                self.closing, self.close_reason = True, "error"  # memcached's defence against cross-protocol requests
             else:
                 self.out.append(ERROR)
             return

@@ -294,6 +294,7 @@ class Reactor:
                 conn.active_at = now
             elif now - conn.active_at > limit and self._idle(conn):
                 self.server.counters.idle_kicks += 1
+                conn.session.close_reason = "idle_timeout"
                 log.debug("closing idle connection %s", conn.peer, extra=conn.log_extra())
                 self._close(conn)
 
@@ -336,7 +337,7 @@ class Reactor:
             self.conns.add(conn)
             log.debug("connection from %s%s", conn.peer, conn.KIND, extra=conn.log_extra())
             self._set_events(conn)
-            conn.session.attach(sock.fileno(), peer, listener.getsockname(), _unsent_of(conn))
+            conn.session.attach(sock.fileno(), peer, listener.getsockname(), _unsent_of(conn), _wake_of(self, conn))
 
     def _reject(self, sock, peer):
         # memcached's answer when -c is reached, in clear text even under TLS
@@ -385,6 +386,7 @@ class Reactor:
             log.debug("connection %s failed: %s", conn.peer, error, extra=conn.log_extra())
         else:
             log.exception("error on connection %s; closing it", conn.peer, extra=conn.log_extra())
+        conn.session.close_reason = "error"
         self._close(conn)
 
     def _serve(self, conn, mask):
@@ -558,12 +560,18 @@ class Reactor:
                 if isinstance(conn, Connection):
                     self._guarded(conn, self._serve, conn, mask)
         for conn in list(self.conns):
+            conn.session.close_reason = "shutdown"
             self._close(conn)
         self.sel.close()
         self._wake_r.close()
         self._wake_w.close()
         self.server.close()
         log.info("stopped")
+
+
+def _wake_of(reactor, conn):
+    # a watcher's lines wait: the connection gets a turn with no input
+    return lambda: reactor.ready.add(conn)
 
 
 def _unsent_of(conn):

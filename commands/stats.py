@@ -54,6 +54,12 @@ def general_stats(server):
         ("bytes_written", c.bytes_written),
         ("limit_maxbytes", s.cache.limit),
         ("threads", 1),
+        # `watch`'s lines: made, dropped for a full watcher, sent; watchers now
+        ("log_worker_dropped", 0),
+        ("log_worker_written", server.watchers.written),
+        ("log_watcher_skipped", server.watchers.skipped),
+        ("log_watcher_sent", server.watchers.sent),
+        ("log_watchers", len(server.watchers.watchers)),
         ("bytes", s.bytes),
         ("curr_items", s.curr_items),
         ("total_items", s.total_items),

@@ -5,8 +5,9 @@ cas) and for `ms`: the command line is checked here and becomes a
 
 import logging
 
-from store import DiskFull, Mode, Result, StoreError, parse_u64
+from store import DiskFull, Mode, Result, StoreError, absolute_expiry, parse_u64
 
+from .watch import FETCHERS, MUTATIONS
 from .base import BAD_CHUNK, BAD_FORMAT, INT32_MAX, KEY_MAX_LENGTH, TOO_LARGE, reply, strtol32, strtoul32
 
 log = logging.getLogger("memcached-lite.protocol")
@@ -49,6 +50,8 @@ class StorageRequest:
             return reply(session, self.noreply and meta is None, BAD_CHUNK)
         mode, key = self.mode, self.key
         options = {} if meta is None else meta.store_options
+        if mode is Mode.SET and session.server.watchers.flags & FETCHERS:
+            session.store.lookup(key)  # memcached's set looks its key up too (a watcher sees it)
         try:
             if mode is Mode.CAS and not session.server.settings.cas_enabled:
                 # -C: no cas matches, as memcached's (cas, ms C<n>, a binary set with a cas)
@@ -61,11 +64,33 @@ class StorageRequest:
             if mode is Mode.SET:
                 drop_old_value(session, key)  # as memcached: no stale value after a refused set
             raise
+        watchers = session.server.watchers
+        if watchers.flags & MUTATIONS:
+            watchers.item_store(key, result, mode, _ttl(session, self.exptime), _stored_size(session, key, result, block))
         if mode is Mode.CAS:
             session.counters.bump(_CAS_COUNTERS[result])
         if meta is not None:
             return meta.set_reply(session, result)
         reply(session, self.noreply, RESULT_LINES[result])
+
+
+def _ttl(session, exptime):
+    # memcached's item_store line: the new item's seconds left, 0 for none
+    if not exptime:
+        return 0
+    now = session.store.clock()
+    absolute = absolute_expiry(exptime, now)
+    # (memcached's times are whole seconds: a relative exptime is its ttl)
+    return max(0, int(absolute) - int(now)) if absolute > 0 else 0
+
+
+def _stored_size(session, key, result, block):
+    # the value's length as stored (an append's: the whole), else the new one's
+    if result is Result.STORED:
+        item = session.store.peek(key)
+        if item is not None:
+            return len(item.value)
+    return len(block) - 2
 
 
 def storage(session, words):

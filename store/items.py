@@ -206,6 +206,9 @@ class Store:
     ):
         # unix time that a step of the wall clock does not move (store/clock.py)
         self.clock = clock or Clock()
+        # the log hub of `watch` (commands/watch.Watchers) while a watcher
+        # takes an item stream: told of each lookup, and of each eviction
+        self.watch = None
         # the same time as a plain function, for the read path (a third
         # cheaper a call than the Clock's __call__)
         self._now = self.clock.now if isinstance(self.clock, Clock) else self.clock
@@ -311,6 +314,7 @@ class Store:
         accessed = self._accessed
         durability = self.durability
         now = self._now()
+        watch = self.watch
         for i in range(start, len(keys)):
             key = keys[i]
             item = memory.get(key)
@@ -327,6 +331,8 @@ class Store:
                         item.atime = now  # all that bump() would change
                     else:
                         self.bump(item, now)
+                    if watch is not None:
+                        watch.item_get(key, "found", item)
                     yield item
                     continue
             yield self.get(key)
@@ -334,6 +340,14 @@ class Store:
     def peek(self, key):
         """The live item for key, or None, leaving its access state alone (an
         unreadable record is None, as for get)."""
+        try:
+            return self._live(key, log=False)
+        except ReadError:
+            return None
+
+    def lookup(self, key):
+        """The live item for key, or None, as a command's lookup (what a
+        watcher of fetchers sees: a set's own lookup, as memcached's)."""
         try:
             return self._live(key)
         except ReadError:
@@ -359,7 +373,7 @@ class Store:
             if len(accessed) > ACCESSED_MAX:
                 accessed.popitem(last=False)
 
-    def _live(self, key, counting=False):
+    def _live(self, key, counting=False, log=True):
         batch = self.durability.batch
         pending = None if batch is None else batch.writes.get(key)
         if pending is not None:
@@ -368,18 +382,26 @@ class Store:
             self.durability.used = batch
             item = pending.item
             if item is None:
+                if log and self.watch is not None:
+                    self.watch.item_get(key, "not_found")
                 return None  # deleted in this batch
         else:
             item = self.cache.get(key)
             if item is None:
                 item = self._read(key)
                 if item is None:
+                    if log and self.watch is not None:
+                        self.watch.item_get(key, "not_found")
                     return None
         now = self._now()
         exptime = item.exptime
         if (not exptime or exptime > now) and not self.state.is_flushed(item.cas, item.stored, now):
+            if log and self.watch is not None:
+                self.watch.item_get(key, "found", item)
             return item  # alive: the common case, without _death's call
         death = self._death(exptime, item.cas, item.stored, now)
+        if log and self.watch is not None:
+            self.watch.item_get(key, death)
         if counting:
             if death == "expired":
                 self.get_expired += 1
@@ -657,6 +679,9 @@ class Store:
                 continue  # deleted in the open batch: its file goes at the commit
             fetched = self._was_fetched(key, h.state)
             self._unlink(key, size)
+            if self.watch is not None:
+                now = self._now()
+                self.watch.eviction(key, h.exptime, fetched, h.atime or h.stored, h.value_len, now)
             self.evictions += 1
             if not fetched:
                 self.evicted_unfetched += 1

@@ -251,7 +251,7 @@ CASES = [
     case("flush_all", "set {k} 0 0 1\r\na\r\nflush_all\r\nget {k}\r\nset {k} 0 0 1\r\nb\r\nget {k}\r\n",
          isolated=True),
     case("flush_all_zero", "set {k} 0 0 1\r\na\r\nflush_all 0\r\nget {k}\r\n", isolated=True),
-    case("watch_unknown_stream", "watch bogus\r\n"),  # (a valid watch needs the streams: not yet)
+    case("watch_unknown_stream", "watch bogus\r\n"),  # (valid ones: test_differential_watch.py)
     case("flush_all_noreply", "set {k} 0 0 1\r\na\r\nflush_all noreply\r\nget {k}\r\n", isolated=True),
     case("flush_all_delay_noreply", "set {k} 0 0 1\r\na\r\nflush_all 3600 noreply\r\nget {k}\r\n",
          isolated=True),

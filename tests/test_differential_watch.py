@@ -1,0 +1,78 @@
+"""Differential, `watch`: the same command streams to memcached 1.6.18 and
+to memcached-lite while a watcher of fetchers, mutations and connevents
+listens on each; the lines compared with what differs by run normalised
+(ts, gid, cfd, the client's port). Needs memcached; skips without it."""
+
+import re
+
+import pytest
+
+pytestmark = pytest.mark.timeout(60)
+
+STREAMS = b"watch fetchers mutations connevents\r\n"
+CASES = {
+    "get_miss": b"get w1\r\n",
+    "set_then_get": b"set w2 5 0 3\r\nbar\r\nget w2\r\n",
+    "set_with_a_ttl": b"set w3 0 100 2\r\nab\r\n",
+    "add_over_a_key": b"set w4 0 0 1\r\na\r\nadd w4 0 0 1\r\nx\r\n",
+    "replace_of_a_missing_key": b"replace w5 0 0 1\r\nx\r\n",
+    "append": b"set w6 0 0 3\r\nbar\r\nappend w6 0 0 1\r\nx\r\n",
+    "prepend": b"set w7 0 0 3\r\nbar\r\nprepend w7 0 0 1\r\nx\r\n",
+    "cas_mismatch": b"set w8 0 0 1\r\na\r\ncas w8 0 0 1 999999\r\nx\r\n",
+    "cas_of_a_missing_key": b"cas w9 0 0 1 1\r\nx\r\n",
+    "incr_non_numeric": b"set w10 0 0 1\r\na\r\nincr w10 1\r\n",
+    "incr": b"set w11 0 0 1\r\n5\r\nincr w11 1\r\ndecr w11 1\r\n",
+    "delete": b"set w12 0 0 1\r\na\r\ndelete w12\r\ndelete w12\r\n",
+    "touch": b"set w13 0 0 1\r\na\r\ntouch w13 10\r\ntouch w14 10\r\n",
+    "gets_and_gat": b"set w15 0 0 2\r\nab\r\ngets w15\r\ngat 5 w15\r\n",
+    "multi_get": b"set w16 0 0 1\r\na\r\nget w16 w17 w16\r\n",
+    "meta": b"ms w18 2\r\nhi\r\nmg w18 v\r\nmd w18\r\nmg w18 v\r\n",
+    "a_bigger_value_s_class": b"set w19 0 0 1000\r\n" + b"x" * 1000 + b"\r\nget w19\r\n",
+    "a_key_to_encode": b"get w%20\xff\r\n",
+    "the_longest_key_encoded": b"set " + b"#" * 250 + b" 0 0 9\r\nmemcached\r\n",
+}
+
+
+def normalised(lines):
+    out = []
+    for line in lines.decode().splitlines():
+        line = re.sub(r"^ts=\d+\.\d+ gid=\d+ ", "", line)
+        line = re.sub(r" cfd=\d+", " cfd=N", line)
+        out.append(re.sub(r" rport=\d+", " rport=P", line))
+    return out
+
+
+@pytest.fixture(scope="module")
+def pair(module_servers):
+    return module_servers.memcached(), module_servers.mclite()
+
+
+def watched(server, connect, data):
+    """The lines a watcher gets while one client sends `data` and leaves."""
+    watcher = connect(server)
+    assert watcher.exchange(STREAMS) == b"OK\r\n"
+    client = connect(server)
+    client.exchange(data + b"version\r\n", until=b"VERSION ")
+    client.read_until()
+    client.close()
+    lines = watcher.read_until(b"type=conn_close")
+    lines += watcher.read_until(b"\n")
+    watcher.close()
+    return normalised(lines)
+
+
+@pytest.mark.parametrize("data", CASES.values(), ids=CASES.keys())
+def test_the_same_lines_as_memcached(pair, connect, data):
+    theirs, ours = (watched(server, connect, data) for server in pair)
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("line", [b"watch bogus\r\n", b"watch fetchers bogus\r\n", b"watch\r\nwatch\r\n"])
+def test_the_same_refusals_as_memcached(pair, connect, line):
+    theirs, ours = (connect(server).exchange(line) for server in pair)
+    assert ours == theirs
+
+
+def test_pipelined_commands_before_watch_are_refused_as_memcached(pair, connect):
+    theirs, ours = (connect(server).exchange(b"version\r\nwatch\r\n", count=2) for server in pair)
+    assert re.sub(rb"VERSION \S+", b"VERSION", ours) == re.sub(rb"VERSION \S+", b"VERSION", theirs)
