@@ -681,7 +681,7 @@ class Store:
             self._unlink(key, size)
             if self.watch is not None:
                 now = self._now()
-                self.watch.eviction(key, h.exptime, fetched, h.atime or h.stored, h.value_len, now)
+                self.watch.eviction(key, h.exptime, fetched, h.atime or h.stored, len(h.value), now)
             self.evictions += 1
             if not fetched:
                 self.evicted_unfetched += 1
