@@ -25,7 +25,7 @@ import sys
 import handlers
 import logs
 import options
-from store import FRESH_SPARES, DataDirError, Store
+from store import FRESH_SPARES, KEPT_FILES, DataDirError, Store
 
 log = logging.getLogger("memcached-lite")
 
@@ -97,6 +97,28 @@ def ensure_descriptors(connections):
     return None
 
 
+def kept_files(connections):
+    """How many descriptors the store may keep open for writes in place
+    (store/inplace.py): the soft open-files limit is first raised, within
+    the hard one, to make room for KEPT_FILES beside -c connections and the
+    reserve; then what it leaves, at most KEPT_FILES (none: every write
+    takes the exchange)."""
+    used = connections + DESCRIPTOR_RESERVE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return KEPT_FILES
+    want = used + KEPT_FILES
+    if soft < want:
+        target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        try:
+            if target > soft:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                soft = target
+        except (ValueError, OSError):
+            pass  # the limit stays: fewer kept
+    return max(0, min(KEPT_FILES, soft - used))
+
+
 def write_pidfile(path):
     """-P, as memcached's save_pid: a warning if the file names a running
     process, then the pid written to <path>.tmp and renamed over path (a
@@ -151,6 +173,7 @@ def open_store(args):
         disk_policy=args.disk_policy,
         background_sync=True,
         fresh_spares=FRESH_SPARES,
+        kept_files=kept_files(args.conn_limit),
     )
     store.durability.watchdog = args.fsync_watchdog
     return store

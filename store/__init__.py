@@ -17,6 +17,7 @@ from .items import (
     parse_c_integer,
     parse_u64,
 )
+from .inplace import KEPT_FILES
 from .spares import FRESH_SPARES
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "DISK_POLICIES",
     "EVERYSEC",
     "FRESH_SPARES",
+    "KEPT_FILES",
     "LEVELS",
     "METHODS",
     "NO",

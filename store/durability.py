@@ -192,9 +192,11 @@ class Durability:
                 self.syncer = self._make_helper(path)
             except OSError as e:
                 log.warning("no sync helper (%s): the everysec barrier runs in the loop", e)
-        # told when a barrier starts and when it has passed (the spare pool)
+        # told when a barrier starts, when it has passed, and when one begun
+        # will never pass (the data dir: its spare pool and kept files)
         self.barrier_started = _nothing
         self.barrier_passed = _nothing
+        self.barrier_failed = _nothing
         self.batch = None
         # the batch the running command wrote or read, set by the store
         # (Store._live, _join_batch): the protocol takes it after each
@@ -246,6 +248,7 @@ class Durability:
             self.barrier.sync(files, dirs)
         except OSError:
             self.errors += 1
+            self.barrier_failed()
             raise
         finally:
             self._count(time.perf_counter() - start, "every reply waited")
@@ -338,7 +341,11 @@ class Durability:
                 # nor `always` outside its batches (a full disk's barrier)
                 start = time.perf_counter()
                 self.barrier_started()
-                self.fs.sync()
+                try:
+                    self.fs.sync()
+                except OSError:
+                    self.barrier_failed()
+                    raise
                 self.calls += 1
                 self.seconds += time.perf_counter() - start
                 self.barrier_passed()
@@ -393,6 +400,7 @@ class Durability:
         self._count(time.perf_counter() - started, "the replies did not wait (it ran in the helper)")
         if code:
             self.errors += 1
+            self.barrier_failed()
             self._uncover()
             raise OSError(code, os.strerror(code))
         self._in_flight_since = None
@@ -421,6 +429,7 @@ class Durability:
     def _replace_helper(self, why):
         """The helper died or was given up: start another, whose barrier is
         due at once; after MAX_RESTARTS in RESTART_WINDOW, the loop's."""
+        self.barrier_failed()  # the one in flight never passes
         self._uncover()
         self.syncer.kill()
         self.syncer = None

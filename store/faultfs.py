@@ -578,8 +578,8 @@ class FaultFS:
         also obey faults on "read". Returns the Fault (its .hits)."""
         if not callable(getattr(self, op, None)) or op.startswith("_"):
             raise ValueError(f"FaultFS has no method {op!r}")
-        if short is not None and op not in ("write", "writev"):
-            raise ValueError("short applies to write and writev only")
+        if short is not None and op not in ("write", "writev", "pwrite"):
+            raise ValueError("short applies to write, writev and pwrite only")
         fault = Fault(op, code, when, times, short or None)
         self._faults.append(fault)
         return fault
@@ -765,7 +765,12 @@ class FaultFS:
     def writev(self, fd, buffers):
         return self._write("writev", fd, b"".join(bytes(b) for b in buffers))
 
-    def _write(self, op, fd, data):
+    def pwrite(self, fd, data, offset):
+        """os.pwrite: at `offset`, the fd's offset left alone. Over durable
+        bytes its sectors tear at a crash as any unsynced write's do."""
+        return self._write("pwrite", fd, bytes(data), offset)
+
+    def _write(self, op, fd, data, offset=None):
         f = self._open_file(fd)
         limit = self._fault(op, f.path)
         if not f.writable:
@@ -773,14 +778,15 @@ class FaultFS:
         if limit is not None:
             data = data[:limit]
         node = self._nodes[f.ino]
-        at = node.size if f.append else f.offset
+        at = offset if offset is not None else node.size if f.append else f.offset
         old_size = node.size
         if at > old_size:
             node.data.extend(bytes(at - old_size))
         node.data[at : at + len(data)] = data
         node.version += 1
         node.mtime = self._clock()
-        f.offset = at + len(data)
+        if offset is None:
+            f.offset = at + len(data)
         if node.size != old_size:
             self._log.resize(self._next_seq(), node.ino, node.size, f.path)
         return len(data)

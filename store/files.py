@@ -10,6 +10,8 @@ and removed without ever leaving a torn file or touching a path outside the dir.
                                spares.py); at start-up a spare may restore an
                                item torn by a power loss, then all are removed
     <data-dir>/items/ab/cd/abcd…  one record per key, named by the key's hash
+                               (format 3: two slots, written in place:
+                               store/inplace.py)
     <data-dir>/quarantine/     corrupt records moved aside, never served
 
 A file's name is a hash of the key, so no key, whatever its bytes, can name a
@@ -23,18 +25,21 @@ import itertools
 import logging
 import os
 
+from . import record
 from .errors import DataDirError
 from .filesystem import OSFileSystem
+from .inplace import KEPT_FILES, KeptFiles
 from .spares import FREE, FULL_DISK, SYNC, SparePool
 
 log = logging.getLogger("memcached-lite.store")
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 _FORMAT_LINE = f"memcached-lite {FORMAT_VERSION}\n"
-# Dirs of these older formats are adopted: their records are still read, and
-# FORMAT is rewritten at once, so an older server (which would quarantine the
-# new records it cannot read) refuses the dir from then on.
-_ADOPTED_FORMAT_LINES = ("memcached-lite 1\n",)
+# Dirs of these older formats are adopted: their records are still read (and
+# each is rewritten in format 3 by its key's next write), and FORMAT is
+# rewritten at once, so an older server (which would quarantine the new
+# records it cannot read) refuses the dir from then on.
+_ADOPTED_FORMAT_LINES = ("memcached-lite 1\n", "memcached-lite 2\n")
 
 
 def key_hash(key):
@@ -46,7 +51,7 @@ class DataDir:
     """One data directory, locked for this process while it is open; every
     file operation goes through `fs` (store/filesystem.py)."""
 
-    def __init__(self, path, fs=None):
+    def __init__(self, path, fs=None, kept_files=KEPT_FILES):
         self.fs = fs = fs if fs is not None else OSFileSystem()
         # read(path): the file's bytes, or None if there is none. The fs's
         # own function, not a method calling it: one call less on a get miss.
@@ -71,6 +76,10 @@ class DataDir:
         self._pid = os.getpid()
         self._known_dirs = set()
         self.spares = SparePool(self.tmp, self._pid, fs=fs)
+        # kept descriptors of two-slot files; `in_place` (the Store's: not
+        # under always) lets an overwrite go into a slot (store/inplace.py)
+        self.kept = KeptFiles(fs, kept_files)
+        self.in_place = False
         # barrier(): makes everything written so far durable (the Store's
         # Durability.sync_now); run before a full disk frees the held spares
         self.barrier = None
@@ -138,6 +147,9 @@ class DataDir:
             return
         found = raw.decode("utf-8", "replace")
         if found in _ADOPTED_FORMAT_LINES:
+            log.warning("data dir %s of format %s adopted as format %d: its records are read as they are "
+                        "and each is rewritten in format %d by its next write",
+                        self.path, found.split()[-1], FORMAT_VERSION, FORMAT_VERSION)
             self._make_dir(self.tmp)
             self.write_small_file("FORMAT", _FORMAT_LINE.encode())
             return
@@ -170,7 +182,21 @@ class DataDir:
                     pass
         return removed
 
+    def barrier_started(self):
+        self.spares.barrier_started()
+        self.kept.barrier_started()
+
+    def barrier_passed(self):
+        self.spares.barrier_passed()
+        self.kept.barrier_passed()
+
+    def barrier_failed(self):
+        self.kept.barrier_failed()
+
     def close(self):
+        kept = getattr(self, "kept", None)
+        if kept is not None:
+            kept.close_all()
         if self._lock_fd is not None:
             self.fs.close(self._lock_fd)  # closing releases the flock
             self._lock_fd = None
@@ -211,7 +237,55 @@ class DataDir:
         except FileNotFoundError:
             return None
 
-    def write(self, path, parts, old_size=None):
+    def write(self, path, fields, old_size=None):
+        """Write an item's record (everysec, no) so that a crash leaves the
+        old record or the new one, never a torn one served: in place into a
+        slot of the key's kept file if the slot rule allows it
+        (store/inplace.py), else a new file swapped in (`write_parts`), a
+        two-slot file whose descriptor is then kept if the record fits a
+        slot. `fields`: key, flags, exptime, cas, stored, value, state,
+        atime; `old_size` the size of the file replaced (None: none).
+        Returns (the folders whose entries changed, the file's size). Raises
+        OSError (disk full...) with the old record still the item's."""
+        key, value = fields[0], fields[5]
+        kept = self.kept
+        if self.in_place:
+            k = kept.get(path)
+            if k is not None and self.fs.fstat(k.fd).st_nlink == 0:
+                kept.drop(path)  # removed behind our back (by hand): a new file
+                k = None
+            if k is not None and record.SLOT_HEADER_SIZE + len(key) + len(value) <= k.cap:
+                slot = kept.target(k)
+                if slot is not None:
+                    data = record.encode_slot(*fields, k.seq + 1, k.cap) + key + value
+                    try:
+                        n = self.fs.pwrite(k.fd, data, slot * k.cap)
+                        if n != len(data):
+                            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                    except BaseException:
+                        kept.failed(path, k, slot)
+                        raise
+                    kept.wrote(path, k, slot)
+                    return [], 2 * k.cap
+        cap = record.slot_cap(len(key), len(value))
+        if cap is None:
+            parts = [record.encode(*fields), key, value]
+            return self.write_parts(path, parts, old_size), sum(map(len, parts))
+        head = record.encode_slot(*fields, 1, cap)
+        parts = [head, key, value, bytes(2 * cap - len(head) - len(key) - len(value))]
+        if kept.limit <= 0:
+            return self.write_parts(path, parts, old_size), 2 * cap
+        tmp, fd = self.write_temp(parts, path.rpartition("/")[2], keep=True)
+        try:
+            changed = self.install(tmp, path, old_size)
+        except BaseException:
+            self.fs.close(fd)
+            self.abandon(tmp)
+            raise
+        kept.keep(path, fd, cap)
+        return changed, 2 * cap
+
+    def write_parts(self, path, parts, old_size=None):
         """Write parts to path atomically: the old file or the new, never a torn one.
 
         `old_size` is the size of the file being replaced (None: there is
@@ -225,20 +299,21 @@ class DataDir:
             self.abandon(tmp)
             raise
 
-    def write_temp(self, parts, name=None):
+    def write_temp(self, parts, name=None, keep=False):
         """Write parts to a file in tmp/ (a spare written over, or a new
         file) and return its path; `name` is the item's file name, whose own
         old record is never written over. Raises OSError with nothing left
         behind; on a full disk the spares are freed and the write tried again
-        once."""
+        once. With `keep`, (path, an fd open for writing) instead: the
+        caller closes it."""
         had_spares = len(self.spares) > 0
         try:
-            return self._write_temp(parts, name)
+            return self._write_temp(parts, name, keep)
         except OSError as e:
             if e.errno not in FULL_DISK or not had_spares:
                 raise
         self._free_spares()
-        return self._write_temp(parts, name)
+        return self._write_temp(parts, name, keep)
 
     def _free_spares(self):
         # A held spare is the record a power loss now would fall back to (its
@@ -254,7 +329,7 @@ class DataDir:
                           "%d spares stay, the fallbacks of writes not yet durable", e, spares.held)
         spares.drain()
 
-    def _write_temp(self, parts, name):
+    def _write_temp(self, parts, name, keep=False):
         fs = self.fs
         spare = self.spares.take(name)
         if spare is not None:
@@ -285,14 +360,17 @@ class DataDir:
                 # than an ftruncate that changes nothing)
                 if spare is not None and fs.fstat(fd).st_size > total:
                     fs.ftruncate(fd, total)
-            finally:
+            except BaseException:
+                fs.close(fd)
+                raise
+            if not keep:
                 fs.close(fd)
         except BaseException:
             _unlink_quietly(fs, tmp)
             raise
         if spare is not None:
             self.spares.lent(tmp, name, total)
-        return tmp
+        return (tmp, fd) if keep else tmp
 
     def abandon(self, tmp):
         """Give up a temp file that will not be installed (a spare too:
@@ -306,6 +384,7 @@ class DataDir:
         replaces (of `old_size`; None: none) is displaced into tmp/: a spare,
         or (over spares.MAX_RECORD) held until the next barrier, then freed;
         under `--fsync no` a big one is freed by the rename at once."""
+        self.kept.drop(path)  # its descriptor is no longer the key's file's
         parent = path.rpartition("/")[0]
         changed = [parent]
         if parent not in self._known_dirs:
@@ -400,6 +479,7 @@ class DataDir:
         """Remove a file (of `size`, if known: then it may be kept as a
         spare); True if there was one."""
         spares = self.spares
+        self.kept.drop(path)
         try:
             name = os.path.basename(path)
             what = stale = None
@@ -420,6 +500,7 @@ class DataDir:
     def quarantine(self, path):
         """Move a corrupt file aside, so it is never served and can be inspected."""
         target = os.path.join(self.quarantine_dir, os.path.basename(path))
+        self.kept.drop(path)
         try:
             self.fs.replace(path, target)
         except FileNotFoundError:

@@ -15,7 +15,8 @@ paths are absolute str paths; signatures and errors are the os module's
 (FileNotFoundError, FileExistsError, OSError with an errno) unless said below.
 
     fd level     open(path, flags, mode=0o666) -> fd, close, read(fd, n),
-                 write(fd, data), writev(fd, buffers), fstat(fd), ftruncate,
+                 write(fd, data), writev(fd, buffers), pwrite(fd, data, offset),
+                 fstat(fd), ftruncate,
                  fsync, fdatasync, syncfs(fd) (one file system's barrier),
                  flock(fd, operation)
     path level   stat, replace, rename, exchange(a, b) -> bool (False: no
@@ -43,6 +44,7 @@ class OSFileSystem:
     read = staticmethod(os.read)
     write = staticmethod(os.write)
     writev = staticmethod(os.writev)
+    pwrite = staticmethod(os.pwrite)
     fstat = staticmethod(os.fstat)
     ftruncate = staticmethod(os.ftruncate)
     fsync = staticmethod(os.fsync)

@@ -28,6 +28,7 @@ from .clock import Clock
 from .durability import ALWAYS, EVERYSEC, NO, Durability, PendingWrite
 from .errors import DiskFull, ReadError, StoreError
 from .files import DataDir, key_hash
+from .inplace import KEPT_FILES
 from .restore import restore_from_spares
 from .state import PersistentState
 from .throttle import Throttle
@@ -48,6 +49,10 @@ ACCESSED_MAX = 10_000
 # --disk-policy: past --max-disk, refuse the write (memcached's -M) or evict
 REFUSE, EVICT = "refuse", "evict"
 DISK_POLICIES = (REFUSE, EVICT)
+# Overwrites of small records go in place into a slot under everysec and no
+# (store/inplace.py); False sends every write through the exchange, the
+# fallback path (the tests of that path set it).
+IN_PLACE = True
 # Evicting for one write looks at this many buckets at most, and evicts at most
 # this many files: a write never waits for a walk of the whole dir.
 EVICT_BUCKETS = 256
@@ -89,7 +94,7 @@ class Item:
     `atime` the time of the last access.
     """
 
-    __slots__ = ("key", "flags", "exptime", "cas", "stored", "value", "size", "state", "atime")
+    __slots__ = ("key", "flags", "exptime", "cas", "stored", "value", "size", "disk", "state", "atime")
 
     def __init__(self, key, flags, exptime, cas, stored, value, state=0, atime=None):
         self.key = key
@@ -98,7 +103,8 @@ class Item:
         self.cas = cas
         self.stored = stored
         self.value = value
-        self.size = record.HEADER_SIZE + len(key) + len(value)
+        self.size = record.HEADER_SIZE + len(key) + len(value)  # its cost in the cache
+        self.disk = self.size  # its file's size (bytes, the quota): two slots are more
         self.state = state
         self.atime = stored if atime is None else atime
 
@@ -196,6 +202,7 @@ class Store:
         background_sync=False,
         fresh_spares=0,
         fs=None,
+        kept_files=KEPT_FILES,
     ):
         # unix time that a step of the wall clock does not move (store/clock.py)
         self.clock = clock or Clock()
@@ -213,13 +220,16 @@ class Store:
         self.walks = 0  # background walks started (lru_crawler_starts)
         self.items_checked = 0  # files the walks read (crawler_items_checked)
         self.item_size_max = item_size_max
-        self.dir = DataDir(data_dir, fs)
+        self.dir = DataDir(data_dir, fs, kept_files)
         self.fs = self.dir.fs  # every file operation goes through it (store/filesystem.py)
         self.durability = None
         try:
             self.durability = Durability(fsync, fsync_method, self.dir.path, background=background_sync, fs=self.fs)
-            self.durability.barrier_started = self.dir.spares.barrier_started
-            self.durability.barrier_passed = self.dir.spares.barrier_passed
+            self.durability.barrier_started = self.dir.barrier_started
+            self.durability.barrier_passed = self.dir.barrier_passed
+            self.durability.barrier_failed = self.dir.barrier_failed
+            # always keeps the exchange: a failed batch must leave every old value
+            self.dir.in_place = IN_PLACE and fsync != ALWAYS
             self.dir.barrier = self.durability.sync_now
             if fsync == EVERYSEC and self.durability.barrier.needs_paths:
                 self.dir.displaced = self.durability.displaced
@@ -397,7 +407,7 @@ class Store:
                 self.get_expired += 1
             else:
                 self.get_flushed += 1
-        self._reclaim(key, item.size)
+        self._reclaim(key, item.disk)
         return None
 
     def _pending(self, key):
@@ -439,7 +449,7 @@ class Store:
         if data is None:
             return None
         try:
-            r = record.decode(data)
+            r, size, _, _ = record.decode_file(data, key.__eq__)
         except record.CorruptRecord as e:
             self._quarantine(path, len(data), e)
             return None
@@ -451,7 +461,7 @@ class Store:
             item = accessed  # left memory with access state not yet written
         else:
             item = Item(key, r.flags, r.exptime, r.cas, r.stored, r.value, r.state, r.atime)
-            item.size = len(data)  # a version 1 record is shorter
+            item.disk = size  # the file's: a version 1 record shorter, two slots longer
         self.cache.put(item)
         return item
 
@@ -557,9 +567,9 @@ class Store:
         `linked` counts it in total_items as memcached counts a new item
         (touch and an incr that fits in place make none)."""
         bucket, path = self.dir.locate(key)
-        old_size = old.size if old is not None else self._file_size(key, path)
+        old_size = old.disk if old is not None else self._file_size(key, path)
         if self.max_disk is not None:
-            self._make_room(path, record.HEADER_SIZE + len(key) + len(value) - (old_size or 0))
+            self._make_room(path, self._new_size(key, value) - (old_size or 0))
         if cas is None:
             cas = self.state.next_cas()
         else:
@@ -571,14 +581,16 @@ class Store:
             # move, so start-up restore can tell the two apart (restore.py)
             stored = math.nextafter(old.stored, math.inf)
         item = Item(key, flags, exptime, cas, stored, value, state, atime)
-        header = record.encode(key, flags, exptime, cas, item.stored, value, item.state, item.atime)
-        parts = [header, key, value]
+        fields = (key, flags, exptime, cas, item.stored, value, item.state, item.atime)
         durability = self.durability
         try:
             if durability.level == ALWAYS:
-                tmp = self.dir.write_temp(parts, os.path.basename(path))
+                # a version 2 file: no write in place under always (files.write)
+                tmp = self.dir.write_temp([record.encode(*fields), key, value], os.path.basename(path))
             else:
-                durability.written(path, self.dir.write(path, parts, old_size))
+                # in place into a slot, or a new file by the exchange
+                changed, item.disk = self.dir.write(path, fields, old_size)
+                durability.written(path, changed)
         except OSError as e:
             self.throttle.log(("write", e.errno), log, logging.ERROR, "write of %r failed: %s", key, e)
             raise StoreError(f"{e.strerror or e}") from e
@@ -587,11 +599,17 @@ class Store:
         if linked:
             self.total_items += 1
         items_delta = 1 if old_size is None else 0
-        bytes_delta = item.size - (old_size or 0)
+        bytes_delta = item.disk - (old_size or 0)
         self._account(bucket, items_delta, bytes_delta)
         if durability.level == ALWAYS:
             self._join_batch(key, PendingWrite(key, path, tmp, item, bucket, items_delta, bytes_delta, old_size))
         return item
+
+    def _new_size(self, key, value):
+        # the file a write makes (under always a version 2 record, not two slots)
+        if self.durability.level == ALWAYS:
+            return record.HEADER_SIZE + len(key) + len(value)
+        return record.file_size(len(key), len(value))
 
     def _join_batch(self, key, change):
         """Put a write or a delete in the open batch, in place of the key's
@@ -650,12 +668,12 @@ class Store:
             if not victims:
                 continue
             _, victim, size = min(victims)
-            head = self.dir.read_head(victim, record.MIN_HEADER_SIZE + 512)
             try:
-                h = record.decode_header(head or b"")
-            except record.CorruptRecord:
+                data = self.dir.read(victim)
+                h, size, _, _ = record.decode_file(data or b"")
+            except (OSError, record.CorruptRecord):
                 continue  # the walk quarantines it
-            key = bytes(head[h.size : h.size + h.key_len])
+            key = h.key
             pending = self._pending(key)
             if pending is not None and pending.item is None:
                 continue  # deleted in the open batch: its file goes at the commit
@@ -663,7 +681,7 @@ class Store:
             self._unlink(key, size)
             if self.watch is not None:
                 now = self._now()
-                self.watch.eviction(key, h.exptime, fetched, h.atime or h.stored, h.value_len, now)
+                self.watch.eviction(key, h.exptime, fetched, h.atime or h.stored, len(h.value), now)
             self.evictions += 1
             if not fetched:
                 self.evicted_unfetched += 1
@@ -679,10 +697,10 @@ class Store:
         """The size the counts hold for the key's item, or None if none."""
         pending = self._pending(key)
         if pending is not None:
-            return None if pending.item is None else pending.item.size
+            return None if pending.item is None else pending.item.disk
         cached = self.cache.get(key)
         if cached is not None:
-            return cached.size
+            return cached.disk
         return self.dir.size(path)
 
     def delete(self, key, cas_unique=None, invalidate=False, exptime=None, new_cas=None, keep_empty=False):
@@ -708,7 +726,7 @@ class Store:
         if keep_empty:
             self._write_item(key, item.flags, item.exptime, b"", item, cas=new_cas)
             return True
-        self._unlink(key, item.size)
+        self._unlink(key, item.disk)
         return True
 
     def discard(self, key):
@@ -784,7 +802,7 @@ class Store:
             if pending is not None and pending.item is None:
                 return  # already deleted in this batch (its file is still there)
             if pending is not None:
-                size = pending.item.size  # what the counts hold for it now
+                size = pending.item.disk  # what the counts hold for it now
             self._account(bucket, -1, -size)
             self._join_batch(key, PendingWrite(key, path, None, None, bucket, -1, -size, size))
             return
@@ -974,9 +992,10 @@ class Store:
                 continue
             if data is None:
                 continue
+            name = os.path.basename(path)
             try:
-                r = record.decode(data)
-                if key_hash(r.key) != os.path.basename(path):
+                r = record.decode_file(data, lambda k: key_hash(k) == name)[0]
+                if key_hash(r.key) != name:
                     raise record.CorruptRecord("key does not match its file name")
             except record.CorruptRecord as e:
                 self._quarantine(path, size, e)
@@ -1052,19 +1071,35 @@ class Store:
         for path, size, head in files:
             try:
                 h = record.decode_header(head)
+                key = bytes(head[h.size : h.size + h.key_len])
+                if size == h.size + h.key_len + h.value_len and len(key) == h.key_len:
+                    h = ItemHead(key, h.flags, h.exptime, h.cas, h.stored, h.value_len, h.state, h.atime)
+                else:
+                    h = self._slotted_head(path)
             except record.CorruptRecord:
+                h = self._slotted_head(path)
+            if h is None:
                 continue
-            key = head[h.size : h.size + h.key_len]
-            if size != h.size + h.key_len + h.value_len or len(key) != h.key_len:
-                continue
+            key = h.key
             if key_hash(key) != os.path.basename(path) or self._death(h.exptime, h.cas, h.stored, now):
                 continue
             state, atime = h.state, h.atime
             accessed = self._accessed.get(key)
             if accessed is not None and accessed.cas == h.cas:
                 state, atime = accessed.state, accessed.atime
-            heads.append(ItemHead(key, h.flags, h.exptime, h.cas, h.stored, h.value_len, state, atime))
+            heads.append(h._replace(state=state, atime=atime))
         return heads
+
+    def _slotted_head(self, path):
+        # a two-slot file (or a torn one): the winning slot's record, read
+        # whole (a slot is at most record.SLOT_MAX); None if there is none
+        name = os.path.basename(path)
+        try:
+            data = self.dir.read(path)
+            r = record.decode_file(data or b"", lambda k: key_hash(k) == name)[0]
+        except (OSError, record.CorruptRecord):
+            return None
+        return ItemHead(r.key, r.flags, r.exptime, r.cas, r.stored, len(r.value), r.state, r.atime)
 
     def save_access_state(self):
         """Write the fetched bit and last access of the items read since their

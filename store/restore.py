@@ -5,7 +5,9 @@ an item's file may hold the spare's old bytes or a torn mix of old and new
 sectors. The item's previous record is then one of the spares left in tmp/:
 the one its install displaced (an exchange leaves it under the temp file's
 name). Before tmp/ is cleared, `restore_from_spares` puts back the newest
-intact record of each key whose file does not verify.
+intact record of each key whose file does not verify (a two-slot file
+verifies if either slot holds a whole record of its key: the newer one is
+served).
 
 "The newest" is the displaced record only because a key installed with no
 old file (nothing displaced: absent is then its correct state) has had all
@@ -34,31 +36,74 @@ def restore_from_spares(data_dir):
     caller makes them durable with tmp/'s clean-up: `Store`)."""
     best = {}
     for spare in data_dir.leftovers():
-        r = intact_record(data_dir, spare)
-        if r is not None:
+        for r in intact_records(data_dir, spare):
             _, path = data_dir.locate(r.key)
             order = (r.cas, r.stored)  # a rewrite that keeps the cas has a later `stored`
             if path not in best or order > best[path][0]:
                 best[path] = (order, spare)
     fs = data_dir.fs
     restored = []
+    moved = {}  # spare -> the item path it was put back at
     for path, (_, spare) in best.items():
         if not fs.exists(path) or intact_record(data_dir, path, os.path.basename(path)) is not None:
             continue
-        fs.replace(spare, path)
+        source = spare
+        if spare in moved:
+            # the best record of two keys in one file (a two-slot spare whose
+            # second slot still held its previous key's record): the first
+            # key took the file, this one gets a copy of it
+            source = _copy(fs, moved[spare], f"{spare}.{os.path.basename(path)}")
+        fs.replace(source, path)
+        moved.setdefault(spare, path)
         log.warning("restored %s from its previous record: it was torn (a power loss?)", path)
         restored.append(path)
     return restored
 
 
+def _copy(fs, path, copy):
+    """Write the bytes of the file at `path` to a new file `copy`."""
+    data = fs.read_file(path)
+    fd = fs.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        while data:
+            data = data[fs.write(fd, data):]
+    finally:
+        fs.close(fd)
+    return copy
+
+
 def intact_record(data_dir, path, name=None):
-    """The record in `path` if it reads whole (and, given `name`, belongs to
-    the key of that file name), else None."""
+    """The record in `path` if it reads whole (a two-slot file: its winning
+    slot; given `name`, among those of the key of that file name), else
+    None."""
+    accept = None if name is None else (lambda key: key_hash(key) == name)
     try:
         data = data_dir.read(path)
-        r = record.decode(data) if data is not None else None
+        r = record.decode_file(data, accept)[0] if data is not None else None
     except (OSError, record.CorruptRecord):
         return None
     if r is None or (name is not None and key_hash(r.key) != name):
         return None
     return r
+
+
+def intact_records(data_dir, path):
+    """The records a file in tmp/ holds whole: a version 1/2 record, or
+    each key's winning slot of a two-slot file (a recycled spare's second
+    slot may still hold, on disk, its previous key's record: that key's,
+    as a whole stale spare is today)."""
+    try:
+        data = data_dir.read(path)
+    except OSError:
+        return []
+    if data is None:
+        return []
+    try:
+        return [record.decode(data)]
+    except record.CorruptRecord:
+        pass
+    winners = {}
+    for r, seq, _ in record.decode_slots(data):
+        if r.key not in winners or seq > winners[r.key][1]:
+            winners[r.key] = (r, seq)
+    return [r for r, _ in winners.values()]

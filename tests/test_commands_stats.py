@@ -370,7 +370,7 @@ def test_X_leaves_stats_detail_dump_as_memcached_does(server, session):
 
 
 # room for exactly four records of a 2-byte key and a 200-byte value
-QUOTA = 4 * (record.HEADER_SIZE + 2 + 200)
+QUOTA = 4 * record.file_size(2, 200)
 
 
 @pytest.fixture
@@ -450,14 +450,14 @@ def test_the_evict_policy_removes_the_least_recently_written_of_a_bucket(quota_s
         if len(by_bucket[key_hash(key)[:4]]) == 3:
             break
     old, new, third = by_bucket[key_hash(key)[:4]]
-    quota_store.store(Mode.SET, old, 0, 0, b"v" * 400)
+    quota_store.store(Mode.SET, old, 0, 0, b"v" * 900)
     clock.advance(1)
-    quota_store.store(Mode.SET, new, 0, 0, b"v" * 400)
+    quota_store.store(Mode.SET, new, 0, 0, b"v" * 900)
     path = quota_store.dir.locate(old)[1]
     import os
 
     os.utime(path, (NOW - 100, NOW - 100))
-    quota_store.store(Mode.SET, third, 0, 0, b"v" * 400)
+    quota_store.store(Mode.SET, third, 0, 0, b"v" * 900)
     assert quota_store.peek(old) is None
     assert quota_store.peek(new) is not None
 

@@ -220,7 +220,7 @@ def test_a_replace_of_a_missing_key_is_not_stored(server):
 def test_an_item_evicted_for_room_is_an_eviction_line(tmp_path, clock):
     from store import Store
 
-    evicting = Store(str(tmp_path / "evict"), clock=clock, max_disk=600, disk_policy="evict")
+    evicting = Store(str(tmp_path / "evict"), clock=clock, max_disk=1536, disk_policy="evict")  # room for one two-slot file
     while evicting.tick():  # the start-up walk: the quota counts from then on
         pass
     try:

@@ -388,6 +388,7 @@ def test_everysec_with_the_helper_counts_the_barrier_when_it_is_done(helper_stor
 
 def test_spares_released_before_the_helpers_barrier_are_ready_only_once_it_passed(helper_store, ticking):
     store = helper_store
+    store.dir.in_place = False  # the exchange path, whose spares these are
     set_(store, b"a", b"1")
     set_(store, b"a", b"2")  # a's first record is held
     ticking[0] += 1.0
@@ -493,6 +494,7 @@ def test_everysec_fsync_barrier_also_syncs_a_record_moved_to_tmp_in_its_window(o
     # the key's first record, written and displaced by the second before the
     # barrier, is a spare now: the barrier must cover it where it lives
     store = open_store(EVERYSEC, fsync_method="fsync")
+    store.dir.in_place = False  # the exchange path, which displaces the first record
     recorder = RecordingBarrier(store)
     store.durability.barrier = recorder
     set_(store, b"k", b"first")
@@ -746,6 +748,7 @@ def test_everysec_sessions_answer_at_once(open_store, clock):
 
 def test_a_barrier_still_running_at_the_next_second_is_waited_for_not_doubled(helper_store, ticking, monkeypatch):
     store = helper_store
+    store.dir.in_place = False  # the exchange path, whose spares these are
     syncer = store.durability.syncer
     set_(store, b"a", b"1")
     set_(store, b"a", b"2")
@@ -1037,6 +1040,7 @@ def test_the_spares_of_a_given_up_barrier_stay_held(open_store, helpers, ticking
     d = store.durability = Durability(EVERYSEC, "auto", store.dir.path, background=True, helper=helpers)
     d.barrier_started = store.dir.spares.barrier_started
     d.barrier_passed = store.dir.spares.barrier_passed
+    store.dir.in_place = False  # the exchange path, whose spares these are
     set_(store, b"a", b"1")
     set_(store, b"a", b"2")  # a's first record is held until a barrier passes
     ticking[0] += 1.0

@@ -173,7 +173,7 @@ def test_damaged_and_foreign_files_at_start_up_are_quarantined_never_served(star
     with open(paths[b"truncated"], "r+b") as f:
         f.truncate(os.path.getsize(paths[b"truncated"]) - 7)
     with open(paths[b"flipped"], "r+b") as f:
-        f.seek(-3, os.SEEK_END)
+        f.seek(60)  # a byte of the record's key or value (a two-slot file's ends in zeros)
         f.write(b"X")
     # a whole, valid record of another key under this key's name
     shutil.copyfile(paths[b"other"], paths[b"swapped"])
@@ -207,7 +207,7 @@ def test_a_data_dir_of_another_format_is_refused_with_a_clear_message(tmp_path, 
     (data_dir / "FORMAT").write_text("memcached-lite 99\n")
     server = spawn_mclite(data_dir)
     assert server.wait_exit() == 1
-    assert "has format 'memcached-lite 99'; this server reads 'memcached-lite 2'" in server.stderr_text()
+    assert "has format 'memcached-lite 99'; this server reads 'memcached-lite 3'" in server.stderr_text()
 
 
 # == a full disk under always ===================================================

@@ -406,6 +406,41 @@ def test_a_torn_write_mixes_old_and_new_512_byte_sectors(fs):
     assert len(seen) == 2**4
 
 
+def test_pwrite_writes_at_the_offset_and_leaves_the_fds_offset(fs):
+    put(fs, "/d/a", b"x" * 10)
+    fd = fs.open("/d/a", os.O_RDWR)
+    assert fs.pwrite(fd, b"ab", 4) == 2
+    assert fs.read(fd, 3) == b"xxx"
+    fs.close(fd)
+    assert fs.read_file("/d/a") == b"xxxxabxxxx"
+
+
+def test_a_pwrite_over_synced_data_tears_only_the_sectors_it_wrote(fs):
+    # two slots of two sectors each, both durable; an unsynced pwrite into
+    # the second: each of its sectors old or new, the first slot untouched
+    old = b"".join(bytes([65 + i]) * SECTOR for i in range(4))
+    put(fs, "/d/a", old, sync=True)
+    sync_dir(fs, "/d")
+    fd = fs.open("/d/a", os.O_WRONLY)
+    fs.pwrite(fd, b"n" * (2 * SECTOR), 2 * SECTOR)
+    fs.close(fd)
+    seen = outcomes(fs, "/d/a", range(200))
+    assert {d[: 2 * SECTOR] for d in seen} == {old[: 2 * SECTOR]}
+    assert {d[2 * SECTOR :] for d in seen} == {
+        a + b for a in (old[2 * SECTOR : 3 * SECTOR], b"n" * SECTOR) for b in (old[3 * SECTOR :], b"n" * SECTOR)
+    }
+
+
+def test_a_short_pwrite_can_be_injected(fs):
+    put(fs, "/d/a", b"x" * 10)
+    fs.fail("pwrite", errno.ENOSPC, short=3)
+    fd = fs.open("/d/a", os.O_WRONLY)
+    assert fs.pwrite(fd, b"abcdef", 0) == 3
+    with pytest.raises(OSError):
+        fs.pwrite(fd, b"abcdef", 0)
+    fs.close(fd)
+
+
 def test_an_unsynced_size_change_is_old_or_new(fs):
     put(fs, "/d/a", b"x" * 100, sync=True)
     sync_dir(fs, "/d")

@@ -197,6 +197,7 @@ def full_mid_write(fs, request):
     store.durability.sync_now()
     fs.fail("writev", errno.ENOSPC, short=7, times=None)
     fs.fail("write", errno.ENOSPC, times=None)
+    fs.fail("pwrite", errno.ENOSPC, short=7, times=None)  # the write in place
     reply = client.send(set_cmd(b"k", b"new value"))
     yield client, reply
     store.close()
@@ -242,6 +243,7 @@ def held_spare(fs):
     durable and then overwritten by b"2": a's old record is a held spare, the
     record a power loss now would fall back to."""
     store = open_store(fs, level=EVERYSEC)
+    store.dir.in_place = False  # the exchange path, whose spares these are
     client = Client(store)
     assert client.send(set_cmd(b"a", b"1")) == STORED
     store.durability.sync_now()
@@ -291,6 +293,7 @@ def client(fs, request):
 
 def test_eio_on_a_write_is_the_persist_error_and_the_old_value_stays(fs, client):
     fs.fail("writev", errno.EIO)
+    fs.fail("pwrite", errno.EIO)  # the write in place
     assert client.send(set_cmd(b"k", b"new")) == error(errno.EIO)
     assert client.stats()["persist_errors"] == "1"
     assert client.send(b"get k\r\n") == hit(b"k", b"old")
@@ -458,7 +461,7 @@ def test_a_store_closed_on_a_read_only_file_system_releases_its_dir(fs):
     store.close()  # the state cannot be saved: logged, not raised
     assert fs.open_fds == 0
 
-WRITING_OPS = ("open", "write", "writev", "ftruncate", "rename", "replace", "exchange", "link", "unlink", "mkdir")
+WRITING_OPS = ("open", "write", "writev", "pwrite", "ftruncate", "rename", "replace", "exchange", "link", "unlink", "mkdir")
 
 
 def remount_read_only(fs):
@@ -505,6 +508,7 @@ def test_on_a_read_only_file_system_the_write_failure_is_logged_once(read_only, 
 
 def test_on_a_read_only_file_system_a_write_leaves_its_spare_a_spare(fs):
     store = open_store(fs, level=EVERYSEC)
+    store.dir.in_place = False  # the exchange path, whose spares these are
     client = Client(store)
     client.send(set_cmd(b"k", b"1") + set_cmd(b"k", b"2"))
     store.durability.sync_now()  # k's first record is a ready spare

@@ -11,12 +11,26 @@ import pytest
 
 from store import EVERYSEC, NO, Mode, Store
 from store import durability as durability_mod
+from store import items as items_mod
 from store.faultfs import REORDERED, FaultFS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 from powerloss import CUT_BEFORE, DATA, NOW, clock, cut_before, data_dir_made_durable, open_store, served  # noqa: E402
 
 SEEDS = range(20)
+
+
+@pytest.fixture(autouse=True, params=["in place", "exchange"])
+def write_path(request, monkeypatch):
+    """Every test twice: overwrites in place (two-slot files, the default)
+    and every write by the exchange (the fallback, and the spares' path).
+    The strict xfails are holes of the exchange path's renames: in place
+    makes none for these histories' overwrites."""
+    if request.param == "exchange":
+        monkeypatch.setattr(items_mod, "IN_PLACE", False)
+    elif request.node.get_closest_marker("xfail") is not None:
+        pytest.skip("a hole of the exchange path (reordered metadata): run there")
+    return request.param
 
 
 def acknowledged_set(store, key, value):
@@ -398,7 +412,7 @@ def test_everysec_a_spare_back_in_tmp_after_its_old_keys_plain_install_never_bri
     assert served_after_cuts(fs, b"k", range(200)) <= {None, b"v3" * 600}
 
 
-def test_everysec_a_spare_marked_before_the_barrier_in_flight_never_brings_back_a_deleted_key(ticking):
+def test_everysec_a_spare_marked_before_the_barrier_in_flight_never_brings_back_a_deleted_key(ticking, write_path):
     fs = data_dir_made_durable("ordered")
     store = everysec_store(fs)
     k_spare_written_over_for_j(store, fs, ticking)
@@ -407,10 +421,20 @@ def test_everysec_a_spare_marked_before_the_barrier_in_flight_never_brings_back_
     set_(store, b"k", b"v3" * 600)
     set_(store, b"j", b"j2" * 300)  # j1 is j's fallback once it passes: a barrier first
     assert served_after_cuts(fs, b"k", range(200)) <= {None, b"v3" * 600}
-    assert served_after_cuts(fs, b"j", range(200)) <= {b"j1" * 300, b"j2" * 300}
+    assert served_after_cuts(fs, b"j", range(200)) <= j_after_the_barrier_in_flight(write_path)
 
 
-def test_everysec_a_spare_back_in_tmp_before_the_barrier_in_flight_never_brings_back_a_deleted_key(ticking):
+def j_after_the_barrier_in_flight(write_path):
+    """What j may be after a cut while the barrier covering j1 is in flight:
+    by the exchange, a barrier was forced first (j1 durable: its fallback);
+    in place, j1 went into j's own file, no spare of k's, so nothing forced
+    one, and the last barrier that passed began at j0 (everysec's promise:
+    that state or a later one)."""
+    later = {b"j1" * 300, b"j2" * 300}
+    return later if write_path == "exchange" else later | {b"j0" * 300}
+
+
+def test_everysec_a_spare_back_in_tmp_before_the_barrier_in_flight_never_brings_back_a_deleted_key(ticking, write_path):
     fs = data_dir_made_durable("ordered")
     store = everysec_store(fs)
     k_spare_written_over_for_j(store, fs, ticking)
@@ -419,7 +443,7 @@ def test_everysec_a_spare_back_in_tmp_before_the_barrier_in_flight_never_brings_
     assert store.sync_if_due() is False  # a barrier in flight covers j1
     set_(store, b"k", b"v3" * 600)  # j1's file is j's fallback once it passes: a barrier first
     assert served_after_cuts(fs, b"k", range(200)) <= {None, b"v3" * 600}
-    assert served_after_cuts(fs, b"j", range(200)) <= {b"j1" * 300, b"j2" * 300}
+    assert served_after_cuts(fs, b"j", range(200)) <= j_after_the_barrier_in_flight(write_path)
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -522,3 +522,17 @@ def test_u_goes_on_when_dropping_the_groups_is_eperm_as_memcached(monkeypatch, c
         assert process.drop_privileges("nobody") is None
     assert became == [("gid", 65534), ("uid", 65534)]
     assert "failed to drop supplementary groups: Operation not permitted" in caplog.text
+
+
+def test_the_store_keeps_descriptors_in_what_the_hard_limit_leaves_beside_c(monkeypatch):
+    limits = {"nofile": (1088, 4096)}
+    monkeypatch.setattr(process.resource, "getrlimit", lambda which: limits["nofile"])
+    monkeypatch.setattr(process.resource, "setrlimit", lambda which, new: limits.update(nofile=new))
+    assert process.kept_files(1024) == 4096 - 1024 - process.DESCRIPTOR_RESERVE
+    assert limits["nofile"] == (4096, 4096)
+
+
+def test_no_descriptor_is_kept_when_c_takes_the_whole_limit(monkeypatch):
+    monkeypatch.setattr(process.resource, "getrlimit", lambda which: (1088, 1088))
+    monkeypatch.setattr(process.resource, "setrlimit", lambda which, new: None)
+    assert process.kept_files(1024) == 0

@@ -144,7 +144,7 @@ def test_a_version_1_record_is_read_with_no_state_and_last_access_at_its_write()
     assert record.decode_header(_with_version(1)).size == record.HEADER_SIZE - 10
 
 
-@pytest.mark.parametrize("version", [0, 3, 0xFFFF])
+@pytest.mark.parametrize("version", [0, 4, 0xFFFF])
 def test_other_version_is_unsupported(version):
     with pytest.raises(UnsupportedVersion):
         record.decode(_with_version(version))
@@ -163,3 +163,71 @@ def test_wrong_magic_is_corrupt_not_unsupported():
     with pytest.raises(CorruptRecord) as info:
         record.decode(bytes(data))
     assert not isinstance(info.value, UnsupportedVersion)
+
+
+# -- format 3: two slots per file -------------------------------------------
+
+
+def two_slots(first, second=None, cap=None):
+    """A two-slot file of (key, value, seq) records; None: a zero slot."""
+    cap = cap or record.slot_cap(len(KEY), 1000)
+    out = b""
+    for slot in (first, second):
+        if slot is None:
+            out += bytes(cap)
+            continue
+        key, value, seq = slot
+        head = record.encode_slot(key, 7, 0, 40 + seq, 1.5, value, 0, 1.5, seq, cap)
+        out += (head + key + value).ljust(cap, b"\0")
+    return out
+
+
+def test_a_slot_cap_is_whole_sectors_and_none_past_slot_max():
+    assert record.slot_cap(1, 1) == record.SECTOR
+    assert record.slot_cap(1, record.SECTOR) == 2 * record.SECTOR
+    assert record.slot_cap(1, record.SLOT_MAX) is None
+
+
+def test_a_two_slot_file_round_trips_its_record():
+    r, size, slot, seq = record.decode_file(two_slots((KEY, VALUE, 1)))
+    assert (r.key, r.flags, r.cas, r.value, slot, seq) == (KEY, 7, 41, VALUE, 0, 1)
+    assert size == 2 * record.slot_cap(len(KEY), 1000)
+
+
+def test_of_two_valid_slots_the_higher_seq_wins_wherever_it_is():
+    assert record.decode_file(two_slots((KEY, b"old", 1), (KEY, b"new", 2)))[0].value == b"new"
+    assert record.decode_file(two_slots((KEY, b"new", 3), (KEY, b"old", 2)))[0].value == b"new"
+
+
+def test_a_flipped_byte_anywhere_in_a_slots_record_leaves_the_other_slot():
+    data = two_slots((KEY, b"old", 1), (KEY, b"new", 2))
+    cap = len(data) // 2
+    for i in range(cap, cap + record.SLOT_HEADER_SIZE + len(KEY) + 3):
+        damaged = bytearray(data)
+        damaged[i] ^= 0x55
+        assert record.decode_file(bytes(damaged))[0].value == b"old", i
+
+
+def test_a_slot_whose_cap_is_not_half_the_file_is_ignored():
+    data = two_slots((KEY, VALUE, 1))
+    with pytest.raises(CorruptRecord):
+        record.decode_file(data + bytes(2 * record.SECTOR))  # slot 1 moved, slot 0's cap wrong
+
+
+def test_a_two_slot_file_with_no_valid_slot_is_corrupt():
+    with pytest.raises(CorruptRecord):
+        record.decode_file(bytes(2 * record.SECTOR))
+    data = bytearray(two_slots((KEY, VALUE, 1)))
+    data[4] = 9  # slot 0's version
+    with pytest.raises(CorruptRecord):
+        record.decode_file(bytes(data))
+
+
+def test_decode_file_reads_a_version_2_record_as_it_is():
+    r, size, slot, seq = record.decode_file(make())
+    assert (r.value, size, slot, seq) == (VALUE, len(make()), None, None)
+
+
+def test_decode_slots_gives_every_valid_slot_with_its_seq():
+    got = record.decode_slots(two_slots((KEY, b"a", 4), (b"other", b"b", 9)))
+    assert [(r.key, seq, slot) for r, seq, slot in got] == [(KEY, 4, 0), (b"other", 9, 1)]

@@ -18,10 +18,13 @@ from store.restore import intact_record
 def open_store(request, open_store):
     """conftest's open_store at everysec by default; each test runs with
     renameat2's exchange and with the fallback where the C library or file
-    system lacks it (link + rename)."""
+    system lacks it (link + rename). Every write takes the exchange path
+    (the one spares are for, and the fallback of a write in place:
+    tests/test_inplace.py)."""
 
     def open_(level=EVERYSEC, **kw):
         store = open_store(level, **kw)
+        store.dir.in_place = False
         if request.param == "link":
             store.fs._exchange.available = False
         return store

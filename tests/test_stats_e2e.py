@@ -112,7 +112,7 @@ def test_a_bad_auth_file_stops_the_server_at_start(spawn_mclite, tmp_path):
 
 
 def test_max_disk_refuses_a_write_as_memcached_M(start_mclite):
-    server = start_mclite(extra_args=["--max-disk", "1k"])
+    server = start_mclite(extra_args=["--max-disk", "2k"])
     c = Client(server.address)
     assert c.set("a", b"x" * 500, noreply=False) is True
     with pytest.raises(MemcacheServerError, match="out of memory storing object"):

@@ -1007,18 +1007,32 @@ def _empty(path):
     os.truncate(path, 0)
 
 
+def _record_at(path):
+    """(offset of the record served from the file, its end): the whole file,
+    or the winning slot of a two-slot file."""
+    with open(path, "rb") as f:
+        data = f.read()
+    r, _, slot, _ = record.decode_file(data)
+    if slot is None:
+        return 0, len(data)
+    at = slot * (len(data) // 2)
+    return at, at + record.SLOT_HEADER_SIZE + len(r.key) + len(r.value)
+
+
 def _flip_value_byte(path):
+    _, end = _record_at(path)
     with open(path, "r+b") as f:
-        f.seek(-3, os.SEEK_END)
+        f.seek(end - 3)
         b = f.read(1)
-        f.seek(-3, os.SEEK_END)
+        f.seek(end - 3)
         f.write(bytes([b[0] ^ 0x20]))
 
 
 def _other_version(path):
+    at, _ = _record_at(path)
     with open(path, "r+b") as f:
-        f.seek(4)
-        f.write((3).to_bytes(2, "little"))
+        f.seek(at + 4)
+        f.write((4).to_bytes(2, "little"))
 
 
 def _record_of_another_key(path):
@@ -1200,7 +1214,7 @@ def test_the_start_up_scan_quarantines_a_record_filed_under_another_keys_name(st
 
 def test_the_evict_policy_finds_the_files_of_a_sparse_store(stores):
     # four files among 65,536 buckets: each write past the quota evicts one
-    size = record.HEADER_SIZE + 2 + 200
+    size = record.file_size(2, 200)
     store = Store(str(stores.data_dir / "sparse"), max_disk=4 * size, disk_policy="evict", clock=stores.clock)
     try:
         finish_scan(store)
@@ -1215,7 +1229,7 @@ def test_the_evict_policy_finds_the_files_of_a_sparse_store(stores):
 
 
 def test_an_evicted_item_never_read_counts_as_evicted_unfetched(stores):
-    size = record.HEADER_SIZE + 2 + 200
+    size = record.file_size(2, 200)
     store = Store(str(stores.data_dir / "sparse"), max_disk=2 * size, disk_policy="evict", clock=stores.clock)
     try:
         finish_scan(store)
@@ -1253,7 +1267,7 @@ def test_writes_leave_no_temp_files_beside_the_spares(store, data_dir):
 
 def test_layout_of_a_new_data_dir(store, data_dir):
     assert sorted(os.listdir(data_dir)) == ["FORMAT", "items", "lock", "quarantine", "state", "tmp"]
-    assert (data_dir / "FORMAT").read_text() == "memcached-lite 2\n"
+    assert (data_dir / "FORMAT").read_text() == "memcached-lite 3\n"
 
 
 def test_a_new_data_dir_and_its_folders_are_durable_in_their_parents():
@@ -1265,7 +1279,7 @@ def test_a_new_data_dir_and_its_folders_are_durable_in_their_parents():
     DataDir("/srv/data", fs).close()
     crashed = fs.crash(0)
     assert {"/srv/data", "/srv/data/items", "/srv/data/tmp", "/srv/data/quarantine"} <= set(crashed.dirs())
-    assert crashed.read_file("/srv/data/FORMAT") == b"memcached-lite 2\n"
+    assert crashed.read_file("/srv/data/FORMAT") == b"memcached-lite 3\n"
 
 
 def test_a_second_store_on_an_open_dir_is_refused(stores, store, data_dir):
@@ -1296,11 +1310,11 @@ def test_a_crashed_stores_dir_can_be_opened_again(stores, store):
 
 def test_a_dir_of_another_format_is_refused(data_dir):
     data_dir.mkdir()
-    (data_dir / "FORMAT").write_text("memcached-lite 3\n")
+    (data_dir / "FORMAT").write_text("memcached-lite 4\n")
     with pytest.raises(DataDirError) as info:
         Store(str(data_dir))
-    assert "format" in str(info.value) and "memcached-lite 3" in str(info.value)
-    assert (data_dir / "FORMAT").read_text() == "memcached-lite 3\n"
+    assert "format" in str(info.value) and "memcached-lite 4" in str(info.value)
+    assert (data_dir / "FORMAT").read_text() == "memcached-lite 4\n"
     assert not (data_dir / "items").exists()
 
 
@@ -1760,6 +1774,7 @@ def test_every_change_raises_store_error_when_the_write_fails(store, monkeypatch
 
 def test_failed_replace_leaves_no_temp_file(stores, store, monkeypatch, data_dir):
     set_(store, b"k", b"old")  # also reserves the first cas block, so state is not written below
+    store.dir.in_place = False  # the exchange path (its failures; in place: below)
     real_replace = os.replace
 
     def replace(src, dst, *a, **kw):
@@ -1781,6 +1796,7 @@ def test_failed_replace_leaves_no_temp_file(stores, store, monkeypatch, data_dir
 
 def test_failed_replace_via_os_replace_raising_everywhere(store, monkeypatch, data_dir):
     set_(store, b"k", b"old")
+    store.dir.in_place = False  # the exchange path (its failures; in place: below)
     monkeypatch.setattr(store.fs, "replace", _disk_full)
     monkeypatch.setattr(store.fs, "exchange", lambda a, b: _disk_full())
     with pytest.raises(StoreError):
@@ -1792,6 +1808,7 @@ def test_failed_replace_via_os_replace_raising_everywhere(store, monkeypatch, da
 
 def test_failed_data_write_leaves_no_temp_file(store, monkeypatch, data_dir):
     set_(store, b"k", b"old")
+    store.dir.in_place = False  # the exchange path (its failures; in place: below)
     monkeypatch.setattr(store.fs, "writev", _disk_full)
     with pytest.raises(StoreError):
         set_(store, b"k", b"new")
@@ -1843,6 +1860,29 @@ def test_failed_delete_raises_store_error_and_keeps_the_item(store, monkeypatch)
         store.delete(b"k")
     monkeypatch.undo()
     assert value_of(store, b"k") == b"v"
+
+
+def test_a_failed_write_in_place_keeps_serving_the_old_value(stores, store, monkeypatch):
+    set_(store, b"k", b"old")
+    monkeypatch.setattr(store.fs, "pwrite", _disk_full)
+    with pytest.raises(StoreError):
+        set_(store, b"k", b"new")
+    assert value_of(store, b"k") == b"old"
+    store.cache.clear()
+    assert value_of(store, b"k") == b"old"
+    monkeypatch.undo()
+    assert set_(store, b"k", b"newer") is Result.STORED
+    store = stores.reopen(store)
+    assert value_of(store, b"k") == b"newer"
+
+
+def test_a_file_removed_by_hand_is_not_written_through_its_kept_descriptor(store):
+    set_(store, b"k", b"v1")
+    _, path = store.dir.locate(b"k")
+    os.unlink(path)
+    set_(store, b"k", b"v2")
+    store.cache.clear()
+    assert value_of(store, b"k") == b"v2"
 
 
 def test_a_bucket_dir_removed_by_hand_is_made_again(store):

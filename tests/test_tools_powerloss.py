@@ -12,6 +12,7 @@ import pytest
 from store import ALWAYS, EVERYSEC, NO
 from store import durability as durability_mod
 from store.faultfs import ORDERED, REORDERED
+from store.inplace import KeptFiles
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 import powerloss  # noqa: E402
@@ -56,6 +57,18 @@ def folders_barrier_skipped(monkeypatch):
 def test_the_campaign_catches_a_store_that_acknowledges_before_its_renames_are_durable(folders_barrier_skipped):
     summary = powerloss.campaign(ALWAYS, 60, SEED)
     assert any("is missing" in v or "is an older state" in v for v in summary.violations)
+
+
+@pytest.fixture
+def current_slot_overwritten(monkeypatch):
+    """A broken store: an overwrite in place goes into the slot holding the
+    key's current record (durable or covered by the barrier in flight)."""
+    monkeypatch.setattr(KeptFiles, "target", lambda self, kept: kept.cur)
+
+
+def test_the_campaign_catches_a_store_that_writes_over_the_current_slot_in_place(current_slot_overwritten):
+    summary = powerloss.campaign(EVERYSEC, 600, SEED)
+    assert any("is missing" in v or "older" in v for v in summary.violations)
 
 
 @pytest.fixture

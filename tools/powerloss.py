@@ -32,7 +32,7 @@ through a session's get on the crash state, and must be:
 at every level never older than an acknowledged flush_all, None if each
 allowed state is dead by now (expired, flushed) is also allowed, the store
 opens (no crash at start-up), tmp/ is empty, curr_items is the number of
-keys served and bytes the size of their records, an acknowledged delayed
+keys served and bytes the size of their files, an acknowledged delayed
 flush_all (and no flush_all sent since) is still pending or, its time come,
 leaves nothing stored before it, and a new write's cas is above every cas handed out before.
 """
@@ -613,10 +613,11 @@ class History:
         live += session.feed(b"get %s\r\n" % PROBE) != b"END\r\n"
         if store.curr_items != live:
             found.append(f"{label}: curr_items {store.curr_items}, {live} keys served")
-        # `bytes` is the records' size of what is served
-        served_bytes = sum(store.peek(k).size for k, v in items.items() if v is not None)
+        # `bytes` is the size of the files of what is served (a record's, or
+        # a two-slot file's)
+        served_bytes = sum(store.peek(k).disk for k, v in items.items() if v is not None)
         probe = store.peek(PROBE)
-        served_bytes += 0 if probe is None else probe.size
+        served_bytes += 0 if probe is None else probe.disk
         if store.bytes != served_bytes:
             found.append(f"{label}: bytes {store.bytes}, {served_bytes} in the records served")
         # the cas counter never goes back: a new write's is above all before
