@@ -226,21 +226,28 @@ def test_a_format_2_data_dir_is_read_and_converted_by_the_next_write(caplog):
 # -- what a power loss leaves -----------------------------------------------
 
 
-def test_a_torn_newer_slot_falls_back_to_the_older_record():
-    # the newer record spans sectors; each seed tears some of them
-    key, v1, v2 = b"k", b"a" * 3 * SECTOR, b"b" * 3 * SECTOR
+V1, V2 = b"a" * 3 * SECTOR, b"b" * 3 * SECTOR  # records that span sectors: a seed tears some
+
+
+def served_after_an_overwrite_of_a_durable_record():
+    """What k serves in 40 crash states cut after V1 was made durable and
+    overwritten in place by V2."""
     fs = data_dir_made_durable()
     s = open_on(fs, level=EVERYSEC)
-    set_(s, key, v1)
+    set_(s, b"k", V1)
     barrier(s)
-    set_(s, key, v2)
+    set_(s, b"k", V2)
     got = set()
     for seed in range(40):
         crashed = open_on(fs.crash(seed), level=EVERYSEC)
-        got.add(served(crashed, [key]).get(key))
+        got.add(served(crashed, [b"k"]).get(b"k"))
         crashed.close()
-    assert got == {v1, v2}  # never torn, never missing: v1 was durable
     s.close()
+    return got
+
+
+def test_a_torn_newer_slot_falls_back_to_the_older_record():
+    assert served_after_an_overwrite_of_a_durable_record() == {V1, V2}  # never torn, never missing
 
 
 def test_a_torn_slot_is_never_served_and_never_hides_the_other():
@@ -270,19 +277,7 @@ def current_slot_overwritten(monkeypatch):
 
 
 def test_writing_over_the_current_slot_loses_a_durable_value_at_a_power_loss(current_slot_overwritten):
-    key, v1, v2 = b"k", b"a" * 3 * SECTOR, b"b" * 3 * SECTOR
-    fs = data_dir_made_durable()
-    s = open_on(fs, level=EVERYSEC)
-    set_(s, key, v1)
-    barrier(s)
-    set_(s, key, v2)
-    got = set()
-    for seed in range(40):
-        crashed = open_on(fs.crash(seed), level=EVERYSEC)
-        got.add(served(crashed, [key]).get(key))
-        crashed.close()
-    assert None in got  # v1 was durable: the rule exists for this
-    s.close()
+    assert None in served_after_an_overwrite_of_a_durable_record()  # V1 was durable: the rule exists for this
 
 
 def test_start_up_restores_two_keys_whose_best_records_share_one_spare():
