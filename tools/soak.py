@@ -453,14 +453,18 @@ class Sampler(threading.Thread):
         # place (store/inplace.py) are bounded on their own: the rest is
         # what a leak would grow
         items = str(self.server.data_dir / "items") + "/"
-        kept = 0
+        kept = others = 0
         for fd in fds:
             try:
-                kept += os.readlink(f"/proc/{pid}/fd/{fd}").startswith(items)
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
             except OSError:
-                pass
+                continue  # closed since the listing (or the server was killed): not open now
+            if target.startswith(items):
+                kept += 1
+            else:
+                others += 1
         self.max_kept = max(self.max_kept, kept)
-        fds = len(fds) - kept
+        fds = others
         try:
             tmp = len(os.listdir(self.server.data_dir / "tmp"))
         except OSError:
