@@ -7,8 +7,8 @@ import logging
 
 from store import DiskFull, Mode, Result, StoreError, absolute_expiry, parse_u64
 
-from .watch import FETCHERS, MUTATIONS
 from .base import BAD_CHUNK, BAD_FORMAT, INT32_MAX, KEY_MAX_LENGTH, TOO_LARGE, reply, strtol32, strtoul32
+from .watch import FETCHERS, MUTATIONS
 
 log = logging.getLogger("memcached-lite.protocol")
 
