@@ -6,7 +6,7 @@ move with the machine's load or its frequency, so it tells a 2% change on a
 VM whose timed rounds move 10% (bench/compare.py stays the measure of
 speed; this says where it went and whether a change cost anything).
 
-    python bench/instructions.py [--against REV] [--requests 3000] [--windows 5]
+    python bench/instructions.py [--against REV] [--references] [--requests 3000] [--windows 5]
         [--workloads get1,set1k,get50,mget10] [--json out.json]
 
 Each workload is deterministic on the client side (the same keys, the same
@@ -37,11 +37,13 @@ VALUE = b"v" * 100
 BIG = b"b" * 1024
 
 
-def fill(sock):
+def fill(sock, reference=False):
     out = b"".join(b"set key:%d 0 0 %d noreply\r\n%s\r\n" % (i, len(VALUE), VALUE) for i in range(KEYS))
     out += b"".join(b"set big:%d 0 0 %d noreply\r\n%s\r\n" % (i, len(BIG), BIG) for i in range(BIG_KEYS))
+    # (the reference loop knows neither noreply nor mn: it answers every set,
+    # and the mn with ERROR, after the sets' replies)
     sock.sendall(out + b"mn\r\n")
-    read_until(sock, b"MN\r\n")
+    read_until(sock, b"ERROR\r\n" if reference else b"MN\r\n")
 
 
 def get1(socks, n):
@@ -99,6 +101,19 @@ def dumped_ir(out_prefix, before):
     raise RuntimeError("no callgrind dump found")
 
 
+def server_argv(tree, port, data):
+    """memcached-lite's command line, or the reference loop's (`tree` one of REFERENCES)."""
+    if tree == REFERENCES[0]:
+        return [sys.executable, os.path.join(ROOT, "bench", "refloop.py"), "--port", str(port)]
+    if tree == REFERENCES[1]:
+        return [sys.executable, os.path.join(ROOT, "bench", "refloop.py"), "--port", str(port), "--data", data]
+    return [sys.executable, "-m", "reactor", "-p", str(port), "--data-dir", data, "--fsync", "everysec"]
+
+
+# the reference loops of compare.py, as `trees` of their own
+REFERENCES = ("<reference loop>", "<write-through loop>")
+
+
 def measure(tree, label, base, workloads, requests, windows=1):
     """{workload: Ir per request} of the server in `tree`."""
     data = os.path.join(base, label.replace(" ", "_").replace("@", "") + "-data")
@@ -106,14 +121,14 @@ def measure(tree, label, base, workloads, requests, windows=1):
     port = free_port()
     argv = [
         "valgrind", "--tool=callgrind", f"--callgrind-out-file={prefix}.%p", "--dump-instr=no",
-        sys.executable, "-m", "reactor", "-p", str(port), "--data-dir", data, "--fsync", "everysec",
+        *server_argv(tree, port, data),
     ]
-    proc = subprocess.Popen(argv, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, cwd=ROOT if tree in REFERENCES else tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     results = {}
     try:
         first = connect_when_up(port, proc, deadline=300)
         first.settimeout(600)
-        fill(first)
+        fill(first, reference=tree in REFERENCES)
         for name in workloads:
             fn, conns = WORKLOADS[name]
             socks = [first] + [connect_when_up(port, proc) for _ in range(conns - 1)]
@@ -151,6 +166,10 @@ def main():
         "--windows", type=int, default=5,
         help="measured windows of --requests each per workload; the least is reported (default: 5)",
     )
+    p.add_argument(
+        "--references", action="store_true",
+        help="also measure bench/refloop.py, the dict loop and the write-through loop (--data), as compare.py runs them",
+    )
     p.add_argument("--json")
     args = p.parse_args()
     if shutil.which("valgrind") is None:
@@ -161,19 +180,21 @@ def main():
         trees = [("memcached-lite", ROOT)]
         if args.against:
             trees.append(checkout(args.against, base))
+        if args.references:
+            trees += [(name.strip("<>"), name) for name in REFERENCES]
         results = {label: measure(tree, label, base, workloads, args.requests, args.windows) for label, tree in trees}
     finally:
         shutil.rmtree(base, ignore_errors=True)
     labels = list(results)
-    print("| workload | " + " | ".join(labels) + (" | ratio |" if len(labels) == 2 else " |"))
-    print("| --- " * (len(labels) + 1 + (len(labels) == 2)) + "|")
+    others = labels[1:]
+    print("| workload | " + " | ".join(labels) + "".join(f" | {o} / this" for o in others) + " |")
+    print("| --- " * (len(labels) + 1 + len(others)) + "|")
     for name in workloads:
         row = [f"{results[label][name]:,.0f}" for label in labels]
-        if len(labels) == 2:
-            row.append(f"{results[labels[1]][name] / results[labels[0]][name]:.3f}")
+        row += [f"{results[o][name] / results[labels[0]][name]:.3f}" for o in others]
         print(f"| {name} | " + " | ".join(row) + " |")
-    if len(labels) == 2:
-        print(f"\nratio: Ir of {labels[1]} / Ir of {labels[0]} (above 1: this tree runs fewer instructions)")
+    if others:
+        print("\nratio: Ir of the other server / Ir of this tree's (above 1: this tree runs fewer instructions)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
