@@ -208,6 +208,18 @@ def test_a_storage_command_s_outcome(server, command, line):
     assert lines(w) == ["type=item_store key=foo " + line]
 
 
+@pytest.mark.parametrize("key, status, outcome", [(b"foo", "found clsid=1 cfd=25 size=3", "exists"),
+                                                   (b"nope", "not_found clsid=0 cfd=25 size=0", "not_found")])
+def test_under_dash_c_a_cas_is_still_its_lookup_then_its_store(server, key, status, outcome):
+    server.settings.cas_enabled = False  # -C (memcached 1.6.18 logs both, checked on loopback)
+    c = attached(server, 25)
+    c.feed(set_cmd(b"foo", b"bar"))
+    w = watcher(server, b"fetchers mutations")
+    c.feed(b"cas %s 0 0 1 5\r\nx\r\n" % key)
+    assert lines(w) == ["type=item_get key=%s status=%s" % (key.decode(), status),
+                        "type=item_store key=%s status=%s cmd=cas ttl=0 clsid=1 cfd=25 size=1" % (key.decode(), outcome)]
+
+
 def test_a_replace_of_a_missing_key_is_not_stored(server):
     w = watcher(server, b"mutations")
     attached(server, 25).feed(set_cmd(b"nope", b"x", verb=b"replace"))
