@@ -5,7 +5,6 @@ listens on each; the lines compared with what differs by run normalised
 
 import re
 import socket
-import time
 
 import pytest
 
@@ -122,23 +121,12 @@ def test_a_cas_under_dash_c_is_logged_as_memcached_s(start_memcached, start_mcli
 # -- -o watcher_logbuf_size ------------------------------------------------------
 
 
-def _settings_row(conn, name):
-    return conn.stat(name.encode(), b"settings")
-
-
 @pytest.mark.parametrize("value", [None, "8", "0", "4194305"], ids=["default", "8", "0", "wraps"])
 def test_stats_settings_shows_watcher_logbuf_size_as_memcached(start_memcached, start_mclite, connect, value):
     argv = [] if value is None else ["-o", "watcher_logbuf_size=" + value]
-    theirs, ours = (_settings_row(connect(server), "watcher_logbuf_size")
+    theirs, ours = (connect(server).stat(b"watcher_logbuf_size", b"settings")
                     for server in (start_memcached(argv), start_mclite(extra_args=argv)))
     assert ours == theirs
-
-
-def _stat_reaches(conn, name, value):
-    # memcached's logger thread adds its counts to `stats` once a loop (it sleeps up to 1 s)
-    while int(conn.stat(name)) < value:
-        time.sleep(0.01)
-    return int(conn.stat(name))
 
 
 def test_under_a_zero_watcher_logbuf_size_a_watcher_gets_nothing_as_memcached(start_memcached, start_mclite,
@@ -148,9 +136,9 @@ def test_under_a_zero_watcher_logbuf_size_a_watcher_gets_nothing_as_memcached(st
     for server in (start_memcached(argv), start_mclite(extra_args=argv)):
         watcher, client = connect(server), connect(server)
         watcher.send(b"watch fetchers\r\n")
-        assert _stat_reaches(client, b"log_watchers", 1) == 1
+        client.stats_reach(1, b"log_watchers")
         client.exchange(b"get z1 z2 z3\r\n", until=b"END\r\n")
-        assert _stat_reaches(client, b"log_watcher_skipped", 3) == 3
-        assert int(client.stat(b"log_watcher_sent")) == 0
+        client.stats_reach(3, b"log_watcher_skipped", b"log_watcher_sent")
+        assert (client.stat(b"log_watcher_skipped"), client.stat(b"log_watcher_sent")) == (b"3", b"0")
         watcher.sock.shutdown(socket.SHUT_WR)  # both close a watcher whose client hung up
         assert watcher.read_until_closed() == b"", server

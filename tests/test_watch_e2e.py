@@ -3,7 +3,6 @@ commands as they run; one that never reads costs the others nothing and
 is told, once it reads again, how many lines it lost."""
 
 import socket
-import time
 
 import pytest
 
@@ -51,13 +50,6 @@ def test_a_watcher_that_never_reads_does_not_slow_the_others(mclite, connect):
         watcher.close()
 
 
-def _stats_reach(conn, value, *names):
-    """The sum of these `stats` once it is `value` (memcached's logger thread
-    adds its counts once a loop: polled, under the test's timeout)."""
-    while sum(int(conn.stat(name)) for name in names) < value:
-        time.sleep(0.01)
-
-
 def test_a_watcher_that_never_reads_holds_watcher_logbuf_size_then_is_told_what_it_lost(
         start_mclite, unix_path, connect):
     # over a unix socket the kernel holds a few hundred KiB at most, so what a
@@ -66,13 +58,13 @@ def test_a_watcher_that_never_reads_holds_watcher_logbuf_size_then_is_told_what_
     server = start_mclite(extra_args=["-o", "watcher_logbuf_size=%d" % (bound >> 10)], unix_socket=unix_path)
     watcher, client = connect(server), connect(server)
     watcher.send(b"watch fetchers\r\n")
-    _stats_reach(client, 1, b"log_watchers")
+    client.stats_reach(1, b"log_watchers")
     gets = 40000  # about 3.8 MB of lines: the bound and the kernel's share passed
     for start in range(0, gets, 500):
         batch = b"".join(b"get lost%06d\r\n" % i for i in range(start, start + 500))
         client.exchange(batch, until=b"END\r\n", count=500)
     # (memcached's worker drops lines its logger thread has not caught up with: told apart, not skipped)
-    _stats_reach(client, gets, b"log_worker_written", b"log_worker_dropped")
+    client.stats_reach(gets, b"log_worker_written", b"log_worker_dropped")
     sent, skipped = int(client.stat(b"log_watcher_sent")), int(client.stat(b"log_watcher_skipped"))
     assert sent + skipped == int(client.stat(b"log_worker_written")) and skipped > 0
     held = watcher.read_until(b"\n", count=1 + sent)  # the OK, then every line that had room
