@@ -45,7 +45,7 @@ from commands.auth import AuthFileError, load_auth_file, unauthenticated
 from commands.base import ERROR, INFINITY, KEY_MAX_LENGTH, VERSION
 from commands.retrieval import retrieve_keys
 from commands.stats import PrefixStats
-from commands.watch import Watchers
+from commands.watch import BUFFER, Watchers
 from store import DiskFull, StoreError
 
 __all__ = ["AuthFileError", "Deferred", "Server", "Session", "Settings", "VERSION", "load_auth_file"]
@@ -114,6 +114,7 @@ class Settings:
         self.shutdown_enabled = False  # -A
         self.flush_enabled = True  # -F turns it off
         self.watch_enabled = True  # -W turns it off
+        self.watcher_logbuf_size = BUFFER  # -o watcher_logbuf_size (given in KiB): a watcher's bound, bytes
         self.idle_timeout = 0  # -o idle_timeout=N; 0: never
         self.tcp_backlog = 1024  # the listening socket's backlog (memcached's -b)
         self.reqs_per_event = REQS_PER_EVENT  # -R

@@ -22,6 +22,7 @@ import urllib.parse
 import sys
 
 import handlers
+from commands.watch import BUFFER as WATCHER_BUFFER
 from store import DISK_POLICIES, EVERYSEC, LEVELS, METHODS, WATCHDOG
 
 # where the server listens without -l (memcached: every interface)
@@ -346,7 +347,7 @@ NOT_APPLICABLE_EXTENDED = frozenset(
     hot_lru_pct warm_lru_pct hot_max_factor warm_max_factor temporary_ttl
     read_buf_mem_limit slab_reassign no_slab_reassign slab_automove no_slab_automove
     slab_automove_ratio slab_automove_window slab_automove_freeratio slab_chunk_max slab_sizes
-    no_chunked_items watcher_logbuf_size worker_logbuf_size track_sizes modern no_modern sock_cookie_id
+    no_chunked_items worker_logbuf_size track_sizes modern no_modern sock_cookie_id
     inline_ascii_resp no_inline_ascii_resp drop_privileges no_drop_privileges resp_obj_mem_limit
     ext_path ext_page_size ext_wbuf_size ext_threads ext_io_depth ext_item_size ext_item_age
     ext_low_ttl ext_drop_unread ext_recache_rate ext_compact_under ext_drop_under ext_max_frag
@@ -396,6 +397,21 @@ def safe_strtol(name):
         if number is None:
             raise argparse.ArgumentTypeError(f"could not parse argument to {name}")
         return number
+
+    return read
+
+
+def kib_u32(name):
+    """A suboption in KiB read as memcached reads it into an unsigned int:
+    safe_strtoul (a number past 64 bits refused), then kept in 32 bits and
+    times 1024 in them (4194304 is 0, as in memcached's `stats settings`):
+    the bytes."""
+
+    def read(value):
+        number = c_strtoul(value)
+        if number is None or number >> 64:
+            raise argparse.ArgumentTypeError(f"could not parse argument to {name}")
+        return (number * 1024) & 0xFFFFFFFF
 
     return read
 
@@ -450,7 +466,7 @@ EXTENDED_RULES = {
         part for part in v.split(":") if part][1:] else "must supply size to ext_path, ie: ext_path=/f/e:64m "
         "(M|G|T|P supported)"),
     **{name: (f"Missing {name} argument", _parsed(c_strtoul, name)) for name in (
-        "watcher_logbuf_size worker_logbuf_size ssl_wbuf_size read_buf_mem_limit ext_page_size ext_wbuf_size "
+        "worker_logbuf_size ssl_wbuf_size read_buf_mem_limit ext_page_size ext_wbuf_size "
         "ext_threads ext_io_depth ext_item_size ext_item_age ext_low_ttl ext_recache_rate ext_compact_under "
         "ext_drop_under ext_max_sleep").split()},
     **{name: (f"Missing {name} argument", _parsed(c_strtod, name))
@@ -476,6 +492,9 @@ EXTENDED = {
     "ssl_key": ("tls_key", given("ssl_key", str), None),
     "ssl_ca_cert": ("tls_ca", given("ssl_ca_cert", str), None),
     "ssl_verify_mode": ("tls_verify_mode", given("ssl_verify_mode", safe_strtol("ssl_verify_mode")), 0),
+    # KiB, each watcher's bound (commands/watch.py); the setting is in bytes
+    "watcher_logbuf_size": ("watcher_logbuf_size", given("watcher_logbuf_size", kib_u32("watcher_logbuf_size")),
+                            WATCHER_BUFFER),
     # memcached-lite's own, in memcached's manner of tunables
     "fsync_watchdog": ("fsync_watchdog", given("fsync_watchdog", float), WATCHDOG),
 }
@@ -799,6 +818,7 @@ def make_settings(args):
     settings.flush_enabled = not args.disable_flush_all
     settings.watch_enabled = not args.disable_watch
     settings.idle_timeout = args.idle_timeout
+    settings.watcher_logbuf_size = args.watcher_logbuf_size
     settings.reqs_per_event = args.max_reqs_per_event
     settings.tcp_backlog = args.listen_backlog
     settings.domain_socket = args.unix_socket

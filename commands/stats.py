@@ -153,6 +153,7 @@ def settings_stats(server):
         ("flush_enabled", "yes" if st.flush_enabled else "no"),
         ("shutdown_command", "yes" if st.shutdown_enabled else "no"),
         ("idle_timeout", st.idle_timeout),
+        ("watcher_logbuf_size", st.watcher_logbuf_size),
         ("ssl_enabled", "yes" if st.tls_enabled else "no"),
         ("ssl_chain_cert", st.tls_cert or "(null)"),
         ("ssl_key", st.tls_key or "(null)"),

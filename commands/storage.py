@@ -54,8 +54,9 @@ class StorageRequest:
             session.store.lookup(key)  # memcached's set looks its key up too (a watcher sees it)
         try:
             if mode is Mode.CAS and not session.server.settings.cas_enabled:
-                # -C: no cas matches, as memcached's (cas, ms C<n>, a binary set with a cas)
-                result = Result.NOT_FOUND if session.store.peek(key) is None else Result.EXISTS
+                # -C: no cas matches, as memcached's (cas, ms C<n>, a binary set with a cas);
+                # its lookup is still a fetch a watcher sees, as memcached's
+                result = Result.NOT_FOUND if session.store.lookup(key) is None else Result.EXISTS
             else:
                 result = session.store.store(
                     mode, key, self.flags, self.exptime, block[:-2], self.cas_unique, **options

@@ -20,10 +20,14 @@ is formatted.
 | connevents | `conn_new`, `conn_close` | a session attached to / closed by the reactor |
 | rawcmds sysevents proxyreqs proxyevents proxyuser | (accepted; nothing here emits them: no proxy, no LRU crawler or slab mover) | |
 
-Each watcher holds at most `BUFFER` bytes not yet taken by the kernel
-(memcached's watcher_logbuf_size, 256 KiB): past it lines are dropped and
-counted, and the next line that fits is preceded by `skipped=<n>`, as
-memcached tells a slow watcher. A watcher never slows the server.
+Each watcher holds at most `-o watcher_logbuf_size` bytes not yet taken
+by the kernel (`BUFFER`, 256 KiB, unless given; sized when it attaches, as
+memcached's buffer): a line goes in only if it leaves `RESERVE` bytes free,
+as memcached asks its buffer for (room for the notice); else it is dropped
+and counted, and the next line that fits is preceded by `skipped=<n>`, as
+memcached tells a slow watcher. A watcher never slows the server. memcached
+puts the `OK` in that buffer too: under `watcher_logbuf_size=0` a watcher is
+attached with no answer and every line is skipped, here as there.
 """
 
 from .base import ERROR
@@ -45,7 +49,9 @@ STREAMS = {
 }
 ITEM_STREAMS = FETCHERS | MUTATIONS | EVICTIONS  # what the store emits
 WATCHER_LIMIT = 20  # memcached's WATCHER_LIMIT
-BUFFER = 256 * 1024  # memcached's watcher_logbuf_size
+BUFFER = 256 * 1024  # memcached's default watcher_logbuf_size (LOGGER_WATCHER_BUF_SIZE)
+RESERVE = 128  # memcached asks its buffer for a line's length and this (a skipped notice's room)
+OK = b"OK\r\n"
 
 STORE_STATUS = {"STORED": "stored", "NOT_STORED": "not_stored", "EXISTS": "exists", "NOT_FOUND": "not_found"}
 STORE_CMD = {"SET": "set", "ADD": "add", "REPLACE": "replace", "APPEND": "append", "PREPEND": "prepend",
@@ -89,20 +95,22 @@ def slab_class(nkey, nbytes):
 
 
 class Watcher:
-    """One watching connection: its streams, the lines not taken yet, the
-    lines dropped since the last one it got."""
+    """One watching connection: its streams, its bound (bytes not taken by
+    the kernel), the lines not taken yet, the lines dropped since the last
+    one it got."""
 
-    __slots__ = ("session", "flags", "lines", "skipped")
+    __slots__ = ("session", "flags", "size", "lines", "skipped")
 
-    def __init__(self, session, flags):
+    def __init__(self, session, flags, size=BUFFER):
         self.session = session
         self.flags = flags
+        self.size = size
         self.lines = bytearray()
         self.skipped = 0
 
     def offer(self, line):
         """Keep `line` for the watcher; False if it had no room (dropped)."""
-        if len(self.lines) + len(line) + self.session.unsent() > BUFFER:
+        if len(self.lines) + len(line) + RESERVE + self.session.unsent() > self.size:
             self.skipped += 1
             return False
         woke = not self.lines
@@ -129,11 +137,11 @@ class Watchers:
         # memcached's log_worker_written, log_watcher_skipped, log_watcher_sent
         self.written = self.skipped = self.sent = 0
 
-    def add(self, session, flags):
-        """A new watcher; False past WATCHER_LIMIT."""
+    def add(self, session, flags, size=BUFFER):
+        """A new watcher of `size` bytes; False past WATCHER_LIMIT."""
         if len(self.watchers) >= WATCHER_LIMIT:
             return False
-        self.watchers.append(Watcher(session, flags))
+        self.watchers.append(Watcher(session, flags, size))
         self._changed()
         return True
 
@@ -245,9 +253,11 @@ def watch(session, words):
         if stream is None:
             return session.out.append(ERROR)
         flags |= stream
-    if not session.server.watchers.add(session, flags or FETCHERS):
+    size = session.server.settings.watcher_logbuf_size
+    if not session.server.watchers.add(session, flags or FETCHERS, size):
         return session.out.append(b"WATCHER_TOO_MANY log watcher limit reached\r\n")
-    session.out.append(b"OK\r\n")
+    if len(OK) <= size:  # memcached writes it into the watcher's buffer, if it fits
+        session.out.append(OK)
     session.become_watcher()
 
 

@@ -720,6 +720,13 @@ class Conn:
                 return parts[2]
         raise AssertionError(f"no STAT {name!r} in {reply!r}")
 
+    def stats_reach(self, value: int, *names: bytes) -> None:
+        """Poll ``stats`` until these counters sum to ``value`` or more (real
+        memcached's logger thread adds its counts once a loop, up to a second
+        apart); the test's timeout bounds the wait."""
+        while sum(int(self.stat(name)) for name in names) < value:
+            time.sleep(0.01)
+
     def assert_in_step(self) -> None:
         """The next reply belongs to the next command: nothing stray is queued."""
         reply = self.exchange(b"version\r\n")

@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sessions import set_cmd, store  # noqa: E402,F401
+from sessions import set_cmd, stats, store  # noqa: E402,F401
 
 from commands import watch as watch_mod  # noqa: E402
 from handlers import Server, Session  # noqa: E402
@@ -208,6 +208,18 @@ def test_a_storage_command_s_outcome(server, command, line):
     assert lines(w) == ["type=item_store key=foo " + line]
 
 
+@pytest.mark.parametrize("key, status, outcome", [(b"foo", "found clsid=1 cfd=25 size=3", "exists"),
+                                                   (b"nope", "not_found clsid=0 cfd=25 size=0", "not_found")])
+def test_under_dash_c_a_cas_is_still_its_lookup_then_its_store(server, key, status, outcome):
+    server.settings.cas_enabled = False  # -C (memcached 1.6.18 logs both, checked on loopback)
+    c = attached(server, 25)
+    c.feed(set_cmd(b"foo", b"bar"))
+    w = watcher(server, b"fetchers mutations")
+    c.feed(b"cas %s 0 0 1 5\r\nx\r\n" % key)
+    assert lines(w) == ["type=item_get key=%s status=%s" % (key.decode(), status),
+                        "type=item_store key=%s status=%s cmd=cas ttl=0 clsid=1 cfd=25 size=1" % (key.decode(), outcome)]
+
+
 def test_a_replace_of_a_missing_key_is_not_stored(server):
     w = watcher(server, b"mutations")
     attached(server, 25).feed(set_cmd(b"nope", b"x", verb=b"replace"))
@@ -274,7 +286,7 @@ def test_a_unix_socket_peer_is_local(server):
 
 def test_a_watcher_whose_lines_are_not_taken_loses_the_rest_and_is_told_how_many(server):
     w = attached(server, 30)
-    backlog = [watch_mod.BUFFER]  # bytes the kernel has not taken: the bound already
+    backlog = [server.settings.watcher_logbuf_size]  # bytes the kernel has not taken: the bound already
     w.attach(30, CLIENT, LISTEN, unsent=lambda: backlog[0])
     w.feed(b"watch fetchers\r\n")
     c = attached(server, 25)
@@ -283,6 +295,45 @@ def test_a_watcher_whose_lines_are_not_taken_loses_the_rest_and_is_told_how_many
     backlog[0] = 0
     c.feed(b"get d\r\n")
     assert lines(w) == ["skipped=3", "type=item_get key=d status=not_found clsid=0 cfd=25 size=0"]
+
+
+def test_the_default_bound_is_memcached_s_256_kib(server):
+    assert server.settings.watcher_logbuf_size == watch_mod.BUFFER == 256 * 1024
+
+
+def test_watcher_logbuf_size_bounds_each_watcher(server):
+    line = len(b"ts=0.0 gid=1 type=item_get key=a status=not_found clsid=0 cfd=25 size=0\n")
+    server.settings.watcher_logbuf_size = watch_mod.RESERVE + line + 20  # one line, not two
+    w = watcher(server, b"fetchers")
+    c = attached(server, 25)
+    c.feed(b"get a b c\r\n")
+    assert lines(w) == ["type=item_get key=a status=not_found clsid=0 cfd=25 size=0"]
+    c.feed(b"get d\r\n")
+    assert lines(w) == ["skipped=2", "type=item_get key=d status=not_found clsid=0 cfd=25 size=0"]
+
+
+@pytest.mark.parametrize("spare, kept", [(0, True), (-1, False)], ids=["exactly_room", "one_byte_short"])
+def test_a_line_goes_in_only_with_memcached_s_128_bytes_to_spare(server, spare, kept):
+    line = b"ts=1.2 gid=3 type=item_get key=a status=not_found clsid=0 cfd=25 size=0\n"
+    w = watch_mod.Watcher(Session(server), watch_mod.FETCHERS, len(line) + watch_mod.RESERVE + spare)
+    assert w.offer(line) is kept
+
+
+def test_under_a_zero_bound_watch_attaches_unanswered_and_every_line_is_skipped(server):
+    server.settings.watcher_logbuf_size = 0  # memcached writes the OK into the watcher's buffer: no room
+    w = attached(server, 30)
+    assert w.feed(b"watch fetchers\r\n") == b""
+    c = attached(server, 25)
+    c.feed(b"get a b\r\n")
+    assert w.feed(b"") == b""
+    rows = stats(c)
+    assert (rows["log_watchers"], rows["log_watcher_skipped"], rows["log_watcher_sent"]) == ("1", "2", "0")
+
+
+@pytest.mark.parametrize("size", [watch_mod.BUFFER, 8192, 0])
+def test_stats_settings_shows_the_bound_in_bytes_as_memcached(server, size):
+    server.settings.watcher_logbuf_size = size
+    assert stats(Session(server), b"settings")["watcher_logbuf_size"] == str(size)
 
 
 def test_a_watcher_s_lines_wake_its_connection_once(server):

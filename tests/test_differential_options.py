@@ -108,6 +108,8 @@ REFUSED = [
     ["-o", "lru_crawler_tocrawl=x"],
     ["-o", "slab_sizes=100-200-1048576"],
     ["-o", "worker_logbuf_size=16"],
+    ["-o", "watcher_logbuf_size=8k"],  # safe_strtoul: no units
+    ["-o", "watcher_logbuf_size"],
     ["-o", "hot_lru_pct=50,warm_lru_pct=40"],
     ["-o", "no_lru_maintainer,temporary_ttl=10"],
     ["-o", "lru_segmented"],

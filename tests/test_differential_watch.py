@@ -4,6 +4,7 @@ listens on each; the lines compared with what differs by run normalised
 (ts, gid, cfd, the client's port). Needs memcached; skips without it."""
 
 import re
+import socket
 
 import pytest
 
@@ -107,3 +108,37 @@ def test_a_negative_exptime_s_ttl_wraps_as_memcached_s(pair, connect):
 def test_noreply_around_watch_as_memcached(pair, connect, data, replies):
     theirs, ours = (connect(server).exchange(data, count=replies) for server in pair)
     assert re.sub(rb"VERSION \S+", b"VERSION", ours) == re.sub(rb"VERSION \S+", b"VERSION", theirs)
+
+
+def test_a_cas_under_dash_c_is_logged_as_memcached_s(start_memcached, start_mclite, connect):
+    # memcached looks the key up (a fetch) and no cas matches (exists / not_found)
+    data = b"set w23 0 0 1\r\na\r\ncas w23 0 0 1 5\r\nb\r\ncas w24 0 0 1 5\r\nb\r\n"
+    theirs, ours = (watched(server, connect, data)
+                    for server in (start_memcached(["-C"]), start_mclite(extra_args=["-C"])))
+    assert ours == theirs
+
+
+# -- -o watcher_logbuf_size ------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [None, "8", "0", "4194305"], ids=["default", "8", "0", "wraps"])
+def test_stats_settings_shows_watcher_logbuf_size_as_memcached(start_memcached, start_mclite, connect, value):
+    argv = [] if value is None else ["-o", "watcher_logbuf_size=" + value]
+    theirs, ours = (connect(server).stat(b"watcher_logbuf_size", b"settings")
+                    for server in (start_memcached(argv), start_mclite(extra_args=argv)))
+    assert ours == theirs
+
+
+def test_under_a_zero_watcher_logbuf_size_a_watcher_gets_nothing_as_memcached(start_memcached, start_mclite,
+                                                                            connect):
+    # memcached writes even the OK into the watcher's buffer: nothing fits, every line is skipped
+    argv = ["-o", "watcher_logbuf_size=0"]
+    for server in (start_memcached(argv), start_mclite(extra_args=argv)):
+        watcher, client = connect(server), connect(server)
+        watcher.send(b"watch fetchers\r\n")
+        client.stats_reach(1, b"log_watchers")
+        client.exchange(b"get z1 z2 z3\r\n", until=b"END\r\n")
+        client.stats_reach(3, b"log_watcher_skipped", b"log_watcher_sent")
+        assert (client.stat(b"log_watcher_skipped"), client.stat(b"log_watcher_sent")) == (b"3", b"0")
+        watcher.sock.shutdown(socket.SHUT_WR)  # both close a watcher whose client hung up
+        assert watcher.read_until_closed() == b"", server

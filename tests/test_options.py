@@ -349,6 +349,20 @@ def test_ssl_verify_mode_without_a_ca_is_accepted_as_memcached():
     assert options.parse_args(["-o", "ssl_verify_mode=1"]).tls_verify_mode == 1
 
 
+@pytest.mark.parametrize("value, size", [
+    (None, 256 * 1024), ("8", 8192), ("0", 0), (" +2 x", 2048),
+    # memcached keeps it in an unsigned int, times 1024 there (each asked of memcached 1.6.18)
+    ("4194304", 0), ("4194305", 1024), ("%d" % ((1 << 64) - 1), (1 << 32) - 1024),
+])
+def test_watcher_logbuf_size_is_kib_in_memcached_s_unsigned_int(value, size):
+    argv = [] if value is None else ["-o", "watcher_logbuf_size=" + value]
+    assert options.make_settings(options.parse_args(argv)).watcher_logbuf_size == size
+
+
+def test_watcher_logbuf_size_is_honoured_not_named_as_ignored():
+    assert options.parse_args(["-o", "watcher_logbuf_size=8"]).not_applicable == []
+
+
 def test_s_and_stats_inter_null_without_l():
     assert options.make_settings(options.parse_args([])).listen is None
     assert options.make_settings(options.parse_args(["-l", "127.0.0.1"])).listen == "127.0.0.1"
@@ -358,6 +372,11 @@ def test_s_and_stats_inter_null_without_l():
     (["-o", "idle_timeout"], "Missing numeric argument for idle_timeout", options.FAILURE),
     (["-o", "ssl_verify_mode=abc"], "could not parse argument to ssl_verify_mode", options.FAILURE),
     (["-o", "ssl_verify_mode"], "Missing ssl_verify_mode argument", options.FAILURE),
+    (["-o", "watcher_logbuf_size=-1"], "could not parse argument to watcher_logbuf_size", options.FAILURE),
+    (["-o", "watcher_logbuf_size=8k"], "could not parse argument to watcher_logbuf_size", options.FAILURE),
+    (["-o", "watcher_logbuf_size=%d" % (1 << 64)], "could not parse argument to watcher_logbuf_size",
+     options.FAILURE),
+    (["-o", "watcher_logbuf_size"], "Missing watcher_logbuf_size argument", options.FAILURE),
     (["-I", "33m"], "Cannot set item size limit higher than 1/2 of memory max.", options.EX_USAGE),
     (["-m", "0"], "Cannot set item size limit higher than 1/2 of memory max.", options.EX_USAGE),
     (["-m", "abc"], "Cannot set item size limit higher than 1/2 of memory max.", options.EX_USAGE),
@@ -410,7 +429,6 @@ def test_a_value_memcached_accepts_is_accepted(argv):
     ("warm_lru_pct=0", "warm_lru_pct must be > 1 and < 80"),
     ("hot_max_factor=0", "hot_max_factor must be > 0"),
     ("temporary_ttl", "Missing temporary_ttl argument"),
-    ("watcher_logbuf_size=-1", "could not parse argument to watcher_logbuf_size"),
     ("read_buf_mem_limit=abc", "could not parse argument to read_buf_mem_limit"),
     ("ssl_min_version=4", "Invalid ssl_min_version. Use help to see valid options."),
     ("ext_threads=abc", "could not parse argument to ext_threads"),

@@ -50,6 +50,31 @@ def test_a_watcher_that_never_reads_does_not_slow_the_others(mclite, connect):
         watcher.close()
 
 
+def test_a_watcher_that_never_reads_holds_watcher_logbuf_size_then_is_told_what_it_lost(
+        start_mclite, unix_path, connect):
+    # over a unix socket the kernel holds a few hundred KiB at most, so what a
+    # watcher that does not read gets before lines are dropped is its bound's
+    bound = 2 << 20
+    server = start_mclite(extra_args=["-o", "watcher_logbuf_size=%d" % (bound >> 10)], unix_socket=unix_path)
+    watcher, client = connect(server), connect(server)
+    watcher.send(b"watch fetchers\r\n")
+    client.stats_reach(1, b"log_watchers")
+    gets = 40000  # about 3.8 MB of lines: the bound and the kernel's share passed
+    for start in range(0, gets, 500):
+        batch = b"".join(b"get lost%06d\r\n" % i for i in range(start, start + 500))
+        client.exchange(batch, until=b"END\r\n", count=500)
+    # (memcached's worker drops lines its logger thread has not caught up with: told apart, not skipped)
+    client.stats_reach(gets, b"log_worker_written", b"log_worker_dropped")
+    sent, skipped = int(client.stat(b"log_watcher_sent")), int(client.stat(b"log_watcher_skipped"))
+    assert sent + skipped == int(client.stat(b"log_worker_written")) and skipped > 0
+    held = watcher.read_until(b"\n", count=1 + sent)  # the OK, then every line that had room
+    assert held.startswith(b"OK\r\n") and bound // 2 < len(held) < bound + (1 << 20)
+    # caught up: the next line comes with the count of the lost ones
+    client.exchange(b"get found-again\r\n", until=b"END\r\n")
+    notice, line = watcher.read_until(b"\n", count=2).splitlines()
+    assert notice == b"skipped=%d" % skipped and b" type=item_get key=found-again status=not_found " in line
+
+
 def test_disable_watch_refuses_it(start_mclite, connect):
     server = start_mclite(extra_args=["-W"])
     assert connect(server).exchange(b"watch\r\n") == b"CLIENT_ERROR watch commands not allowed\r\n"
