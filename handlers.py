@@ -43,7 +43,7 @@ import logging
 from commands import COMMANDS, binary
 from commands.auth import AuthFileError, load_auth_file, unauthenticated
 from commands.base import ERROR, INFINITY, KEY_MAX_LENGTH, VERSION
-from commands.retrieval import retrieve_keys
+from commands.retrieval import get_hits, retrieve_keys
 from commands.stats import PrefixStats
 from commands.watch import BUFFER, Watchers
 from store import DiskFull, StoreError
@@ -674,11 +674,11 @@ class Session:
         or None if the first line is not that plain."""
         ran = made = 0
         while ran < commands and made < room and buf.startswith(b"get ", pos):
-            nl = buf.find(b"\n", pos)
+            start = pos + 4
+            nl = buf.find(b"\n", start)
             if nl < 0:
                 break
-            end = nl - 1 if buf[nl - 1] == 13 else nl
-            line = bytes(buf[pos + 4 : end])
+            line = bytes(buf[start : nl - 1 if buf[nl - 1] == 13 else nl])
             keys = line.split(b" ")
             if (
                 b"" in keys
@@ -689,8 +689,12 @@ class Session:
             pos = nl + 1
             ran += 1
             self.commands += 1
-            self.room = room - made
             try:
+                hit = get_hits(self, keys, room - made)
+                if hit is not None:
+                    made += hit
+                    continue
+                self.room = room - made
                 made += retrieve_keys(self, keys, False, None)
             except StoreError as e:
                 self._fail(e)  # (the feed loop's funnel, for the lines run here)

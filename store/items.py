@@ -46,6 +46,11 @@ _HEADER_AND_KEY = record.HEADER_SIZE + 250
 # Items whose access state (fetched, last access) waits in memory for a write;
 # past this many the oldest are forgotten (their record keeps the older state).
 ACCESSED_MAX = 10_000
+# memcached's ITEM_UPDATE_INTERVAL: a read moves an item's last access (and
+# its place in the memory LRU) only if that is this many seconds old, or the
+# item was never read; so a key read again and again costs a lookup and a
+# reply, not an LRU move and access bookkeeping each time
+BUMP_INTERVAL = 60
 # --disk-policy: past --max-disk, refuse the write (memcached's -M) or evict
 REFUSE, EVICT = "refuse", "evict"
 DISK_POLICIES = (REFUSE, EVICT)
@@ -305,37 +310,41 @@ class Store:
     def get_each(self, keys, start=0):
         """get() of keys[start:] in turn, lazily: the live item or None for
         each, so a caller that stops early leaves the rest unread."""
-        # A get's usual key is in memory and alive, with no batch open: that
-        # one is answered here, without get()'s five calls (they are most of
-        # a multi-get's time); any other goes the general way.
-        memory = self.cache.items
-        touch = memory.move_to_end
-        state = self.state
-        accessed = self._accessed
-        durability = self.durability
-        now = self._now()
-        watch = self.watch
+        hits = self.hits
         for i in range(start, len(keys)):
             key = keys[i]
+            # the usual key (in memory and alive) without get()'s five calls
+            hit = hits((key,))
+            yield self.get(key) if hit is None else hit[0]
+
+    def hits(self, keys):
+        """The items of `keys` if every one is in memory and alive, no batch
+        is open and no watcher follows item streams, each bumped as a read
+        bumps it: a get's usual case, answered without get()'s calls. Else
+        None, and get() is the way (an item it bumped stays bumped: the
+        second bump within BUMP_INTERVAL changes nothing). `keys`: one or more."""
+        memory = self.cache.items
+        if keys[0] not in memory:
+            return None  # (the usual miss, asked of the disk: said at once)
+        state = self.state
+        if self.durability.batch is not None or self.watch is not None or state.pending_flush is not None:
+            return None
+        now = self._now()
+        dead_cas = state.dead_below_cas  # (state.is_flushed's answer when no flush is pending)
+        dead_before = state.dead_before
+        found = []
+        for key in keys:
             item = memory.get(key)
-            if item is not None and durability.batch is None:
-                exptime = item.exptime
-                if (not exptime or exptime > now) and (
-                    # state.is_flushed's usual answer without the call: no delayed
-                    # flush pending and the item newer than every flush so far
-                    (state.pending_flush is None and item.cas >= state.dead_below_cas and item.stored >= state.dead_before)
-                    or not state.is_flushed(item.cas, item.stored, now)
-                ):
-                    touch(key)
-                    if item.state & record.FETCHED and key in accessed:
-                        item.atime = now  # all that bump() would change
-                    else:
-                        self.bump(item, now)
-                    if watch is not None:
-                        watch.item_get(key, "found", item)
-                    yield item
-                    continue
-            yield self.get(key)
+            if item is None or item.cas < dead_cas or item.stored < dead_before:
+                return None
+            exptime = item.exptime
+            if exptime and exptime <= now:
+                return None
+            if now - item.atime >= BUMP_INTERVAL or not item.state & record.FETCHED:
+                memory.move_to_end(key)
+                self.bump(item, now)
+            found.append(item)
+        return found
 
     def peek(self, key):
         """The live item for key, or None, leaving its access state alone (an
@@ -362,9 +371,13 @@ class Store:
         return waiting is not None and bool(waiting.state & record.FETCHED)
 
     def bump(self, item, now=None):
-        """Mark an item fetched and accessed now, without a write."""
+        """Mark an item fetched and accessed now, without a write; an item
+        fetched before keeps its last access for BUMP_INTERVAL, as memcached's."""
+        now = self.clock() if now is None else now
+        if item.state & record.FETCHED and now - item.atime < BUMP_INTERVAL:
+            return
         item.state |= record.FETCHED
-        item.atime = self.clock() if now is None else now
+        item.atime = now
         accessed = self._accessed
         # (an item already waiting keeps its place: the bound is on memory,
         # and moving it on every read would cost each get a pop)

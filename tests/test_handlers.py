@@ -673,7 +673,7 @@ def _raising(error):
 FAMILY_CALLS = {
     "storage": (b"set k 0 0 3\r\nnew\r\n", "store"),
     "retrieval": (b"gets k\r\n", "get_each"),
-    "retrieval-plain-get": (b"get k\r\n", "get_each"),
+    "retrieval-plain-get": (b"get k\r\n", "hits"),
     "retrieval-gat": (b"gat 10 k\r\n", "touch"),
     "modify-delete": (b"delete k\r\n", "delete"),
     "modify-incr": (b"incr n 1\r\n", "incr_decr"),

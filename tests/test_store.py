@@ -14,6 +14,7 @@ import pytest
 from store import Clock, DataDirError, Mode, NonNumeric, Result, Store, StoreError
 from store import record
 from store import state as state_mod
+from store.items import BUMP_INTERVAL
 from store.files import DataDir
 from store.items import MAX_U64, REALTIME_MAXDELTA
 
@@ -156,10 +157,19 @@ def test_get_each_marks_what_it_answers_fetched_and_accessed_now(store, clock):
     assert item.has(record.FETCHED) and item.atime == clock()
 
 
-def test_get_each_moves_the_last_access_of_an_item_fetched_before(store, clock):
+def test_get_each_leaves_the_last_access_of_an_item_fetched_within_the_bump_interval(store, clock):
     set_(store, b"a", b"1")
     list(store.get_each([b"a"]))
-    clock.advance(5)
+    read_at = clock()
+    clock.advance(BUMP_INTERVAL - 1)
+    (item,) = store.get_each([b"a"])
+    assert item.has(record.FETCHED) and item.atime == read_at
+
+
+def test_get_each_moves_the_last_access_of_an_item_fetched_a_bump_interval_ago(store, clock):
+    set_(store, b"a", b"1")
+    list(store.get_each([b"a"]))
+    clock.advance(BUMP_INTERVAL)
     (item,) = store.get_each([b"a"])
     assert item.has(record.FETCHED) and item.atime == clock()
 
