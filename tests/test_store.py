@@ -726,6 +726,38 @@ def test_crash_right_after_start_hands_out_no_cas_twice(stores):
     assert store.get(b"b").cas > first
 
 
+def test_the_write_sequence_only_grows_across_restarts_crashes_and_block_boundaries(stores, monkeypatch):
+    monkeypatch.setattr(state_mod, "SEQ_BLOCK", 3)
+    seqs = []
+    for round_ in range(6):
+        store = stores.open()
+        for i in range(7):
+            set_(store, b"r%d-%d" % (round_, i), b"v")
+            seqs.append(_seq_on_disk(store, b"r%d-%d" % (round_, i)))
+        if round_ % 2:
+            stores.crash(store)
+        else:
+            stores.close(store)
+    assert seqs == sorted(set(seqs))
+
+
+def test_the_write_sequence_goes_on_past_the_highest_start_up_finds_in_tmp(stores, data_dir):
+    store = stores.open()
+    set_(store, b"a", b"1")
+    stores.crash(store)
+    # a record in tmp/ beyond what the state file reserved (a state file
+    # lost, or from before the sequence)
+    with open(data_dir / "tmp" / "r.9", "wb") as f:
+        f.write(record.encode(b"b", 0, 0, 1, T0, b"x", seq=1 << 40) + b"b" + b"x")
+    store = stores.open()
+    set_(store, b"c", b"1")
+    assert _seq_on_disk(store, b"c") > 1 << 40
+    stores.crash(store)
+    store = stores.open()  # and the state file says so
+    set_(store, b"d", b"1")
+    assert _seq_on_disk(store, b"d") > _seq_on_disk(store, b"c")
+
+
 def test_failed_cas_reservation_never_leads_to_a_reused_cas_after_a_crash(stores, monkeypatch):
     store = stores.open()
     real = DataDir.write_small_file
