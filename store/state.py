@@ -60,7 +60,7 @@ class PersistentState:
         cas = self._next_cas
         if cas >= self._reserved:
             # on disk first: a block is used only once it is reserved there
-            self._save(cas_reserved=cas + CAS_BLOCK)
+            self._reserve()
         self._next_cas = cas + 1
         return cas
 
@@ -68,9 +68,17 @@ class PersistentState:
         """The write sequence number of the next record written."""
         seq = self._next_seq
         if seq >= self._seq_reserved:
-            self._save(seq_reserved=seq + SEQ_BLOCK)
+            self._reserve()
         self._next_seq = seq + 1
         return seq
+
+    def _reserve(self):
+        # a new block of both counters in one write of the file, whichever
+        # ran out: a write takes one of each, so they run out together
+        self._save(
+            cas_reserved=max(self._reserved, self._next_cas + CAS_BLOCK),
+            seq_reserved=max(self._seq_reserved, self._next_seq + SEQ_BLOCK),
+        )
 
     def observe_seq(self, seq):
         """A record's seq found on disk (start-up): the sequence continues
