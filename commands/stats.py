@@ -85,6 +85,12 @@ def general_stats(server):
         ("spare_files", len(s.dir.spares)),
         ("spare_writes", s.dir.spares.reused),
         ("spare_files_made", s.dir.spares.made),
+        # how item records reached their files: a pwrite into a slot of the
+        # key's kept file (the fast path), an exchange with a spare or new
+        # file (the old one kept in tmp/), a plain rename (no old file)
+        ("writes_in_place", s.dir.kept.writes),
+        ("writes_exchanged", s.dir.exchanged),
+        ("writes_renamed", s.dir.renamed),
         ("startup_scan_done", int(s.scan_done)),
         ("fsync_level", s.durability.level),
         ("fsync_calls", s.durability.calls),

@@ -2,7 +2,7 @@
 and removed without ever leaving a torn file or touching a path outside the dir.
 
     <data-dir>/FORMAT          "memcached-lite <version>": refuses foreign dirs
-                               (version 1 dirs are adopted: see _check_format)
+                               (format 1-3 dirs are adopted: see _check_format)
     <data-dir>/lock            flock'd by the one server using the dir
     <data-dir>/state           persisted counters (see state.py)
     <data-dir>/tmp/            files being written, and spares (the inodes of
@@ -10,7 +10,7 @@ and removed without ever leaving a torn file or touching a path outside the dir.
                                spares.py); at start-up a spare may restore an
                                item torn by a power loss, then all are removed
     <data-dir>/items/ab/cd/abcd…  one record per key, named by the key's hash
-                               (format 3: two slots, written in place:
+                               (two slots, written in place:
                                store/inplace.py)
     <data-dir>/quarantine/     corrupt records moved aside, never served
 
@@ -33,13 +33,13 @@ from .spares import FREE, FULL_DISK, SYNC, SparePool
 
 log = logging.getLogger("memcached-lite.store")
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 _FORMAT_LINE = f"memcached-lite {FORMAT_VERSION}\n"
 # Dirs of these older formats are adopted: their records are still read (and
-# each is rewritten in format 3 by its key's next write), and FORMAT is
+# each is rewritten in format 4 by its key's next write), and FORMAT is
 # rewritten at once, so an older server (which would quarantine the new
 # records it cannot read) refuses the dir from then on.
-_ADOPTED_FORMAT_LINES = ("memcached-lite 1\n", "memcached-lite 2\n")
+_ADOPTED_FORMAT_LINES = ("memcached-lite 1\n", "memcached-lite 2\n", "memcached-lite 3\n")
 
 
 def key_hash(key):
@@ -88,6 +88,11 @@ class DataDir:
         # only where a barrier covers files by path (Durability.displaced)
         self.displaced = None
         self.removed_temp_files = 0
+        # how records reached their key's path (stats' writes_*): by the
+        # exchange (the old file kept in tmp/), or by a plain rename (no old
+        # file: a first write; or one freed by the rename); in place: kept.writes
+        self.exchanged = 0
+        self.renamed = 0
 
     # -- whole-directory housekeeping ------------------------------------
 
@@ -244,7 +249,7 @@ class DataDir:
         (store/inplace.py), else a new file swapped in (`write_parts`), a
         two-slot file whose descriptor is then kept if the record fits a
         slot. `fields`: key, flags, exptime, cas, stored, value, state,
-        atime; `old_size` the size of the file replaced (None: none).
+        atime, seq (record.encode's); `old_size` the size of the file replaced (None: none).
         Returns (the folders whose entries changed, the file's size). Raises
         OSError (disk full...) with the old record still the item's."""
         key, value = fields[0], fields[5]
@@ -257,7 +262,7 @@ class DataDir:
             if k is not None and record.SLOT_HEADER_SIZE + len(key) + len(value) <= k.cap:
                 slot = kept.target(k)
                 if slot is not None:
-                    data = record.encode_slot(*fields, k.seq + 1, k.cap) + key + value
+                    data = record.encode(*fields, k.cap) + key + value
                     try:
                         n = self.fs.pwrite(k.fd, data, slot * k.cap)
                         if n != len(data):
@@ -271,7 +276,7 @@ class DataDir:
         if cap is None:
             parts = [record.encode(*fields), key, value]
             return self.write_parts(path, parts, old_size), sum(map(len, parts))
-        head = record.encode_slot(*fields, 1, cap)
+        head = record.encode(*fields, cap)
         parts = [head, key, value, bytes(2 * cap - len(head) - len(key) - len(value))]
         if kept.limit <= 0:
             return self.write_parts(path, parts, old_size), 2 * cap
@@ -395,6 +400,7 @@ class DataDir:
         if spares.keeps(old_size):
             what, stale = self._leaving(name)
             if what is not FREE and self._swap(tmp, path, old_size, stale):
+                self.exchanged += 1
                 return changed
         if what is not FREE:
             # a plain rename (no old file to keep): the key's old records in
@@ -413,6 +419,7 @@ class DataDir:
             changed += self._make_bucket(parent)
             self.fs.replace(tmp, path)
         spares.installed(tmp)
+        self.renamed += 1
         return changed
 
     def _leaving(self, name):

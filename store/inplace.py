@@ -1,10 +1,10 @@
 """Writes in place: the kept descriptors of two-slot files and the rule for
 which slot an overwrite may go to (docs/ARCHITECTURE.md, "Writes in place").
 
-A file written by the exchange path (record.py's format 3: slot 0 the
+A file written by the exchange path (record.py's two slots: slot 0 the
 record, slot 1 zeros) keeps its descriptor here, with what the store knows
-of its two slots: which holds the newest record, its seq, and for each slot
-the number of barriers begun when it was written (`w`; None: no record of
+of its two slots: which holds the newest record, and for each slot the
+number of barriers begun when it was written (`w`; None: no record of
 ours). The next overwrite of that key is then one `pwrite` into a slot, no
 rename, as long as `target` allows it.
 
@@ -32,16 +32,14 @@ KEPT_FILES = 16384
 
 class Kept:
     """One kept file: its descriptor, slot size, the slot of the newest
-    record, that record's seq, and the barrier count each slot was written
-    at."""
+    record, and the barrier count each slot was written at."""
 
-    __slots__ = ("fd", "cap", "cur", "seq", "w")
+    __slots__ = ("fd", "cap", "cur", "w")
 
     def __init__(self, fd, cap, w):
         self.fd = fd
         self.cap = cap
         self.cur = 0
-        self.seq = 1
         self.w = [w, None]
 
 
@@ -116,7 +114,6 @@ class KeptFiles:
     def wrote(self, path, kept, slot):
         """A record went into `slot` in place: it is the newest now."""
         kept.cur = slot
-        kept.seq += 1
         kept.w[slot] = self.started
         self.writes += 1
         self._files.move_to_end(path)

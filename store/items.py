@@ -17,7 +17,6 @@ disk with the item's next write, or at a clean close, so a `get` never writes.
 import collections
 import enum
 import logging
-import math
 import os
 import re
 import time
@@ -239,7 +238,8 @@ class Store:
             if fsync == EVERYSEC and self.durability.barrier.needs_paths:
                 self.dir.displaced = self.durability.displaced
             self.state = PersistentState(self.dir)
-            restored = restore_from_spares(self.dir)  # before tmp/ is cleared
+            restored, highest = restore_from_spares(self.dir)  # before tmp/ is cleared
+            self.state.observe_seq(highest)
             self.restored = len(restored)
             self.dir.clear_tmp()
             if restored or self.dir.removed_temp_files:
@@ -587,18 +587,14 @@ class Store:
             cas = self.state.next_cas()
         else:
             self.state.observe(cas)
-        stored = self.clock()
-        if old is not None and old.cas == cas and stored <= old.stored:
-            # a rewrite that keeps the cas (touch, mark): its `stored` is
-            # later than the record it replaces even on a clock that did not
-            # move, so start-up restore can tell the two apart (restore.py)
-            stored = math.nextafter(old.stored, math.inf)
-        item = Item(key, flags, exptime, cas, stored, value, state, atime)
-        fields = (key, flags, exptime, cas, item.stored, value, item.state, item.atime)
+        item = Item(key, flags, exptime, cas, self.clock(), value, state, atime)
+        # the store-wide write sequence orders this record after every earlier
+        # one of the key, whatever their cas (start-up restore: restore.py)
+        fields = (key, flags, exptime, cas, item.stored, value, item.state, item.atime, self.state.next_seq())
         durability = self.durability
         try:
             if durability.level == ALWAYS:
-                # a version 2 file: no write in place under always (files.write)
+                # a whole-file record: no write in place under always (files.write)
                 tmp = self.dir.write_temp([record.encode(*fields), key, value], os.path.basename(path))
             else:
                 # in place into a slot, or a new file by the exchange
@@ -619,7 +615,7 @@ class Store:
         return item
 
     def _new_size(self, key, value):
-        # the file a write makes (under always a version 2 record, not two slots)
+        # the file a write makes (under always a whole-file record, not two slots)
         if self.durability.level == ALWAYS:
             return record.HEADER_SIZE + len(key) + len(value)
         return record.file_size(len(key), len(value))

@@ -13,12 +13,15 @@ served).
 old file (nothing displaced: absent is then its correct state) has had all
 its records taken out of tmp/ first (`SparePool.supersede`, with those a
 spare written over within the barrier window may still hold on disk); a key whose
-file is gone was deleted, and a spare never brings it back. Records of
-one cas (a touch, or another rewrite that keeps the cas) are ordered by
-their `stored` time, which such a rewrite always moves forward
-(`Store._write_item`). The reasoning,
+file is gone was deleted, and a spare never brings it back. The reasoning,
 and what the crash tests prove of it: docs/POWER_LOSS.md, "What a torn file
 falls back to".
+
+Newest means written last: a key's records are ordered by `order`, the
+store-wide write sequence each record carries (store/record.py, `seq`), never
+by cas, which a client may move backwards (`ms <key> E<cas>`). Records of
+version 1-3 (an adopted data dir) have seq 0, older than any written since;
+among them the old order stands, cas then `stored`.
 """
 
 import logging
@@ -30,17 +33,26 @@ from .files import key_hash
 log = logging.getLogger("memcached-lite.store")
 
 
+def order(r):
+    """The rank of a record among its key's: the later written, the higher."""
+    return (r.seq, r.cas, r.stored)
+
+
 def restore_from_spares(data_dir):
     """Put back, in `data_dir` (a files.DataDir), each torn item's newest
     intact record found in tmp/; returns the item paths put back (the
-    caller makes them durable with tmp/'s clean-up: `Store`)."""
+    caller makes them durable with tmp/'s clean-up: `Store`) and the
+    highest write sequence number seen in tmp/ (the sequence goes on past
+    it)."""
     best = {}
+    highest = 0
     for spare in data_dir.leftovers():
         for r in intact_records(data_dir, spare):
+            highest = max(highest, r.seq)
             _, path = data_dir.locate(r.key)
-            order = (r.cas, r.stored)  # a rewrite that keeps the cas has a later `stored`
-            if path not in best or order > best[path][0]:
-                best[path] = (order, spare)
+            rank = order(r)
+            if path not in best or rank > best[path][0]:
+                best[path] = (rank, spare)
     fs = data_dir.fs
     restored = []
     moved = {}  # spare -> the item path it was put back at
@@ -57,7 +69,7 @@ def restore_from_spares(data_dir):
         moved.setdefault(spare, path)
         log.warning("restored %s from its previous record: it was torn (a power loss?)", path)
         restored.append(path)
-    return restored
+    return restored, highest
 
 
 def _copy(fs, path, copy):
@@ -103,7 +115,7 @@ def intact_records(data_dir, path):
     except record.CorruptRecord:
         pass
     winners = {}
-    for r, seq, _ in record.decode_slots(data):
-        if r.key not in winners or seq > winners[r.key][1]:
-            winners[r.key] = (r, seq)
+    for r, rank, _ in record.decode_slots(data):
+        if r.key not in winners or rank > winners[r.key][1]:
+            winners[r.key] = (r, rank)
     return [r for r, _ in winners.values()]

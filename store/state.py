@@ -1,9 +1,13 @@
-"""State that must outlive the process besides the items: the cas counter's
-high-water mark and the flush epoch.
+"""State that must outlive the process besides the items: the high-water
+marks of the cas counter and of the write sequence, and the flush epoch.
 
 cas values are handed out from a block reserved on disk before any of them is
 used, so after a crash the next process starts above everything that could
-have been handed out: no cas unique is ever given to two writes.
+have been handed out: no cas unique is ever given to two writes. The write
+sequence (every record's `seq`, store/record.py) is reserved the same way:
+it only grows, across restarts and crashes, and no client moves it, so it
+orders a key's records by when they were written where a cas, which `ms
+... E<cas>` sets, cannot (store/restore.py).
 
 `flush_all` is not a loop over files but a rule persisted here: items whose
 cas is below `dead_below_cas` are dead (an immediate flush), and so are items
@@ -24,11 +28,13 @@ import json
 from .errors import DataDirError, StoreError
 
 CAS_BLOCK = 1 << 20
+SEQ_BLOCK = 1 << 20
 OBSERVE_MAX = 1 << 63
 
 
 class PersistentState:
-    """The cas allocator and flush epoch, saved in <data-dir>/state."""
+    """The cas and write sequence allocators and the flush epoch, saved in
+    <data-dir>/state."""
 
     def __init__(self, datadir):
         self._dir = datadir
@@ -36,6 +42,8 @@ class PersistentState:
         try:
             saved = json.loads(raw) if raw else {}
             self._next_cas = max(1, int(saved.get("cas_reserved", 1)))
+            # (a state file from before the sequence: no record on disk has one)
+            self._next_seq = max(1, int(saved.get("seq_reserved", 1)))
             self.dead_below_cas = int(saved.get("dead_below_cas", 0))
             self.dead_before = float(saved.get("dead_before", 0.0))
             # (a state file from before the bound: every item on disk is below it)
@@ -45,15 +53,41 @@ class PersistentState:
         except (ValueError, TypeError, AttributeError) as e:
             raise DataDirError(f"{datadir.path}/state is unreadable: {e}") from e
         self._reserved = self._next_cas
+        self._seq_reserved = self._next_seq
         self._save()
 
     def next_cas(self):
         cas = self._next_cas
         if cas >= self._reserved:
             # on disk first: a block is used only once it is reserved there
-            self._save(cas_reserved=cas + CAS_BLOCK)
+            self._reserve()
         self._next_cas = cas + 1
         return cas
+
+    def next_seq(self):
+        """The write sequence number of the next record written."""
+        seq = self._next_seq
+        if seq >= self._seq_reserved:
+            self._reserve()
+        self._next_seq = seq + 1
+        return seq
+
+    def _reserve(self):
+        # a new block of both counters in one write of the file, whichever
+        # ran out: a write takes one of each, so they run out together
+        self._save(
+            cas_reserved=max(self._reserved, self._next_cas + CAS_BLOCK),
+            seq_reserved=max(self._seq_reserved, self._next_seq + SEQ_BLOCK),
+        )
+
+    def observe_seq(self, seq):
+        """A record's seq found on disk (start-up): the sequence continues
+        past it, whatever the state file said (one lost or older than the
+        records). Raises StoreError if the reservation cannot be saved."""
+        if seq >= self._next_seq:
+            if seq + 1 > self._seq_reserved:
+                self._save(seq_reserved=seq + 1 + SEQ_BLOCK)
+            self._next_seq = seq + 1
 
     def observe(self, cas):
         """A cas the client chose (meta E): the counter moves past it, so no
@@ -98,13 +132,14 @@ class PersistentState:
             self.pending_flush = None
 
     def close(self):
-        self._save(cas_reserved=self._next_cas)
+        self._save(cas_reserved=self._next_cas, seq_reserved=self._next_seq)
 
     def _save(self, **changes):
         """Write the state with `changes` applied; only once that succeeded do
         they take effect in memory."""
         state = {
             "cas_reserved": self._reserved,
+            "seq_reserved": self._seq_reserved,
             "dead_below_cas": self.dead_below_cas,
             "dead_before": self.dead_before,
             "dead_before_cas": self.dead_before_cas,
@@ -116,6 +151,7 @@ class PersistentState:
         except OSError as e:
             raise StoreError(f"cannot save state: {e.strerror or e}") from e
         self._reserved = state["cas_reserved"]
+        self._seq_reserved = state["seq_reserved"]
         self.dead_below_cas = state["dead_below_cas"]
         self.dead_before = state["dead_before"]
         self.dead_before_cas = state["dead_before_cas"]

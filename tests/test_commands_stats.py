@@ -167,6 +167,28 @@ def test_the_background_walk_counts_as_the_lru_crawler(session, store):
     assert rows["lru_crawler_running"] == "0"
 
 
+
+def writes(session):
+    rows = stats(session)
+    return tuple(int(rows[n]) for n in ("writes_in_place", "writes_exchanged", "writes_renamed"))
+
+
+def test_stats_count_a_first_write_as_renamed_an_overwrite_in_place_and_a_record_too_big_for_a_slot_as_exchanged(session):
+    assert writes(session) == (0, 0, 0)
+    session.feed(set_cmd(b"k", b"a"))  # no old file: a plain rename
+    assert writes(session) == (0, 0, 1)
+    session.feed(set_cmd(b"k", b"b"))  # a pwrite into the kept file's other slot
+    assert writes(session) == (1, 0, 1)
+    session.feed(set_cmd(b"k", b"c" * record.SLOT_MAX))  # no slot holds it: the exchange
+    assert writes(session) == (1, 1, 1)
+
+
+def test_stats_count_writes_by_the_exchange_where_writes_in_place_are_off(session, store):
+    store.dir.in_place = False
+    session.feed(set_cmd(b"k", b"a") + set_cmd(b"k", b"b") + set_cmd(b"k", b"c"))
+    assert writes(session) == (0, 2, 1)
+
+
 # == stats time and uptime when the wall clock steps ==============================
 # memcached reports time as process_started + current_time, its monotonic
 # seconds since start: a step of the wall clock moves neither time nor uptime.

@@ -207,7 +207,7 @@ def test_a_data_dir_of_another_format_is_refused_with_a_clear_message(tmp_path, 
     (data_dir / "FORMAT").write_text("memcached-lite 99\n")
     server = spawn_mclite(data_dir)
     assert server.wait_exit() == 1
-    assert "has format 'memcached-lite 99'; this server reads 'memcached-lite 3'" in server.stderr_text()
+    assert "has format 'memcached-lite 99'; this server reads 'memcached-lite 4'" in server.stderr_text()
 
 
 # == a full disk under always ===================================================

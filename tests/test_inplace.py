@@ -1,4 +1,4 @@
-"""Writes in place (store/inplace.py, files.DataDir.write): record format 3's
+"""Writes in place (store/inplace.py, files.DataDir.write): the records'
 two slots, which slot an overwrite goes to, when it takes the exchange
 instead, the kept descriptors, and what a power loss leaves of each slot
 (over store/faultfs.FaultFS)."""
@@ -16,6 +16,8 @@ from store.inplace import Kept, KeptFiles
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 from powerloss import DATA, data_dir_made_durable, open_store as open_on, served  # noqa: E402
+
+from old_records import v2, v3_slot  # noqa: E402
 
 
 def set_(store, key, value):
@@ -201,25 +203,48 @@ def test_under_no_the_writes_alternate_slots():
     s.close()
 
 
+def write_as_an_older_server(fs, format_, files):
+    """Make the dir at DATA one of that format, holding `files` (path: bytes)."""
+    fd = fs.open(DATA + "/FORMAT", os.O_WRONLY | os.O_TRUNC)
+    fs.write(fd, b"memcached-lite %d\n" % format_)
+    fs.close(fd)
+    for path, data in files.items():
+        fs.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = fs.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fs.write(fd, data)
+        fs.close(fd)
+
+
 def test_a_format_2_data_dir_is_read_and_converted_by_the_next_write(caplog):
     fs = data_dir_made_durable()
     s = open_on(fs, level=EVERYSEC)
     path = file_of(s, b"k")
     s.close()
-    fd = fs.open(DATA + "/FORMAT", os.O_WRONLY | os.O_TRUNC)
-    fs.write(fd, b"memcached-lite 2\n")
-    fs.close(fd)
-    fs.makedirs(os.path.dirname(path), exist_ok=True)
-    fd = fs.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-    fs.write(fd, record.encode(b"k", 5, 0, 1, 1.0, b"old") + b"k" + b"old")
-    fs.close(fd)
+    write_as_an_older_server(fs, 2, {path: v2(b"k", b"old", flags=5, stored=1.0)})
     s = open_on(fs, level=EVERYSEC)
-    assert "format 2 adopted as format 3" in caplog.text
-    assert fs.read_file(DATA + "/FORMAT") == b"memcached-lite 3\n"
+    assert "format 2 adopted as format 4" in caplog.text
+    assert fs.read_file(DATA + "/FORMAT") == b"memcached-lite 4\n"
     item = s.get(b"k")
     assert (item.flags, item.value) == (5, b"old")
     set_(s, b"k", b"new")
     assert slots(s, b"k") == {0: b"new"}
+    s.close()
+
+
+def test_a_format_3_data_dir_is_read_and_converted_by_the_next_write(caplog):
+    fs = data_dir_made_durable()
+    s = open_on(fs, level=EVERYSEC)
+    path = file_of(s, b"k")
+    s.close()
+    cap = record.slot_cap(1, 3)
+    write_as_an_older_server(fs, 3, {path: v3_slot(b"k", b"new", 8, cap, cas=3) + v3_slot(b"k", b"old", 7, cap, cas=9)})
+    s = open_on(fs, level=EVERYSEC)
+    assert "format 3 adopted as format 4" in caplog.text
+    assert fs.read_file(DATA + "/FORMAT") == b"memcached-lite 4\n"
+    assert s.get(b"k").value == b"new"  # by its per-file seq, not its cas
+    set_(s, b"k", b"v4")
+    got = record.decode_slots(fs.read_file(path))
+    assert [(r.value, r.seq > 0, slot) for r, _, slot in got] == [(b"v4", True, 0)]
     s.close()
 
 
@@ -252,8 +277,8 @@ def test_a_torn_newer_slot_falls_back_to_the_older_record():
 
 def test_a_torn_slot_is_never_served_and_never_hides_the_other():
     cap = record.slot_cap(1, 600)
-    one = record.encode_slot(b"k", 0, 0, 1, 1.0, b"1" * 600, 0, 1.0, 1, cap) + b"k" + b"1" * 600
-    two = record.encode_slot(b"k", 0, 0, 2, 2.0, b"2" * 600, 0, 2.0, 2, cap) + b"k" + b"2" * 600
+    one = record.encode(b"k", 0, 0, 1, 1.0, b"1" * 600, 0, 1.0, 1, cap) + b"k" + b"1" * 600
+    two = record.encode(b"k", 0, 0, 2, 2.0, b"2" * 600, 0, 2.0, 2, cap) + b"k" + b"2" * 600
     data = bytearray(one.ljust(cap, b"\0") + two.ljust(cap, b"\0"))
     data[cap + SECTOR : cap + SECTOR + 10] = b"\0" * 10  # slot 1's second sector torn
     assert record.decode_file(bytes(data))[0].value == b"1" * 600
@@ -261,8 +286,8 @@ def test_a_torn_slot_is_never_served_and_never_hides_the_other():
 
 def test_a_slot_of_another_key_is_ignored():
     cap = record.slot_cap(5, 10)
-    mine = record.encode_slot(b"k", 0, 0, 1, 1.0, b"v", 0, 1.0, 1, cap) + b"k" + b"v"
-    other = record.encode_slot(b"other", 0, 0, 9, 9.0, b"x" * 10, 0, 9.0, 9, cap) + b"other" + b"x" * 10
+    mine = record.encode(b"k", 0, 0, 1, 1.0, b"v", 0, 1.0, 1, cap) + b"k" + b"v"
+    other = record.encode(b"other", 0, 0, 9, 9.0, b"x" * 10, 0, 9.0, 9, cap) + b"other" + b"x" * 10
     data = mine.ljust(cap, b"\0") + other.ljust(cap, b"\0")
     assert record.decode_file(data, b"k".__eq__)[0].value == b"v"
     with pytest.raises(record.CorruptRecord):
@@ -291,7 +316,7 @@ def test_start_up_restores_two_keys_whose_best_records_share_one_spare():
     paths = {key: file_of(s, key) for key in (b"j", b"k")}
     s.close()
     cap = record.slot_cap(1, 5)
-    slot = lambda key, value: (record.encode_slot(key, 0, 0, 1, 1.0, value, 0, 1.0, 1, cap) + key + value).ljust(cap, b"\0")
+    slot = lambda key, value: (record.encode(key, 0, 0, 1, 1.0, value, 0, 1.0, 1, cap) + key + value).ljust(cap, b"\0")
     for name, data in (("/tmp/r1.1", slot(b"j", b"j-old") + slot(b"k", b"k-old")),
                        (paths[b"j"], b"torn" * 10), (paths[b"k"], b"torn" * 10)):
         fd = fs.open(DATA + name if name.startswith("/tmp") else name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)

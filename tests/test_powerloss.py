@@ -379,8 +379,6 @@ def test_everysec_fsync_method_a_spare_displaced_in_its_window_never_brings_back
     assert out <= {None, b"v3" * 600}
 
 
-@pytest.mark.xfail(strict=True, reason="open: restore orders a key's records by cas, and `ms E<cas>` can move a "
-                   "key's cas backwards (a store-wide write sequence in the record would order them)")
 def test_everysec_a_client_cas_below_an_older_record_s_never_brings_that_record_back(ticking):
     fs = data_dir_made_durable("ordered")
     store = everysec_store(fs)

@@ -388,14 +388,21 @@ def test_touch_keeps_cas_across_a_restart(stores, store):
     assert store.get(b"k").cas == cas
 
 
-def test_touch_moves_the_stored_time_forward_on_a_clock_that_did_not_move(stores, store):
-    # start-up restore orders two records of one cas by it (store/restore.py)
+def _seq_on_disk(store, key):
+    return record.decode_file(store.fs.read_file(store.dir.locate(key)[1]))[0].seq
+
+
+def test_every_write_s_record_is_later_in_the_write_sequence_a_touch_s_included(stores, store):
+    # start-up restore orders a key's records by it (store/restore.py)
     set_(store, b"k", b"v")
-    before = store.get(b"k").stored
-    store.touch(b"k", 100)
-    assert store.get(b"k").stored > before
-    store = stores.reopen(store)
-    assert store.get(b"k").stored > before
+    seqs = [_seq_on_disk(store, b"k")]
+    store.touch(b"k", 100)  # the same cas
+    seqs.append(_seq_on_disk(store, b"k"))
+    store.store(Mode.SET, b"k", 0, 0, b"w", new_cas=1)  # a lower cas
+    seqs.append(_seq_on_disk(store, b"k"))
+    set_(store, b"other", b"v")
+    seqs.append(_seq_on_disk(store, b"other"))
+    assert seqs == sorted(set(seqs)) and seqs[0] > 0
 
 
 def test_touch_of_a_missing_or_expired_item_is_none(store, clock):
@@ -729,6 +736,38 @@ def test_crash_right_after_start_hands_out_no_cas_twice(stores):
     assert store.get(b"b").cas > first
 
 
+def test_the_write_sequence_only_grows_across_restarts_crashes_and_block_boundaries(stores, monkeypatch):
+    monkeypatch.setattr(state_mod, "SEQ_BLOCK", 3)
+    seqs = []
+    for round_ in range(6):
+        store = stores.open()
+        for i in range(7):
+            set_(store, b"r%d-%d" % (round_, i), b"v")
+            seqs.append(_seq_on_disk(store, b"r%d-%d" % (round_, i)))
+        if round_ % 2:
+            stores.crash(store)
+        else:
+            stores.close(store)
+    assert seqs == sorted(set(seqs))
+
+
+def test_the_write_sequence_goes_on_past_the_highest_start_up_finds_in_tmp(stores, data_dir):
+    store = stores.open()
+    set_(store, b"a", b"1")
+    stores.crash(store)
+    # a record in tmp/ beyond what the state file reserved (a state file
+    # lost, or from before the sequence)
+    with open(data_dir / "tmp" / "r.9", "wb") as f:
+        f.write(record.encode(b"b", 0, 0, 1, T0, b"x", seq=1 << 40) + b"b" + b"x")
+    store = stores.open()
+    set_(store, b"c", b"1")
+    assert _seq_on_disk(store, b"c") > 1 << 40
+    stores.crash(store)
+    store = stores.open()  # and the state file says so
+    set_(store, b"d", b"1")
+    assert _seq_on_disk(store, b"d") > _seq_on_disk(store, b"c")
+
+
 def test_failed_cas_reservation_never_leads_to_a_reused_cas_after_a_crash(stores, monkeypatch):
     store = stores.open()
     real = DataDir.write_small_file
@@ -1042,7 +1081,7 @@ def _other_version(path):
     at, _ = _record_at(path)
     with open(path, "r+b") as f:
         f.seek(at + 4)
-        f.write((4).to_bytes(2, "little"))
+        f.write((5).to_bytes(2, "little"))
 
 
 def _record_of_another_key(path):
@@ -1277,7 +1316,7 @@ def test_writes_leave_no_temp_files_beside_the_spares(store, data_dir):
 
 def test_layout_of_a_new_data_dir(store, data_dir):
     assert sorted(os.listdir(data_dir)) == ["FORMAT", "items", "lock", "quarantine", "state", "tmp"]
-    assert (data_dir / "FORMAT").read_text() == "memcached-lite 3\n"
+    assert (data_dir / "FORMAT").read_text() == "memcached-lite 4\n"
 
 
 def test_a_new_data_dir_and_its_folders_are_durable_in_their_parents():
@@ -1289,7 +1328,7 @@ def test_a_new_data_dir_and_its_folders_are_durable_in_their_parents():
     DataDir("/srv/data", fs).close()
     crashed = fs.crash(0)
     assert {"/srv/data", "/srv/data/items", "/srv/data/tmp", "/srv/data/quarantine"} <= set(crashed.dirs())
-    assert crashed.read_file("/srv/data/FORMAT") == b"memcached-lite 3\n"
+    assert crashed.read_file("/srv/data/FORMAT") == b"memcached-lite 4\n"
 
 
 def test_a_second_store_on_an_open_dir_is_refused(stores, store, data_dir):
@@ -1320,11 +1359,11 @@ def test_a_crashed_stores_dir_can_be_opened_again(stores, store):
 
 def test_a_dir_of_another_format_is_refused(data_dir):
     data_dir.mkdir()
-    (data_dir / "FORMAT").write_text("memcached-lite 4\n")
+    (data_dir / "FORMAT").write_text("memcached-lite 5\n")
     with pytest.raises(DataDirError) as info:
         Store(str(data_dir))
-    assert "format" in str(info.value) and "memcached-lite 4" in str(info.value)
-    assert (data_dir / "FORMAT").read_text() == "memcached-lite 4\n"
+    assert "format" in str(info.value) and "memcached-lite 5" in str(info.value)
+    assert (data_dir / "FORMAT").read_text() == "memcached-lite 5\n"
     assert not (data_dir / "items").exists()
 
 
