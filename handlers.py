@@ -672,8 +672,12 @@ class Session:
         keys of legal length), up to `commands` lines and `room` reply bytes,
         with the same retrieval as `get`; (new pos, lines run, reply bytes),
         or None if the first line is not that plain."""
+        # (the caller saw buf[pos:] start with "get ": each further line's
+        # start is looked at only if there is one, as startswith() costs
+        # more than the rest of a get's parsing)
         ran = made = 0
-        while ran < commands and made < room and buf.startswith(b"get ", pos):
+        end = len(buf)
+        while True:
             start = pos + 4
             nl = buf.find(b"\n", start)
             if nl < 0:
@@ -682,7 +686,7 @@ class Session:
             keys = line.split(b" ")
             if (
                 b"" in keys
-                or b"\0" in line
+                or 0 in line  # a NUL (an int, as `b"\0" in` raises and catches an error inside)
                 or (len(line) > KEY_MAX_LENGTH and max(map(len, keys)) > KEY_MAX_LENGTH)
             ):
                 break
@@ -693,13 +697,19 @@ class Session:
                 hit = get_hits(self, keys, room - made)
                 if hit is not None:
                     made += hit
-                    continue
-                self.room = room - made
-                made += retrieve_keys(self, keys, False, None)
+                else:
+                    self.room = room - made
+                    made += retrieve_keys(self, keys, False, None)
             except StoreError as e:
                 self._fail(e)  # (the feed loop's funnel, for the lines run here)
-            if self.work is not None:
-                break  # paused at a limit: feed() takes it from here
+            if (
+                self.work is not None  # paused at a limit: feed() takes it from here
+                or pos == end
+                or ran >= commands
+                or made >= room
+                or not buf.startswith(b"get ", pos)
+            ):
+                break
         if not ran:
             return None
         return pos, ran, made
@@ -715,8 +725,8 @@ class Session:
 
     def _command(self, line):
         self.commands += 1
-        if b"\0" in line:
-            line = line[: line.index(b"\0")]  # memcached reads the line as a C string
+        if 0 in line:  # (a NUL: an int, as `b"\0" in` raises and catches an error inside)
+            line = line[: line.index(0)]  # memcached reads the line as a C string
         words = line.split(b" ")
         if b"" in words:
             words = [w for w in words if w]

@@ -60,9 +60,11 @@ from durability import (
     write_path_variants,
 )
 
-LITE, REF, WT, MEMCACHED = "memcached-lite", "reference loop", "write-through loop", "memcached -t 1"
+LITE, REF, WT, SHAPE, MEMCACHED = (
+    "memcached-lite", "reference loop", "write-through loop", "shape loop", "memcached -t 1"
+)
 SECTIONS = ("throughput", "durability", "startup")
-SERVERS = {"lite": LITE, "ref": REF, "wt": WT, "memcached": MEMCACHED}
+SERVERS = {"lite": LITE, "ref": REF, "wt": WT, "shape": SHAPE, "memcached": MEMCACHED}
 VALUE = 100  # bytes, the values of the key:N set
 BIG = 1024  # bytes, set1k's values (big:N)
 MEMORY_BUDGET_MIB = 64  # the server's default -m, which bench_startup runs with
@@ -153,6 +155,10 @@ def start_servers(base, cpus, which=tuple(SERVERS.values()), against=None):
             argv = [sys.executable, os.path.join(ROOT, "bench", "refloop.py"), "--port", str(port)] + extra
             log_name = "refloop.log" if name == REF else "wtloop.log"
             servers[name] = (spawn_process(argv, os.path.join(base, log_name), cpus), port)
+    if SHAPE in which:
+        port = free_port()
+        argv = [sys.executable, os.path.join(ROOT, "bench", "shapeloop.py"), "--port", str(port)]
+        servers[SHAPE] = (spawn_process(argv, os.path.join(base, "shapeloop.log"), cpus), port)
     for proc, port in servers.values():
         connect_when_up(port, proc).close()
     return servers
@@ -251,14 +257,14 @@ def ratio(a, b):
 
 def short(name):
     """How a ratio's column names a server: ref, memcached, @<commit>."""
-    return {REF: "ref", WT: "wt", MEMCACHED: "memcached"}.get(name, name.replace("memcached-lite ", ""))
+    return {REF: "ref", WT: "wt", SHAPE: "shape", MEMCACHED: "memcached"}.get(name, name.replace("memcached-lite ", ""))
 
 
 def compared(per_server):
     """The servers memcached-lite is held against: the reference loop,
     memcached, then the --against build, those that ran."""
-    rest = [n for n in per_server if n not in (LITE, REF, WT, MEMCACHED)]
-    return [n for n in (REF, WT, MEMCACHED) if n in per_server] + rest
+    rest = [n for n in per_server if n not in (LITE, REF, WT, SHAPE, MEMCACHED)]
+    return [n for n in (REF, WT, SHAPE, MEMCACHED) if n in per_server] + rest
 
 
 def print_throughput(results, rounds, seconds, warmup, keys, pin):
@@ -469,8 +475,8 @@ def main():
         help="throughput: the servers on one CPU, the generator on another (default: on; --no-pin)",
     )
     p.add_argument(
-        "--servers", default="lite,ref,wt,memcached",
-        help="throughput: which of lite,ref,wt,memcached run (lite always; default: all four)",
+        "--servers", default="lite,ref,wt,shape,memcached",
+        help="throughput: which of lite,ref,wt,shape,memcached run (lite always; default: all five)",
     )
     p.add_argument(
         "--against", metavar="REV",

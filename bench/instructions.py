@@ -107,11 +107,13 @@ def server_argv(tree, port, data):
         return [sys.executable, os.path.join(ROOT, "bench", "refloop.py"), "--port", str(port)]
     if tree == REFERENCES[1]:
         return [sys.executable, os.path.join(ROOT, "bench", "refloop.py"), "--port", str(port), "--data", data]
+    if tree == REFERENCES[2]:
+        return [sys.executable, os.path.join(ROOT, "bench", "shapeloop.py"), "--port", str(port)]
     return [sys.executable, "-m", "reactor", "-p", str(port), "--data-dir", data, "--fsync", "everysec"]
 
 
 # the reference loops of compare.py, as `trees` of their own
-REFERENCES = ("<reference loop>", "<write-through loop>")
+REFERENCES = ("<reference loop>", "<write-through loop>", "<shape loop>")
 
 
 def measure(tree, label, base, workloads, requests, windows=1):
@@ -168,7 +170,7 @@ def main():
     )
     p.add_argument(
         "--references", action="store_true",
-        help="also measure bench/refloop.py, the dict loop and the write-through loop (--data), as compare.py runs them",
+        help="also measure the reference loops as compare.py runs them: bench/refloop.py (the dict loop, and with --data the write-through loop) and bench/shapeloop.py",
     )
     p.add_argument("--json")
     args = p.parse_args()

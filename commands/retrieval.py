@@ -14,6 +14,7 @@ KEYS_PER_TURN = 1000
 SMALL_VALUE = 4096
 # The most one small hit adds to a reply: its VALUE line and its value
 HIT_MAX = len(b"VALUE  4294967295 4096\r\n\r\n") + KEY_MAX_LENGTH + SMALL_VALUE
+END_SIZE = len(END)
 
 
 class Retrieval:
@@ -64,17 +65,20 @@ def get_hits(session, keys, room):
     if items is None:
         return None
     parts = []
-    for key, item in zip(keys, items):
+    made = END_SIZE
+    for item in items:
         value = item.value
         if len(value) >= SMALL_VALUE:
             return None
-        parts.append(b"VALUE %s %d %d\r\n%s\r\n" % (key, item.flags, len(value), value))
+        part = b"VALUE %s %d %d\r\n%s\r\n" % (item.key, item.flags, len(value), value)
+        made += len(part)
+        parts.append(part)
     parts.append(END)
     session.out.extend(parts)
     c = session.counters
     c.cmd_get += len(keys)
     c.get_hits += len(keys)
-    return sum(map(len, parts))
+    return made
 
 
 def retrieve_keys(session, keys, with_cas, exptime, start=0):
