@@ -221,6 +221,11 @@ def test_getting_a_251_byte_key_is_a_bad_format_and_nothing_else(session):
     assert session.feed(b"gat 1 a " + K251 + b"\r\n") == BAD_FORMAT
 
 
+def test_a_get_line_ends_at_a_nul_as_memcached_reads_it_as_a_c_string(session):
+    session.feed(set_cmd(b"a", b"1") + set_cmd(b"c", b"2"))
+    assert session.feed(b"get a\0b c\r\nget c\r\n") == hit(b"a", b"1") + hit(b"c", b"2")
+
+
 @pytest.mark.parametrize(
     "command", [b"delete %s\r\n", b"incr %s 1\r\n", b"decr %s 1\r\n", b"touch %s 1\r\n"]
 )
