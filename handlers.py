@@ -672,10 +672,13 @@ class Session:
         keys of legal length), up to `commands` lines and `room` reply bytes,
         with the same retrieval as `get`; (new pos, lines run, reply bytes),
         or None if the first line is not that plain."""
-        # (the caller saw buf[pos:] start with "get ": each further line's
-        # start is looked at only if there is one, as startswith() costs
-        # more than the rest of a get's parsing)
-        ran = made = 0
+        # The run of plain lines is parsed first: when all its keys are hits,
+        # one get_hits answers every line (a pipelining client's stream).
+        # (The caller saw buf[pos:] start with "get "; a further line's start
+        # is looked at only if there is one: startswith() costs more than
+        # the rest of a get's parsing.)
+        lines = []
+        ends = []
         end = len(buf)
         while True:
             start = pos + 4
@@ -691,28 +694,44 @@ class Session:
             ):
                 break
             pos = nl + 1
+            lines.append(keys)
+            ends.append(pos)
+            if pos == end or len(lines) >= commands or not buf.startswith(b"get ", pos):
+                break
+        if not lines:
+            return None
+        try:
+            if len(lines) == 1:
+                made = get_hits(self, keys, room)
+            else:
+                made = get_hits(self, [key for keys in lines for key in keys], room, list(map(len, lines)))
+        except StoreError as e:
+            if len(lines) > 1:
+                made = None  # (which line failed is found one line at a time below)
+            else:
+                self.commands += 1
+                self._fail(e)  # (the feed loop's funnel)
+                return pos, 1, 0
+        if made is not None:
+            self.commands += len(lines)
+            return pos, len(lines), made
+        # one line at a time: a miss, a large value, a reply that may pause
+        made = 0
+        ran = 0
+        for keys in lines:
             ran += 1
             self.commands += 1
             try:
-                hit = get_hits(self, keys, room - made)
-                if hit is not None:
-                    made += hit
-                else:
+                hit = get_hits(self, keys, room - made) if len(lines) > 1 else None
+                if hit is None:
                     self.room = room - made
-                    made += retrieve_keys(self, keys, False, None)
+                    hit = retrieve_keys(self, keys, False, None)
+                made += hit
             except StoreError as e:
                 self._fail(e)  # (the feed loop's funnel, for the lines run here)
-            if (
-                self.work is not None  # paused at a limit: feed() takes it from here
-                or pos == end
-                or ran >= commands
-                or made >= room
-                or not buf.startswith(b"get ", pos)
-            ):
-                break
-        if not ran:
-            return None
-        return pos, ran, made
+            if self.work is not None or made >= room:
+                break  # paused at a limit, or the room is full: feed() takes it from here
+        return ends[ran - 1], ran, made
 
     def _check_unended_line(self, buf, pos):
         pending = len(buf) - pos

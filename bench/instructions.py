@@ -7,12 +7,15 @@ VM whose timed rounds move 10% (bench/compare.py stays the measure of
 speed; this says where it went and whether a change cost anything).
 
     python bench/instructions.py [--against REV] [--references] [--requests 3000] [--windows 5]
-        [--workloads get1,set1k,get50,mget10] [--json out.json]
+        [--workloads get1,set1k,get50,mget10,getp16] [--json out.json]
 
 Each workload is deterministic on the client side (the same keys, the same
 order); get50 writes one get on each of 50 connections and then reads the
 50 replies, so the loop serves several connections per select, as under
-the get100 benchmark (how many it finds at once can vary a little).
+the get100 benchmark (how many it finds at once can vary a little);
+getp16 writes 16 gets in one send on one connection and reads the 16
+replies, a pipelining client's stream (get100-p16's shape at one
+connection).
 Servers run `--fsync everysec` on a fresh data dir filled with the same
 keys (2,000 of 100 bytes, 500 of 1 KB: compare.py's shape, fewer, as a
 set under callgrind takes some milliseconds).
@@ -81,7 +84,28 @@ def mget10(socks, n):
     return n
 
 
-WORKLOADS = {"get1": (get1, 1), "set1k": (set1k, 1), "get50": (get50, 50), "mget10": (mget10, 1)}
+def getp16(socks, n):
+    """16 gets pipelined in one write, as compare.py's -p16 workloads send them."""
+    s = socks[0]
+    batches = max(1, n // 16)
+    for b in range(batches):
+        s.sendall(b"".join(b"get key:%d\r\n" % ((b * 16 + k) * 7 % KEYS) for k in range(16)))
+        buf = b""
+        while buf.count(b"END\r\n") < 16:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise RuntimeError("server closed the connection")
+            buf += chunk
+    return batches * 16
+
+
+WORKLOADS = {
+    "get1": (get1, 1),
+    "set1k": (set1k, 1),
+    "get50": (get50, 50),
+    "mget10": (mget10, 1),
+    "getp16": (getp16, 1),
+}
 
 
 def callgrind(pid, *flags):

@@ -53,19 +53,22 @@ def retrieve(session, keys, with_cas, exptime):
     retrieve_keys(session, keys, with_cas, exptime)
 
 
-def get_hits(session, keys, room):
-    """A `get` key list answered at once when every key is in memory and
-    alive with a small value and the reply cannot reach `room` (so it could
-    not pause): the usual get, without retrieve_keys' general way. The
-    reply bytes it made, or None with nothing answered (retrieve_keys then
-    answers it; a key bumped here stays bumped)."""
-    if len(keys) * HIT_MAX >= room or len(keys) > KEYS_PER_TURN or session.server.settings.detail_enabled:
+def get_hits(session, keys, room, counts=None):
+    """A plain `get` key list, or a pipelined run of them (`keys` all their
+    keys, `counts` how many each line has), answered at once when every key
+    is in memory and alive with a small value and the replies cannot reach
+    `room` (so none could pause): the usual get without retrieve_keys'
+    general way, a run of them in one store call. The reply bytes it made,
+    or None with nothing answered (retrieve_keys then answers them; a key
+    bumped here stays bumped)."""
+    ends = END_SIZE if counts is None else len(counts) * END_SIZE
+    if len(keys) * HIT_MAX + ends >= room or len(keys) > KEYS_PER_TURN or session.server.settings.detail_enabled:
         return None
     items = session.store.hits(keys)
     if items is None:
         return None
     parts = []
-    made = END_SIZE
+    made = ends
     for item in items:
         value = item.value
         if len(value) >= SMALL_VALUE:
@@ -73,7 +76,16 @@ def get_hits(session, keys, room):
         part = b"VALUE %s %d %d\r\n%s\r\n" % (item.key, item.flags, len(value), value)
         made += len(part)
         parts.append(part)
-    parts.append(END)
+    if counts is None:
+        parts.append(END)
+    else:  # (an END after each line's values)
+        lined = []
+        i = 0
+        for n in counts:
+            lined += parts[i : i + n]
+            lined.append(END)
+            i += n
+        parts = lined
     session.out.extend(parts)
     c = session.counters
     c.cmd_get += len(keys)

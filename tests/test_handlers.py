@@ -708,6 +708,19 @@ def test_a_store_error_of_any_family_is_its_server_error_and_the_stream_goes_on(
     assert stats(filled)["persist_errors"] == "1"
 
 
+def test_a_store_error_in_a_pipelined_run_of_gets_is_the_failing_line_s_alone(filled, store, monkeypatch):
+    hits = store.hits
+
+    def failing(keys):
+        if b"n" in keys:
+            raise handlers.StoreError("disk on fire")
+        return hits(keys)
+
+    monkeypatch.setattr(store, "hits", failing)
+    replies = filled.feed(b"get k\r\nget n\r\nget k\r\n")
+    assert replies == hit(b"k", b"old") + b"SERVER_ERROR disk on fire\r\n" + hit(b"k", b"old")
+
+
 @pytest.mark.parametrize("family", ["storage", "meta-ms"])
 def test_a_disk_full_on_a_write_is_memcached_s_out_of_memory(filled, store, monkeypatch, family):
     line, method = FAMILY_CALLS[family]

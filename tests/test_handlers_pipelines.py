@@ -235,6 +235,25 @@ def test_a_pipeline_with_the_next_command_glued_on_answers_all_in_order(session)
     assert session.feed(PIPELINE_BYTES + b"get b\r\n") == PIPELINE_REPLY + END
 
 
+def test_pipelined_plain_gets_all_hits_are_answered_each_with_its_end(session):
+    session.feed(b"set a 0 0 1\r\n1\r\nset b 3 0 2\r\n22\r\n")
+    replies = session.feed(b"get a\r\nget a b\r\nget b\r\n")
+    assert replies == value(b"a", b"1") + END + value(b"a", b"1") + value(b"b", b"22", 3) + END + value(b"b", b"22", 3) + END
+
+
+def test_pipelined_plain_gets_with_a_miss_among_them_answer_each_line_in_order(session):
+    session.feed(b"set a 0 0 1\r\n1\r\n")
+    replies = session.feed(b"get a\r\nget nope\r\nget a nope a\r\nget a\r\n")
+    assert replies == value(b"a", b"1") + END + END + value(b"a", b"1") * 2 + END + value(b"a", b"1") + END
+
+
+def test_pipelined_plain_gets_count_each_line_and_key(session):
+    session.feed(b"set a 0 0 1\r\n1\r\n")
+    session.feed(b"get a\r\nget a a\r\nget a\r\n")
+    rows = dict(line.split(b" ")[1:3] for line in session.feed(b"stats\r\n").split(b"\r\n") if line.startswith(b"STAT "))
+    assert (rows[b"cmd_get"], rows[b"get_hits"]) == (b"4", b"4")
+
+
 def test_a_pipeline_cut_anywhere_in_two_is_answered_the_same(tmp_path):
     # every cut point, each on a fresh store (the pipeline changes the items)
     step = 23  # the 2000-byte value is uniform: sample it, but cut at every line end
